@@ -1,0 +1,542 @@
+"""Data layer: a simgen Zarr store -> transformed CSI tensors, splits and neighbour sequences.
+
+Conventions used throughout ``loc`` (per sample, after the TRP/antenna/subcarrier selection):
+
+    raw CSI    complex64 (G, A, C)     G = n_trp * n_ue_ant link groups, A = TRP antennas,
+                                       C = subcarriers (the store's (trp, ue_ant, trp_ant,
+                                       subcarrier) axes with trp and ue_ant merged)
+    features   float32   (G, A, C, 2)  scale * CSI (or its angle-delay DFT), last axis (Re, Im)
+    location   float64   (2,)          (x, y) in metres, scene frame (or relative to the first
+                                       selected TRP with ``frame="trp"``)
+
+For one TRP with a 32-element array, one UE antenna and 32 subcarriers a feature is
+(1, 32, 32, 2), i.e. the paper's (32, 32, 2) tensor; flattening it gives the paper's
+(ant, car, re/im) order.
+
+Reads are lazy: ``CSIStore.read`` fetches only the sample chunks it needs and keeps the most
+recent ones (already transformed) in a small LRU cache; nothing copies the whole CSI array.
+``FeatureBank`` can instead preload a chosen subset once (e.g. onto the GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+import zarr
+
+from loc.errors import ConfigError, DataError
+from simgen.schema import LinkState
+
+REQUIRED_VARIABLES = ("csi", "ue_position", "link_state")
+CSI_DIMS = ("sample", "trp", "ue_ant", "trp_ant", "subcarrier")
+Domain = Literal["freq", "angle_delay"]
+Frame = Literal["absolute", "trp"]
+
+
+# ----------------------------------------------------------------------------- store access
+
+
+def list_groups(path: str | Path) -> list[str]:
+    """Names of the condition groups (e.g. ``["dry", "rain_25mmh"]``) in a store."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"store not found: {path}")
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as e:  # zarr raises several unrelated types for a non-store path
+        raise DataError(f"not a Zarr store: {path} ({e.__class__.__name__})") from None
+    return sorted(root.group_keys())
+
+
+def open_group(path: str | Path, group: str) -> xr.Dataset:
+    """Open one condition group lazily (no array data is read).
+
+    Raises DataError when the store/group is missing or lacks a required variable.
+    """
+    groups = list_groups(path)
+    if group not in groups:
+        raise DataError(f"group {group!r} not in store {path} (groups: {', '.join(groups) or 'none'})")
+    ds = xr.open_zarr(str(path), group=group, consolidated=False, chunks=None)
+    missing = [v for v in REQUIRED_VARIABLES if v not in ds.variables]
+    if missing:
+        raise DataError(f"group {group!r} of {path} lacks variable(s): {', '.join(missing)}")
+    if tuple(ds["csi"].dims) != CSI_DIMS:
+        raise DataError(f"csi has dims {ds['csi'].dims}, expected {CSI_DIMS}")
+    return ds
+
+
+def parse_index_list(text: str | None) -> tuple[int, ...] | None:
+    """Parse ``"all"``/``""`` -> None, ``"0,2,5"`` -> (0, 2, 5), ``"0:32"`` -> (0, ..., 31)."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if ":" in part:
+                a, b = part.split(":")
+                out.extend(range(int(a), int(b)))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise ConfigError(f"cannot parse index list {text!r} (use e.g. '0,2' or '0:32')") from None
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which TRPs, UE antennas, TRP antennas and subcarriers to use (None = all)."""
+
+    trps: tuple[int, ...] | None = None
+    ue_ants: tuple[int, ...] | None = None
+    trp_ants: tuple[int, ...] | None = None
+    subcarriers: tuple[int, ...] | None = None
+
+    _DIMS = {"trps": "trp", "ue_ants": "ue_ant", "trp_ants": "trp_ant", "subcarriers": "subcarrier"}
+
+    def resolve(self, sizes: dict[str, int]) -> Selection:
+        """Replace None by every index and check ranges against the store's dim sizes."""
+        kw = {}
+        for field, dim in self._DIMS.items():
+            idx = getattr(self, field)
+            n = sizes[dim]
+            idx = tuple(range(n)) if idx is None else tuple(int(i) for i in idx)
+            if not idx or any(i < 0 or i >= n for i in idx) or len(set(idx)) != len(idx):
+                raise ConfigError(f"bad {field} selection {idx}: the store has {n} {dim}(s)")
+            kw[field] = idx
+        return Selection(**kw)
+
+    def isel(self) -> dict[str, list[int]]:
+        """Keyword arguments for ``xarray.Dataset.isel`` (call on a resolved selection)."""
+        return {dim: list(getattr(self, f)) for f, dim in self._DIMS.items()}
+
+    def to_dict(self) -> dict:
+        return {f: None if getattr(self, f) is None else list(getattr(self, f)) for f in self._DIMS}
+
+    @staticmethod
+    def from_dict(d: dict) -> Selection:
+        return Selection(**{k: None if v is None else tuple(v) for k, v in d.items()})
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def dft_matrices(n_ant: int, n_sc: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unitary angle and delay DFT matrices of spec §6.2 (complex128).
+
+    F_angle[i, j] = exp(-j 2 pi i (j - n_ant/2) / n_ant) / sqrt(n_ant)   (i: angle bin, j: antenna)
+    F_delay[i, j] = exp(-j 2 pi i j / n_sc) / sqrt(n_sc)                  (i: delay bin, j: subcarrier)
+    """
+    i, j = np.meshgrid(np.arange(n_ant), np.arange(n_ant), indexing="ij")
+    f_angle = np.exp(-2j * np.pi * i * (j - n_ant // 2) / n_ant) / math.sqrt(n_ant)
+    i, j = np.meshgrid(np.arange(n_sc), np.arange(n_sc), indexing="ij")
+    f_delay = np.exp(-2j * np.pi * i * j / n_sc) / math.sqrt(n_sc)
+    return f_angle, f_delay
+
+
+def angle_delay(h: np.ndarray) -> np.ndarray:
+    """Angle-delay CSI H_AD = F_angle @ H @ F_delay^H over the last two axes (A, C).
+
+    Unitary (energy preserving, inverted by F_angle^H @ H_AD @ F_delay). Returns complex64.
+    """
+    f_angle, f_delay = dft_matrices(h.shape[-2], h.shape[-1])
+    return (f_angle @ h.astype(np.complex128) @ f_delay.conj().T).astype(np.complex64)
+
+
+def to_real(h: np.ndarray) -> np.ndarray:
+    """complex (...,) -> float32 (..., 2) with the last axis (Re, Im)."""
+    return np.stack([h.real, h.imag], axis=-1).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class CSITransform:
+    """raw complex CSI (..., G, A, C) -> float32 features (..., G, A, C, 2).
+
+    scale: constant multiplier (the paper uses 1e4 at 3.5 GHz, 1e5 at 60 GHz); None means
+        "derive from data": ``fit`` sets it to 1 / RMS(|H|) over the training samples, so the
+        scaled CSI has unit mean power. Raw simgen CSI is a path gain (~1e-4..1e-8).
+    domain: "freq" keeps the CFR; "angle_delay" applies the unitary 2-D DFT first.
+    """
+
+    scale: float | None = None
+    domain: Domain = "freq"
+
+    def __post_init__(self) -> None:
+        if self.domain not in ("freq", "angle_delay"):
+            raise ConfigError(f"unknown CSI domain {self.domain!r} (freq | angle_delay)")
+        if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
+            raise ConfigError(f"CSI scale must be a positive number, got {self.scale}")
+
+    def fit(self, raw: np.ndarray) -> CSITransform:
+        """Return a copy with a data-derived scale (unchanged if the scale is already set)."""
+        if self.scale is not None:
+            return self
+        rms = float(np.sqrt(np.mean(np.abs(raw.astype(np.complex128)) ** 2)))
+        if not (rms > 0 and math.isfinite(rms)):
+            raise DataError("cannot derive a CSI scale: the selected CSI is all zero or not finite")
+        return dataclasses.replace(self, scale=1.0 / rms)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        if self.scale is None:
+            raise ConfigError("CSITransform has no scale yet: call fit() or give a constant")
+        h = raw * np.float32(self.scale)
+        if self.domain == "angle_delay":
+            h = angle_delay(h)
+        return to_real(h)
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class CSIStore:
+    """One condition group of a simgen store with a selection and a transform.
+
+    Small per-sample arrays (positions, link states) are loaded eagerly; CSI is read lazily
+    by sample chunk, transformed, and kept in an LRU cache of ``cache_mb`` megabytes.
+
+    Attributes:
+        xy: float64 (N, 2) UE location in metres (scene frame, or TRP-relative).
+        link_state: int8 (N, n_trp_selected) ``simgen.schema.LinkState`` codes (-1 = not rendered).
+        valid: bool (N,) finite position and at least one selected link with a path.
+        shape: (G, A, C) of one sample's CSI after selection.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        group: str = "dry",
+        selection: Selection = Selection(),
+        transform: CSITransform = CSITransform(),
+        frame: Frame = "absolute",
+        cache_mb: float = 256.0,
+    ) -> None:
+        self.path, self.group, self.frame = str(path), group, frame
+        self.ds = open_group(path, group)
+        self.selection = selection.resolve(dict(self.ds["csi"].sizes))
+        self.transform = transform
+        sel = self.selection
+        self._csi = self.ds["csi"].isel(**{k: v for k, v in sel.isel().items()})  # still lazy
+        xyz = np.asarray(self.ds["ue_position"].values, dtype=np.float64)
+        self.xyz = xyz
+        xy = xyz[:, :2].copy()
+        if frame == "trp":
+            if "trp_position" not in self.ds.variables:
+                raise DataError("frame='trp' needs trp_position in the store")
+            xy -= np.asarray(self.ds["trp_position"].values, dtype=np.float64)[sel.trps[0], :2]
+        elif frame != "absolute":
+            raise ConfigError(f"unknown frame {frame!r} (absolute | trp)")
+        self.xy = xy
+        self.link_state = np.asarray(self.ds["link_state"].isel(trp=list(sel.trps)).values, np.int8)
+        has_path = (self.link_state >= 0) & (self.link_state != LinkState.NO_PATH)
+        self.valid = np.isfinite(xyz).all(axis=1) & has_path.any(axis=1)
+        n_t, n_u = len(sel.trps), len(sel.ue_ants)
+        self.shape = (n_t * n_u, len(sel.trp_ants), len(sel.subcarriers))
+        enc = self.ds["csi"].encoding.get("chunks") or (256,)
+        self.chunk = int(min(max(enc[0], 1), 4096))
+        per_chunk_mb = self.chunk * math.prod(self.shape) * 2 * 4 / 2**20
+        self._cache_chunks = max(1, int(cache_mb / max(per_chunk_mb, 1e-9)))
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.xy.shape[0])
+
+    @property
+    def carrier_frequency(self) -> float | None:
+        """Carrier frequency in Hz from the root attributes, when the store has it."""
+        try:
+            return float(zarr.open_group(self.path, mode="r").attrs["carrier_frequency"])
+        except Exception:
+            return None
+
+    def _read_chunk_raw(self, c: int) -> np.ndarray:
+        a, b = c * self.chunk, min((c + 1) * self.chunk, len(self))
+        raw = np.asarray(self._csi.isel(sample=slice(a, b)).values)  # (n, T, U, A, C)
+        return raw.reshape(b - a, *self.shape)
+
+    def read_raw(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Raw complex64 CSI (len(idx), G, A, C) of the given sample indices (no cache)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), *self.shape), np.complex64)
+        for c in np.unique(idx // self.chunk):
+            m = idx // self.chunk == c
+            out[m] = self._read_chunk_raw(int(c))[idx[m] - c * self.chunk]
+        return out
+
+    def read(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Transformed float32 features (len(idx), G, A, C, 2), through the chunk cache."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise DataError(f"sample index out of range 0..{len(self) - 1}")
+        out = np.empty((len(idx), *self.shape, 2), np.float32)
+        chunks = idx // self.chunk
+        for c in np.unique(chunks):
+            c = int(c)
+            block = self._cache.get(c)
+            if block is None:
+                block = self.transform(self._read_chunk_raw(c))
+                self._cache[c] = block
+                while len(self._cache) > self._cache_chunks:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(c)
+            m = chunks == c
+            out[m] = block[idx[m] - c * self.chunk]
+        return out
+
+    def fit_transform(self, idx: np.ndarray, max_samples: int = 4096, seed: int = 0) -> CSITransform:
+        """Derive the scale from (up to ``max_samples`` of) the given samples if it is unset."""
+        if self.transform.scale is None:
+            idx = np.asarray(idx)
+            if len(idx) > max_samples:
+                idx = np.sort(np.random.default_rng(seed).choice(idx, max_samples, replace=False))
+            self.set_transform(self.transform.fit(self.read_raw(idx)))
+        return self.transform
+
+    def set_transform(self, transform: CSITransform) -> None:
+        self.transform = transform
+        self._cache.clear()
+
+    def describe(self) -> dict:
+        """JSON-able description used in checkpoints and reports."""
+        return {
+            "path": self.path,
+            "group": self.group,
+            "frame": self.frame,
+            "selection": self.selection.to_dict(),
+            "transform": dataclasses.asdict(self.transform),
+            "shape": list(self.shape),
+        }
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Disjoint global sample indices. ``train`` is also the neighbour database."""
+
+    train: np.ndarray
+    test: np.ndarray
+
+
+def split_indices(
+    valid: np.ndarray | int,
+    n_train: int,
+    n_test: int,
+    seed: int = 1,
+    test_start: int | None = None,
+) -> Split:
+    """Seeded split by count (spec §2.1): permute the usable samples once,
+    train = perm[:n_train], test = perm[test_start : test_start + n_test].
+
+    ``test_start`` defaults to ``len(perm) - n_test`` (the tail), so the test set is the same for
+    every training size and smaller training sets are subsets of larger ones.
+
+    Args:
+        valid: bool mask of usable samples (N,), or a sample count (all usable).
+    """
+    mask = np.ones(valid, bool) if isinstance(valid, int | np.integer) else np.asarray(valid, bool)
+    cand = np.flatnonzero(mask)
+    n = len(cand)
+    if n_train < 1 or n_test < 0:
+        raise ConfigError(f"need n_train >= 1 and n_test >= 0, got {n_train}, {n_test}")
+    if test_start is None:
+        test_start = n - n_test
+    if n_train + n_test > n or test_start < n_train or test_start + n_test > n:
+        raise DataError(
+            f"cannot split {n} usable samples into {n_train} train + {n_test} test "
+            f"(test from position {test_start})"
+        )
+    perm = cand[np.random.default_rng(seed).permutation(n)]
+    return Split(train=perm[:n_train], test=perm[test_start : test_start + n_test])
+
+
+# ----------------------------------------------------------------------------- neighbours
+
+
+def knn(
+    query_xy: np.ndarray,
+    db_xy: np.ndarray,
+    k: int,
+    exclude: np.ndarray | None = None,
+    block: int = 2048,
+) -> np.ndarray:
+    """Rows of the k nearest database points for each query, nearest first.
+
+    Args:
+        query_xy: (M, 2) metres. db_xy: (N, 2) metres.
+        exclude: optional (M,) database row to skip per query (-1 = none), e.g. the query itself.
+    Returns: int64 (M, k).
+    """
+    n_db = len(db_xy)
+    n_avail = n_db - (1 if exclude is not None and (np.asarray(exclude) >= 0).any() else 0)
+    if k > n_avail:
+        raise DataError(f"need {k} neighbours but the database has only {n_avail} samples")
+    db = torch.as_tensor(np.asarray(db_xy, np.float64))
+    out = np.empty((len(query_xy), k), np.int64)
+    for a in range(0, len(query_xy), block):
+        q = torch.as_tensor(np.asarray(query_xy[a : a + block], np.float64))
+        d = torch.cdist(q, db)
+        if exclude is not None:
+            ex = torch.as_tensor(np.asarray(exclude[a : a + block], np.int64))
+            rows = torch.nonzero(ex >= 0).squeeze(1)
+            d[rows, ex[rows]] = math.inf
+        out[a : a + block] = torch.topk(d, k, dim=1, largest=False, sorted=True).indices.numpy()
+    return out
+
+
+def coarse_locations(xy: np.ndarray, l: float, rng: np.random.Generator) -> np.ndarray:
+    """Coarse (GNSS-like) location x' = x + U[-l, l] independently per axis (spec §1.5), metres."""
+    if l < 0:
+        raise ConfigError(f"coarse location error l must be >= 0, got {l}")
+    return xy + rng.uniform(-l, l, size=xy.shape) if l > 0 else xy.copy()
+
+
+def _rows_in(db: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Row of each query in ``db`` or -1 when absent."""
+    order = np.argsort(db)
+    pos = np.searchsorted(db, queries, sorter=order)
+    pos = np.clip(pos, 0, len(db) - 1)
+    rows = order[pos]
+    return np.where(db[rows] == queries, rows, -1)
+
+
+def neighbour_sequences(
+    xy: np.ndarray,
+    db: np.ndarray,
+    queries: np.ndarray,
+    k: int = 64,
+    l: float = 0.0,
+    rng: np.random.Generator | None = None,
+    exclude_self: bool = True,
+) -> np.ndarray:
+    """Neighbourhood-sampling sequences [k nearest database samples..., query] (spec §2.2/§2.4).
+
+    Args:
+        xy: (N, 2) locations of every store sample (metres).
+        db, queries: global sample indices of the database (the training set of the scenario
+            being trained or evaluated) and of the queries.
+        l: coarse-location error half-width (0 for training, where the true x is used;
+            1 m by default at test time).
+        exclude_self: a query that is also in the database is not its own neighbour.
+    Returns: int64 (M, k + 1) global indices; column -1 is the query.
+    """
+    db, queries = np.asarray(db, np.int64), np.asarray(queries, np.int64)
+    q_xy = xy[queries]
+    if l > 0:
+        q_xy = coarse_locations(q_xy, l, rng if rng is not None else np.random.default_rng(0))
+    exclude = _rows_in(db, queries) if exclude_self else None
+    rows = knn(q_xy, xy[db], k, exclude)
+    return np.concatenate([db[rows], queries[:, None]], axis=1)
+
+
+def random_sequences(
+    db: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    exclude_self: bool = True,
+) -> np.ndarray:
+    """Random-sampling sequences [k random database samples..., query] (spec §2.3), fixed once.
+
+    Returns: int64 (M, k + 1) global indices; column -1 is the query.
+    """
+    db, queries = np.asarray(db, np.int64), np.asarray(queries, np.int64)
+    exclude = _rows_in(db, queries) if exclude_self else np.full(len(queries), -1)
+    n_avail = len(db) - int((exclude >= 0).any())
+    if k > n_avail:
+        raise DataError(f"need {k} neighbours but the database has only {n_avail} samples")
+    out = np.empty((len(queries), k + 1), np.int64)
+    for i, ex in enumerate(exclude):
+        if ex >= 0:
+            r = rng.choice(len(db) - 1, size=k, replace=False)
+            r += r >= ex
+        else:
+            r = rng.choice(len(db), size=k, replace=False)
+        out[i, :k] = db[r]
+    out[:, k] = queries
+    return out
+
+
+# ----------------------------------------------------------------------------- torch side
+
+
+class FeatureBank:
+    """Gathers transformed CSI for arbitrary index arrays as torch tensors on a device.
+
+    Lazy by default (reads through the store's chunk cache). With ``preload`` the given samples
+    are read once (chunk by chunk) into one device tensor and later gathers are pure indexing;
+    this is what GPU training uses (40k x 32 x 32 x 2 float32 = 328 MB, read once, not per epoch).
+    """
+
+    def __init__(
+        self,
+        store: CSIStore,
+        device: torch.device | str = "cpu",
+        preload: np.ndarray | None = None,
+    ) -> None:
+        self.store, self.device = store, torch.device(device)
+        self._table: torch.Tensor | None = None
+        self._row: np.ndarray | None = None
+        if preload is not None:
+            pre = np.unique(np.asarray(preload, np.int64))
+            self._row = np.full(len(store), -1, np.int64)
+            self._row[pre] = np.arange(len(pre))
+            self._table = torch.from_numpy(store.read(pre)).to(self.device)
+
+    def __call__(self, idx: np.ndarray) -> torch.Tensor:
+        """Features (*idx.shape, G, A, C, 2) float32 on the bank's device."""
+        idx = np.asarray(idx, np.int64)
+        if self._table is not None:
+            rows = self._row[idx]
+            if (rows < 0).any():
+                raise DataError("requested a sample that was not preloaded")
+            return self._table[torch.from_numpy(rows).to(self.device)]
+        flat = idx.reshape(-1)
+        uniq, inv = np.unique(flat, return_inverse=True)
+        feats = torch.from_numpy(self.store.read(uniq))[torch.from_numpy(inv)]
+        return feats.reshape(*idx.shape, *feats.shape[1:]).to(self.device)
+
+    def xy(self, idx: np.ndarray) -> torch.Tensor:
+        """Locations (*idx.shape, 2) float32 metres on the bank's device."""
+        return torch.as_tensor(self.store.xy[np.asarray(idx)], dtype=torch.float32, device=self.device)
+
+
+class CSIDataset(torch.utils.data.Dataset):
+    """Per-sample (features (G, A, C, 2), xy (2,)) for ``torch.utils.data.DataLoader`` users.
+
+    ``__getitems__`` reads a whole batch through the chunk cache in one go.
+    """
+
+    def __init__(self, store: CSIStore, indices: np.ndarray) -> None:
+        self.store, self.indices = store, np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(t[0] for t in self.__getitems__([i]))  # type: ignore[return-value]
+
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self.indices[np.asarray(items)]
+        return torch.from_numpy(self.store.read(g)), torch.from_numpy(self.store.xy[g].astype(np.float32))
+
+
+class SequenceDataset(CSIDataset):
+    """Per-sequence (features (k+1, G, A, C, 2), xy (k+1, 2)) from a (M, k+1) index table."""
+
+    def __init__(self, store: CSIStore, sequences: np.ndarray) -> None:
+        super().__init__(store, sequences)
+
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self.indices[np.asarray(items)]  # (b, k+1)
+        uniq, inv = np.unique(g, return_inverse=True)
+        feats = torch.from_numpy(self.store.read(uniq))[torch.from_numpy(inv.reshape(g.shape))]
+        return feats, torch.from_numpy(self.store.xy[g].astype(np.float32))

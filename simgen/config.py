@@ -1,0 +1,298 @@
+"""Scene configuration (``scenes/*.yaml``): strict pydantic models and a loader with one-line errors.
+
+Units are in the key names (``_m``, ``_hz``, ``_deg``, ``_dbm``). Positions are metres in the
+scene frame. Unknown keys and wrong types are refused; the error names the YAML key, e.g.
+``scenes/x.yaml: trps[1].position: expected 3 numbers [x, y, z] in metres``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
+
+
+def _as_int(v: object) -> object:
+    """Accept integral floats such as ``1e5`` for counts."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _finite(v: float) -> float:
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return v
+
+
+Count = Annotated[int, BeforeValidator(_as_int), Field(gt=0)]
+Real = Annotated[float, AfterValidator(_finite)]
+Vec3 = Annotated[tuple[Real, Real, Real], Field(description="[x, y, z] in metres")]
+Range = Annotated[tuple[Real, Real], Field(description="[min, max] in metres")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ArrayConfig(Strict):
+    """A Sionna ``PlanarArray``: elements in the y-z plane, spacings in wavelengths."""
+
+    rows: Count = 1
+    cols: Count = 1
+    vertical_spacing: Annotated[Real, Field(gt=0)] = 0.5
+    horizontal_spacing: Annotated[Real, Field(gt=0)] = 0.5
+    pattern: Literal["iso", "dipole", "hw_dipole", "tr38901"] = "iso"
+    polarization: Literal["V", "H", "VH", "cross"] = "V"
+
+    @property
+    def num_ant(self) -> int:
+        dual = 2 if self.polarization in ("VH", "cross") else 1
+        return self.rows * self.cols * dual
+
+
+class TRPConfig(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    position: Vec3
+    look_at: Vec3 | None = None
+    orientation_deg: Vec3 | None = Field(None, description="yaw, pitch, roll in degrees")
+    tx_power_dbm: Real = 44.0
+
+    @model_validator(mode="after")
+    def _one_orientation(self) -> TRPConfig:
+        if self.look_at is not None and self.orientation_deg is not None:
+            raise ValueError("give either look_at or orientation_deg, not both")
+        return self
+
+
+class OFDMConfig(Strict):
+    num_subcarriers: Count
+    subcarrier_spacing_hz: Annotated[Real, Field(gt=0)] | None = None
+    bandwidth_hz: Annotated[Real, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _grid(self) -> OFDMConfig:
+        if (self.subcarrier_spacing_hz is None) == (self.bandwidth_hz is None):
+            raise ValueError("give exactly one of subcarrier_spacing_hz or bandwidth_hz")
+        return self
+
+    @property
+    def spacing_hz(self) -> float:
+        if self.subcarrier_spacing_hz is not None:
+            return self.subcarrier_spacing_hz
+        return self.bandwidth_hz / self.num_subcarriers
+
+
+class Region(Strict):
+    """Axis-aligned rectangle on the ground, scene frame."""
+
+    x: Range
+    y: Range
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Region:
+        if self.x[0] >= self.x[1] or self.y[0] >= self.y[1]:
+            raise ValueError("each range must be [min, max] with min < max")
+        return self
+
+
+class SamplingConfig(Strict):
+    grid_spacing_m: Annotated[Real, Field(gt=0)] | None = None
+    count: Count | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SamplingConfig:
+        if (self.grid_spacing_m is None) == (self.count is None):
+            raise ValueError("give exactly one of grid_spacing_m (regular grid) or count (random)")
+        return self
+
+
+class UEConfig(Strict):
+    height_m: Annotated[Real, Field(gt=0)] = 1.5
+    array: ArrayConfig = ArrayConfig()
+    regions: Annotated[list[Region], Field(min_length=1)]
+    sampling: SamplingConfig
+    min_distance_to_trp_m: Annotated[Real, Field(ge=0)] = 0.0
+    seed: int = 0
+
+
+class SolverConfig(Strict):
+    max_depth: Annotated[int, BeforeValidator(_as_int), Field(ge=0, le=10)] = 3
+    samples_per_src: Count = 100_000
+    max_num_paths_per_src: Count = 1_000_000
+    los: bool = True
+    specular_reflection: bool = True
+    diffuse_reflection: bool = False
+    refraction: bool = True
+    diffraction: bool = False
+    edge_diffraction: bool = False
+    seed: int = 42
+    batch_ues: Count = Field(64, description="UEs per PathSolver call; does not change results")
+
+
+class CategoriesConfig(Strict):
+    """Regular expressions on scene object names; anything unmatched counts as a building."""
+
+    ground: str = r"^(Plane|ground|floor|terrain)"
+    vehicle: str = r"(car|truck|bus|vehicle)"
+    foliage: str = r"(tree|foliage|vegetation|bush)"
+
+    @model_validator(mode="after")
+    def _compiles(self) -> CategoriesConfig:
+        for key in ("ground", "vehicle", "foliage"):
+            try:
+                re.compile(getattr(self, key))
+            except re.error as exc:
+                raise ValueError(f"{key}: invalid regular expression ({exc})") from exc
+        return self
+
+
+class WeatherConfig(Strict):
+    rain_rates_mm_h: Annotated[list[Annotated[Real, Field(ge=0, le=200)]], Field(min_length=1)] = [
+        0.0
+    ]
+    polarization: Literal["V", "H"] | Annotated[Real, Field(ge=0, le=90)] = "V"
+
+
+class OutputConfig(Strict):
+    path: str
+    chunk_samples: Count = 256
+    paths: bool = Field(False, description="store path-level arrays (path_*)")
+    max_paths: Count = 32
+
+
+class SceneConfig(Strict):
+    name: str
+    scene: str = Field(description="Sionna built-in scene name, Mitsuba XML path, or 'empty'")
+    frequency_hz: Annotated[Real, Field(gt=0)]
+    ofdm: OFDMConfig
+    trp_array: ArrayConfig = ArrayConfig()
+    trps: Annotated[list[TRPConfig], Field(min_length=1)]
+    ue: UEConfig
+    solver: SolverConfig = SolverConfig()
+    categories: CategoriesConfig = CategoriesConfig()
+    weather: WeatherConfig = WeatherConfig()
+    output: OutputConfig
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SceneConfig:
+        names = [t.name for t in self.trps]
+        if len(set(names)) != len(names):
+            raise ValueError("TRP names must be unique")
+        if len(set(self.weather.rain_rates_mm_h)) != len(self.weather.rain_rates_mm_h):
+            raise ValueError("weather.rain_rates_mm_h has duplicates")
+        return self
+
+    def content_hash(self) -> str:
+        """SHA-256 of everything that changes the data (not the output path or batch size)."""
+        d = self.model_dump(mode="json")
+        d["output"].pop("path")
+        d["solver"].pop("batch_ues")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``3.5e9`` (YAML 1.2 style) as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _key(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "tagged-union") or "[" in str(part):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _message(err: dict) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "too few values" if isinstance(err["loc"][-1], int) else "required key is missing"
+    return msg
+
+
+def builtin_scenes() -> list[str]:
+    """Names of Sionna RT's built-in scenes, found without importing ``sionna.rt``."""
+    spec = importlib.util.find_spec("sionna.rt")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = Path(list(spec.submodule_search_locations)[0]) / "scenes"
+    return sorted(p.name for p in root.iterdir() if (p / f"{p.name}.xml").is_file())
+
+
+def resolve_scene(scene: str, base: Path) -> str:
+    """Absolute XML path for a built-in name or a path relative to the YAML; 'empty' stays."""
+    if scene == EMPTY_SCENE:
+        return scene
+    if scene in builtin_scenes():
+        spec = importlib.util.find_spec("sionna.rt")
+        root = Path(list(spec.submodule_search_locations)[0]) / "scenes"
+        return str(root / scene / f"{scene}.xml")
+    path = (base / scene).resolve()
+    if path.suffix.lower() == ".xml" and path.is_file():
+        return str(path)
+    raise ConfigError(
+        f"scene: unknown scene {scene!r}: not a Sionna built-in ({', '.join(builtin_scenes())}),"
+        f" 'empty', or an existing Mitsuba .xml file"
+    )
+
+
+def parse_config(text: str, source: str = "<config>") -> SceneConfig:
+    """Validate YAML text; raise ConfigError('<source>: <key>: <problem>') on the first problem."""
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        # JSON mode: strict types, but YAML lists may fill tuples and ints may fill floats.
+        return SceneConfig.model_validate_json(json.dumps(data, default=str))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "missing" and isinstance(err["loc"][-1], int):
+            err["loc"] = err["loc"][:-1]
+        raise ConfigError(f"{source}: {_key(err['loc'])}: {_message(err)}") from None
+
+
+def load_config(path: str | Path) -> tuple[SceneConfig, str, str]:
+    """Read a scene YAML. Returns (config, YAML text, resolved scene path or 'empty')."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such scene file")
+    text = path.read_text()
+    cfg = parse_config(text, str(path))
+    return cfg, text, resolve_scene(cfg.scene, path.parent)

@@ -1,0 +1,21 @@
+"""Typed errors. The CLI prints ``str(error)`` as one line and exits non-zero."""
+
+
+class SimgenError(Exception):
+    """Base class for every error a user can act on (bad input, missing system library, ...)."""
+
+
+class ConfigError(SimgenError):
+    """The scene YAML is malformed or inconsistent; the message names the YAML key."""
+
+
+class BackendError(SimgenError):
+    """No usable Dr.Jit/Mitsuba backend (no GPU when one was asked for, no libLLVM >= 16)."""
+
+
+class StoreError(SimgenError):
+    """The Zarr store is missing, corrupt, or was made from a different configuration."""
+
+
+class RainModelError(SimgenError):
+    """Input outside the validity range of ITU-R P.838-3."""

@@ -1,0 +1,39 @@
+"""Per-link labels: link state from our own ray test of the TRP->UE segment, ToA, distance."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .scene import BUILDING, FOLIAGE, GROUND, VEHICLE, SceneContext
+from .schema import LinkState
+
+
+def link_state(ctx: SceneContext, ue_position: np.ndarray, num_paths: np.ndarray) -> np.ndarray:
+    """(B, T) int8 LinkState codes.
+
+    ue_position: (B, 3) metres; num_paths: (B, T) valid paths found by the solver.
+    NO_PATH if the solver found nothing; else NLOS if a building or the ground cuts the segment,
+    BLOCKED if only vehicles (and foliage) do, OLOS if only foliage does, LOS if nothing does.
+    """
+    b, t = num_paths.shape
+    origins = np.repeat(ctx.trp_position[None].astype(np.float64), b, 0).reshape(-1, 3)
+    targets = np.repeat(ue_position.astype(np.float64), t, 0)
+    cats = ctx.categories_of(ctx.hits(origins, targets)).reshape(b, t, -1)
+    state = np.full((b, t), LinkState.LOS, np.int8)
+    state[(cats == FOLIAGE).any(-1)] = LinkState.OLOS
+    state[(cats == VEHICLE).any(-1)] = LinkState.BLOCKED
+    state[((cats == BUILDING) | (cats == GROUND)).any(-1)] = LinkState.NLOS
+    state[num_paths == 0] = LinkState.NO_PATH
+    return state
+
+
+def first_arrival(tau: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(B, T) float32 s: smallest valid delay per link, NaN where there is none."""
+    t = np.where(valid, tau, np.inf).min(-1, initial=np.inf)
+    return np.where(np.isfinite(t), t, np.nan).astype(np.float32)
+
+
+def los_distance(trp_position: np.ndarray, ue_position: np.ndarray) -> np.ndarray:
+    """(B, T) float32 m: geometric TRP-UE distance."""
+    d = ue_position[:, None, :].astype(np.float64) - trp_position[None].astype(np.float64)
+    return np.linalg.norm(d, axis=-1).astype(np.float32)

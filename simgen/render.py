@@ -1,0 +1,222 @@
+"""``simgen render``: config -> scene -> (trace -> labels -> per-condition CSI -> write) per shard."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from . import channel, labels
+from .backend import Device, select_backend
+from .config import SamplingConfig, SceneConfig, load_config
+from .errors import StoreError
+from .rain import polarization_tilt
+from .store import Layout, Store, condition_name, create_or_resume
+from .trace import PathBatch, Tracer, concat
+
+Progress = Callable[[int], None]  # called with the number of samples just finished
+
+
+@dataclass
+class RenderPlan:
+    """Everything decided before tracing starts."""
+
+    cfg: SceneConfig
+    config_text: str
+    scene_path: str
+    out: Path
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class RenderResult:
+    store: Path
+    samples: int
+    trps: int
+    links_rendered: int
+    shards_rendered: int
+    shards_skipped: int
+    solver_calls: int
+    seconds: float
+    backend: str
+
+    @property
+    def links_per_s(self) -> float:
+        return self.links_rendered / self.seconds if self.seconds > 0 else float("nan")
+
+
+def plan(config_path: str | Path, *, out: str | Path | None = None, ue_count: int | None = None,
+         batch_ues: int | None = None) -> RenderPlan:
+    """Read and validate the config and apply command-line overrides."""
+    cfg, text, scene_path = load_config(config_path)
+    overrides = {}
+    if ue_count is not None:
+        ue = cfg.ue.model_copy(update={"sampling": SamplingConfig(count=ue_count)})
+        cfg = cfg.model_copy(update={"ue": ue})
+        overrides["ue_count"] = ue_count
+    if batch_ues is not None:
+        cfg = cfg.model_copy(update={"solver": cfg.solver.model_copy(update={"batch_ues": batch_ues})})
+    out_path = Path(out) if out is not None else Path(cfg.output.path)  # relative to the CWD
+    return RenderPlan(cfg, text, scene_path, out_path, overrides)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("simgen", "sionna-rt", "mitsuba", "drjit", "zarr", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def _select_paths(pb: PathBatch, max_paths: int) -> PathBatch:
+    """Keep the ``max_paths`` strongest paths per link (re-sorted by delay), pad to max_paths."""
+    p = pb.tau.shape[-1]
+    if p > max_paths:
+        power = np.where(pb.valid, (np.abs(pb.a) ** 2).mean(axis=(2, 3)), -1.0)
+        keep = np.sort(np.argsort(-power, axis=-1, kind="stable")[..., :max_paths], axis=-1)
+        take = lambda x: np.take_along_axis(x, keep, axis=-1)  # noqa: E731
+        pb = PathBatch(np.take_along_axis(pb.a, keep[:, :, None, None, :], axis=-1),
+                       take(pb.tau), take(pb.valid), take(pb.aod_az), take(pb.aod_zen),
+                       take(pb.aoa_az), take(pb.aoa_zen),
+                       np.take_along_axis(pb.interactions, keep[..., None], axis=2))
+    return pb
+
+
+def _path_arrays(pb: PathBatch, a: np.ndarray, max_paths: int, depth: int) -> dict:
+    """Path-level variables padded to (…, max_paths): NaN delay/angles, 0 gain for padding."""
+    p = pb.tau.shape[-1]
+    pad = max_paths - p
+
+    def padded(x: np.ndarray, fill, axis: int = -1) -> np.ndarray:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, pad)
+        return np.pad(x, widths, constant_values=fill)
+
+    def masked(x: np.ndarray) -> np.ndarray:
+        return padded(np.where(pb.valid, x, np.nan).astype(np.float32), np.nan)
+
+    inter = pb.interactions[..., :depth]
+    inter = np.pad(inter, [(0, 0)] * 3 + [(0, depth - inter.shape[-1])])
+    return {
+        "path_tau": masked(pb.tau),
+        "path_a": padded(a, 0),
+        "path_aod_az": masked(pb.aod_az),
+        "path_aod_zen": masked(pb.aod_zen),
+        "path_aoa_az": masked(pb.aoa_az),
+        "path_aoa_zen": masked(pb.aoa_zen),
+        "path_interactions": padded(inter, 0, axis=2),
+    }
+
+
+class Renderer:
+    """Holds the loaded scene and tracer; renders shards into a store."""
+
+    def __init__(self, p: RenderPlan, device: Device = "auto"):
+        self.plan = p
+        self.backend = select_backend(device)
+        from . import scene  # imports sionna.rt: only after the backend is chosen
+
+        self.ctx = scene.load(p.cfg, p.scene_path)
+        self.ue_position = scene.sample_ues(p.cfg, self.ctx)
+        self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
+        cfg = p.cfg
+        self.frequencies = cfg.frequency_hz + channel.subcarrier_offsets(
+            cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz)
+        self.conditions = {condition_name(r): r for r in cfg.weather.rain_rates_mm_h}
+        self.tilt = polarization_tilt(cfg.weather.polarization)
+
+    def layout(self) -> Layout:
+        cfg = self.plan.cfg
+        return Layout(sample=len(self.ue_position), trp=len(cfg.trps),
+                      ue_ant=cfg.ue.array.num_ant, trp_ant=cfg.trp_array.num_ant,
+                      subcarrier=cfg.ofdm.num_subcarriers, path=cfg.output.max_paths,
+                      depth=max(cfg.solver.max_depth, 1), chunk=cfg.output.chunk_samples,
+                      with_paths=cfg.output.paths)
+
+    def open_store(self, overwrite: bool = False) -> Store:
+        cfg, p = self.plan.cfg, self.plan
+        attrs = {
+            "title": f"simgen dataset: {cfg.name}",
+            "scene_name": cfg.name,
+            "scene_config_yaml": p.config_text,
+            "overrides": p.overrides,
+            "carrier_frequency_hz": cfg.frequency_hz,
+            "subcarrier_spacing_hz": cfg.ofdm.spacing_hz,
+            "num_subcarriers": cfg.ofdm.num_subcarriers,
+            "solver_seed": cfg.solver.seed,
+            "ue_seed": cfg.ue.seed,
+            "versions": _versions(),
+            "Conventions": "CF-1.10",
+            "link_state_codes": {s.name: int(s) for s in labels.LinkState},
+        }
+        static = {
+            "ue_position": self.ue_position,
+            "trp": np.array([t.name for t in cfg.trps]),
+            "trp_position": self.ctx.trp_position,
+            "trp_orientation": self.ctx.trp_orientation,
+            "trp_tx_power": np.array([t.tx_power_dbm for t in cfg.trps], np.float32),
+            "subcarrier": self.frequencies - cfg.frequency_hz,
+        }
+        store = create_or_resume(p.out, config_hash=cfg.content_hash(), layout=self.layout(),
+                                 conditions=self.conditions, attrs=attrs, static=static,
+                                 overwrite=overwrite)
+        if not np.array_equal(store.read("ue_position"), self.ue_position):
+            raise StoreError(f"{p.out}: stored UE positions differ from this config's; "
+                             "use --overwrite")
+        return store
+
+    def trace_shard(self, positions: np.ndarray, progress: Progress | None = None) -> PathBatch:
+        n = self.plan.cfg.solver.batch_ues
+        batches = []
+        for a in range(0, len(positions), n):
+            batches.append(self.tracer.trace(positions[a:a + n]))
+            if progress:
+                progress(len(positions[a:a + n]))
+        return concat(batches)
+
+    def shard_arrays(self, positions: np.ndarray, pb: PathBatch) -> dict[str, dict[str, np.ndarray]]:
+        """Per-condition variables for one shard (labels shared, CSI/power per condition)."""
+        cfg = self.plan.cfg
+        num_paths = pb.num_paths
+        common = {
+            "link_state": labels.link_state(self.ctx, positions, num_paths),
+            "toa": labels.first_arrival(pb.tau, pb.valid),
+            "los_distance": labels.los_distance(self.ctx.trp_position, positions),
+            "num_paths": num_paths.astype(np.int16),
+        }
+        kept = _select_paths(pb, cfg.output.max_paths) if cfg.output.paths else None
+        out = {}
+        for cond, rate in self.conditions.items():
+            factor = channel.rain_factor(pb.tau, pb.aod_zen, cfg.frequency_hz, rate, self.tilt)
+            a = pb.a if rate == 0 else pb.a * factor[:, :, None, None, :]
+            arrays = {**common,
+                      "csi": channel.cfr(a, pb.tau, self.frequencies),
+                      "rx_power": channel.path_gain_db(a)}
+            if kept is not None:
+                kf = channel.rain_factor(kept.tau, kept.aod_zen, cfg.frequency_hz, rate, self.tilt)
+                ka = kept.a if rate == 0 else kept.a * kf[:, :, None, None, :]
+                arrays.update(_path_arrays(kept, ka, cfg.output.max_paths, self.layout().depth))
+            out[cond] = arrays
+        return out
+
+    def render(self, store: Store, progress: Progress | None = None) -> RenderResult:
+        t0 = time.perf_counter()
+        pending = store.pending()
+        links = 0
+        for i in pending:
+            sl = store.layout.shards[i]
+            positions = self.ue_position[sl]
+            pb = self.trace_shard(positions, progress)
+            store.write_shard(i, self.shard_arrays(positions, pb))
+            links += len(positions) * len(self.plan.cfg.trps)
+        store.finalize()
+        n_shards = len(store.layout.shards)
+        return RenderResult(self.plan.out, len(self.ue_position), len(self.plan.cfg.trps),
+                            links, len(pending), n_shards - len(pending), self.tracer.calls,
+                            time.perf_counter() - t0, self.backend)

@@ -1,0 +1,257 @@
+"""Build the Sionna scene from a config: geometry, object categories, TRPs, UE positions.
+
+Requires :func:`simgen.backend.select_backend` to have run (it imports ``sionna.rt``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+import sionna.rt as rt
+
+from .config import EMPTY_SCENE, ArrayConfig, SceneConfig
+from .errors import ConfigError
+from .schema import CATEGORIES
+
+BUILDING, GROUND, VEHICLE, FOLIAGE = (CATEGORIES.index(c) for c in CATEGORIES)
+NO_HIT = 255  # category code for "ray hit nothing"
+
+
+@dataclass
+class SceneContext:
+    """A loaded scene plus what simgen derives from it once."""
+
+    scene: rt.Scene
+    bbox_min: np.ndarray | None  # (3,) metres; None for the empty scene
+    bbox_max: np.ndarray | None
+    category: np.ndarray  # (max object id + 1,) uint8: object id -> category code
+    names: dict[int, str]  # object id -> object name
+    trp_position: np.ndarray  # (T, 3) float32, metres
+    trp_orientation: np.ndarray  # (T, 3) float32, radians (yaw, pitch, roll)
+
+    def hits(self, origins: np.ndarray, targets: np.ndarray, max_hits: int = 16) -> np.ndarray:
+        """Objects crossed by the segments origin->target.
+
+        origins, targets: (N, 3) metres. Returns (N, max_hits) int64 object ids, -1 = none,
+        in order along each segment.
+        """
+        n = len(origins)
+        out = np.full((n, max_hits), -1, dtype=np.int64)
+        if self.bbox_min is None or n == 0:
+            return out
+        o = mi.Point3f(*(np.ascontiguousarray(origins[:, i], np.float32) for i in range(3)))
+        t = mi.Point3f(*(np.ascontiguousarray(targets[:, i], np.float32) for i in range(3)))
+        ray = rt.utils.spawn_ray_to(o, t) if hasattr(rt.utils, "spawn_ray_to") else None
+        if ray is None:  # pragma: no cover - sionna-rt 2.2 has spawn_ray_to
+            raise RuntimeError("sionna.rt.utils.spawn_ray_to is missing")
+        active = mi.Bool(True)
+        for k in range(max_hits):
+            si = self.scene.mi_scene.ray_intersect(ray, active=active)
+            active = active & si.is_valid()
+            ids = dr.reinterpret_array(mi.UInt32, si.shape)
+            ids_np = np.asarray(ids, dtype=np.int64)
+            act = np.asarray(active, dtype=bool)
+            if not act.any():
+                break
+            out[act, k] = ids_np[act]
+            ray = si.spawn_ray_to(t)
+        return out
+
+    def categories_of(self, ids: np.ndarray) -> np.ndarray:
+        """Category codes for object ids (-1 -> NO_HIT), same shape."""
+        cat = np.full(ids.shape, NO_HIT, dtype=np.uint8)
+        hit = ids >= 0
+        cat[hit] = self.category[np.minimum(ids[hit], len(self.category) - 1)]
+        return cat
+
+
+def planar_array(cfg: ArrayConfig) -> rt.PlanarArray:
+    return rt.PlanarArray(
+        num_rows=cfg.rows,
+        num_cols=cfg.cols,
+        vertical_spacing=cfg.vertical_spacing,
+        horizontal_spacing=cfg.horizontal_spacing,
+        pattern=cfg.pattern,
+        polarization=cfg.polarization,
+    )
+
+
+def _check_materials(scene: rt.Scene, freq_hz: float) -> None:
+    from sionna.rt.radio_materials.itu import ITU_MATERIALS_PROPERTIES
+
+    f_ghz = freq_hz / 1e9
+    for mat in scene.radio_materials.values():
+        itu_type = getattr(mat, "itu_type", None)
+        if itu_type is None:
+            continue
+        ranges = list(ITU_MATERIALS_PROPERTIES[itu_type])
+        if not any(lo <= f_ghz <= hi for lo, hi in ranges):
+            valid = ", ".join(f"{lo:g}-{hi:g} GHz" for lo, hi in ranges)
+            raise ConfigError(
+                f"frequency_hz: {f_ghz:g} GHz is outside the ITU-R P.2040 validity range of "
+                f"material '{mat.name}' ({itu_type}: {valid}); choose another scene or frequency"
+            )
+
+
+def _categorize(scene: rt.Scene, cfg: SceneConfig) -> tuple[np.ndarray, dict[int, str]]:
+    pats = {c: re.compile(getattr(cfg.categories, c)) for c in ("vehicle", "foliage", "ground")}
+    code = {"vehicle": VEHICLE, "foliage": FOLIAGE, "ground": GROUND}
+    names = {int(o.object_id): name for name, o in scene.objects.items()}
+    table = np.full(max(names, default=0) + 1, BUILDING, dtype=np.uint8)
+    for oid, name in names.items():
+        for cat, pat in pats.items():
+            if pat.search(name):
+                table[oid] = code[cat]
+                break
+    return table, names
+
+
+def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
+    """Load the scene, set frequency and arrays, add the TRPs, and validate positions."""
+    if scene_path == EMPTY_SCENE:
+        scene = rt.load_scene()
+    else:
+        movable = f"({cfg.categories.vehicle})|({cfg.categories.foliage})"
+        try:
+            scene = rt.load_scene(scene_path, merge_shapes_exclude_regex=movable)
+        except Exception as exc:  # noqa: BLE001 - Mitsuba raises plain RuntimeErrors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"scene: cannot load {scene_path}: {first}") from None
+    _check_materials(scene, cfg.frequency_hz)
+    scene.frequency = cfg.frequency_hz
+    scene.tx_array = planar_array(cfg.trp_array)
+    scene.rx_array = planar_array(cfg.ue.array)
+    category, names = _categorize(scene, cfg)
+
+    bbox_min = bbox_max = None
+    if scene_path != EMPTY_SCENE and len(scene.objects):
+        bb = scene.mi_scene.bbox()
+        bbox_min = np.array([bb.min.x, bb.min.y, bb.min.z], dtype=np.float64).ravel()
+        bbox_max = np.array([bb.max.x, bb.max.y, bb.max.z], dtype=np.float64).ravel()
+
+    ctx = SceneContext(scene, bbox_min, bbox_max, category, names,
+                       np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32))
+    _check_trps(cfg, ctx)
+    for trp in cfg.trps:
+        kwargs = {"position": mi.Point3f(*trp.position), "power_dbm": trp.tx_power_dbm}
+        if trp.look_at is not None:
+            kwargs["look_at"] = mi.Point3f(*trp.look_at)
+        elif trp.orientation_deg is not None:
+            kwargs["orientation"] = mi.Point3f(*np.deg2rad(trp.orientation_deg))
+        scene.add(rt.Transmitter(trp.name, **kwargs))
+    txs = [scene.get(t.name) for t in cfg.trps]
+    ctx.trp_position = np.array([np.asarray(t.position).ravel() for t in txs], np.float32)
+    ctx.trp_orientation = np.array([np.asarray(t.orientation).ravel() for t in txs], np.float32)
+    return ctx
+
+
+def _outside(ctx: SceneContext, x: float, y: float) -> bool:
+    lo, hi = ctx.bbox_min, ctx.bbox_max
+    return not (lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1])
+
+
+def _bounds(ctx: SceneContext) -> str:
+    lo, hi = ctx.bbox_min, ctx.bbox_max
+    return f"x in [{lo[0]:.1f}, {hi[0]:.1f}], y in [{lo[1]:.1f}, {hi[1]:.1f}]"
+
+
+def _check_trps(cfg: SceneConfig, ctx: SceneContext) -> None:
+    if ctx.bbox_min is None:
+        return
+    pos = np.array([t.position for t in cfg.trps], dtype=np.float64)
+    for i, p in enumerate(pos):
+        if _outside(ctx, p[0], p[1]):
+            raise ConfigError(
+                f"trps[{i}].position: ({p[0]:g}, {p[1]:g}) is outside the scene ({_bounds(ctx)})"
+            )
+    # A TRP with geometry straight above it is inside (or under) a building.
+    above = pos.copy()
+    above[:, 2] = ctx.bbox_max[2] + 10.0
+    first = ctx.hits(pos, above, max_hits=1)[:, 0]
+    for i, oid in enumerate(first):
+        if oid >= 0 and ctx.category[oid] in (BUILDING, GROUND):
+            raise ConfigError(
+                f"trps[{i}].position: {tuple(float(v) for v in pos[i])} is inside or under "
+                f"'{ctx.names.get(int(oid), oid)}'; place it on a roof or in the street"
+            )
+
+
+def ground_level(ctx: SceneContext, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probe straight down at each (x, y).
+
+    Returns (z of the first surface hit in metres, its category code); z = 0 and NO_HIT where
+    nothing is below.
+    """
+    n = len(xy)
+    if ctx.bbox_min is None:
+        return np.zeros(n), np.full(n, NO_HIT, np.uint8)
+    top = np.column_stack([xy, np.full(n, ctx.bbox_max[2] + 10.0)])
+    bottom = np.column_stack([xy, np.full(n, ctx.bbox_min[2] - 10.0)])
+    first = ctx.hits(top, bottom, max_hits=1)[:, 0]
+    # z of the first hit: one more downward ray test with distances
+    o = mi.Point3f(*(np.ascontiguousarray(top[:, i], np.float32) for i in range(3)))
+    d = mi.Vector3f(0.0, 0.0, -1.0)
+    si = ctx.scene.mi_scene.ray_intersect(mi.Ray3f(o, d))
+    t = np.asarray(si.t, dtype=np.float64)
+    z = np.where(np.isfinite(t), top[:, 2] - t, 0.0)
+    return z, ctx.categories_of(first)
+
+
+def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) -> np.ndarray:
+    """UE positions (N, 3) float32, metres: inside the regions, outside buildings, at
+    ``ue.height_m`` above the ground, at least ``ue.min_distance_to_trp_m`` from every TRP.
+
+    ``count`` overrides the sampling with ``count`` uniformly random positions.
+    Deterministic for a given config and count.
+    """
+    ue = cfg.ue
+    if ctx.bbox_min is not None:
+        for i, r in enumerate(ue.regions):
+            lo, hi = ctx.bbox_min, ctx.bbox_max
+            if r.x[1] < lo[0] or r.x[0] > hi[0] or r.y[1] < lo[1] or r.y[0] > hi[1]:
+                raise ConfigError(f"ue.regions[{i}]: lies outside the scene ({_bounds(ctx)})")
+    rng = np.random.default_rng(ue.seed)
+    n_random = count if count is not None else ue.sampling.count
+    if n_random is None:
+        s = ue.sampling.grid_spacing_m
+        xy = np.unique(np.concatenate([
+            np.stack(np.meshgrid(np.arange(r.x[0] + s / 2, r.x[1], s),
+                                 np.arange(r.y[0] + s / 2, r.y[1], s), indexing="ij"),
+                     -1).reshape(-1, 2)
+            for r in ue.regions]), axis=0)
+        pos = _keep_valid(cfg, ctx, xy)
+    else:
+        area = np.array([(r.x[1] - r.x[0]) * (r.y[1] - r.y[0]) for r in ue.regions])
+        parts, have = [], 0
+        for _ in range(50):  # rejection sampling, bounded
+            k = max(2 * (n_random - have), 64)
+            which = rng.choice(len(ue.regions), size=k, p=area / area.sum())
+            lo = np.array([[ue.regions[w].x[0], ue.regions[w].y[0]] for w in which])
+            hi = np.array([[ue.regions[w].x[1], ue.regions[w].y[1]] for w in which])
+            got = _keep_valid(cfg, ctx, lo + rng.random((k, 2)) * (hi - lo))
+            parts.append(got)
+            have += len(got)
+            if have >= n_random:
+                break
+        pos = np.concatenate(parts)[:n_random]
+    if len(pos) == 0 or (n_random is not None and len(pos) < n_random):
+        raise ConfigError(
+            f"ue.regions: found {len(pos)} valid UE positions"
+            + (f" of {n_random} requested" if n_random else "")
+            + ": the regions are inside buildings or closer than ue.min_distance_to_trp_m to a TRP"
+        )
+    return pos.astype(np.float32)
+
+
+def _keep_valid(cfg: SceneConfig, ctx: SceneContext, xy: np.ndarray) -> np.ndarray:
+    z, cat = ground_level(ctx, xy)
+    ok = (cat == GROUND) | (cat == NO_HIT)
+    pos = np.column_stack([xy, z + cfg.ue.height_m])[ok]
+    if cfg.ue.min_distance_to_trp_m > 0 and len(pos):
+        d = np.linalg.norm(pos[:, None, :] - ctx.trp_position[None].astype(np.float64), axis=-1)
+        pos = pos[(d >= cfg.ue.min_distance_to_trp_m).all(axis=1)]
+    return pos

@@ -1,0 +1,92 @@
+"""The dataset contract: one place for array names, dimensions, dtypes, units and enum codes.
+
+A store holds one Zarr group per condition (``dry``, ``rain_25mmh``, ...). Each group is a
+self-contained xarray Dataset with the variables below; ``csi`` and ``rx_power`` differ between
+conditions, the geometry and labels are repeated so each group can be opened on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+SCHEMA_VERSION = "1.0"
+SPEED_OF_LIGHT = 299_792_458.0  # m/s
+
+
+class LinkState(enum.IntEnum):
+    """Per-link state of the TRP->UE line of sight (decided by our own ray test)."""
+
+    LOS = 0  # segment clear
+    OLOS = 1  # blocked only by sparse objects (foliage, street furniture)
+    NLOS = 2  # blocked by a building (or terrain)
+    BLOCKED = 3  # blocked by a vehicle while the static scene is clear
+    NO_PATH = 4  # no propagation path found at all
+
+
+LINK_STATE_ATTRS = {
+    "flag_values": [int(s) for s in LinkState],
+    "flag_meanings": " ".join(s.name for s in LinkState),
+}
+
+# Object categories used to classify what blocks a line of sight.
+CATEGORIES = ("building", "ground", "vehicle", "foliage")
+
+# name -> (dims, dtype, attrs).  Dims use these names throughout the code base.
+VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
+    "csi": (
+        ("sample", "trp", "ue_ant", "trp_ant", "subcarrier"),
+        np.dtype("complex64"),
+        {"units": "1", "long_name": "downlink channel frequency response (linear path gain, "
+         "absolute delays: includes exp(-j 2 pi (f_c + f_k) tau))"},
+    ),
+    "ue_position": (("sample", "xyz"), np.dtype("float32"),
+                    {"units": "m", "long_name": "UE position in the scene frame"}),
+    "link_state": (("sample", "trp"), np.dtype("int8"),
+                   {"units": "1", "long_name": "line-of-sight state", **LINK_STATE_ATTRS}),
+    "toa": (("sample", "trp"), np.dtype("float32"),
+            {"units": "s", "long_name": "first-arrival delay on the common (synchronized) "
+             "clock; NaN when no path"}),
+    "los_distance": (("sample", "trp"), np.dtype("float32"),
+                     {"units": "m", "long_name": "geometric TRP-UE distance"}),
+    "rx_power": (("sample", "trp"), np.dtype("float32"),
+                 {"units": "dB", "long_name": "path gain summed over paths, averaged over "
+                  "antenna pairs; NaN when no path"}),
+    "num_paths": (("sample", "trp"), np.dtype("int16"),
+                  {"units": "1", "long_name": "number of valid paths found by the solver"}),
+    # optional path-level arrays (output.paths: true); path axis sorted by delay
+    "path_tau": (("sample", "trp", "path"), np.dtype("float32"),
+                 {"units": "s", "long_name": "absolute path delay; NaN for padding"}),
+    "path_a": (("sample", "trp", "ue_ant", "trp_ant", "path"), np.dtype("complex64"),
+               {"units": "1", "long_name": "complex path gain per antenna pair, without the "
+                "propagation phase exp(-j 2 pi f_c tau); 0 for padding"}),
+    "path_aod_az": (("sample", "trp", "path"), np.dtype("float32"),
+                    {"units": "rad", "long_name": "azimuth of departure at the TRP"}),
+    "path_aod_zen": (("sample", "trp", "path"), np.dtype("float32"),
+                     {"units": "rad", "long_name": "zenith angle of departure at the TRP"}),
+    "path_aoa_az": (("sample", "trp", "path"), np.dtype("float32"),
+                    {"units": "rad", "long_name": "azimuth of arrival at the UE"}),
+    "path_aoa_zen": (("sample", "trp", "path"), np.dtype("float32"),
+                     {"units": "rad", "long_name": "zenith angle of arrival at the UE"}),
+    "path_interactions": (("sample", "trp", "path", "depth"), np.dtype("uint8"),
+                          {"units": "1", "long_name": "interaction type per bounce "
+                           "(Sionna InteractionType bit codes)",
+                           "flag_masks": [1, 2, 4, 8],
+                           "flag_meanings": "specular diffuse refraction diffraction"}),
+}
+
+PATH_VARIABLES = tuple(v for v in VARIABLES if v.startswith("path_"))
+SAMPLE_VARIABLES = tuple(v for v in VARIABLES if v not in PATH_VARIABLES)
+
+# Coordinates and per-TRP variables written once per group at creation.
+STATIC_ATTRS = {
+    "trp_position": {"units": "m", "long_name": "TRP position in the scene frame"},
+    "trp_orientation": {"units": "rad", "long_name": "TRP array orientation (yaw, pitch, roll)"},
+    "trp_tx_power": {"units": "dBm", "long_name": "TRP transmit power"},
+    "subcarrier": {"units": "Hz", "long_name": "subcarrier frequency offset from the carrier"},
+    "trp": {"long_name": "TRP name"},
+}
+
+# Fill values written before a shard lands (NaN where a float can express "not rendered").
+FILL = {"complex64": 0j, "float32": np.nan, "int8": -1, "int16": -1, "uint8": 0}

@@ -1,0 +1,159 @@
+"""The Zarr v3 store: creation, shard bookkeeping for resume, region writes, finalization.
+
+Layout: root attrs (config, versions, hash), root array ``shard_done`` (one chunk per shard),
+one group per condition holding the variables of :mod:`simgen.schema`. Shards are aligned to
+the sample chunks, so shards never share a chunk: a shard is written completely to every group
+and only then marked done. A killed render leaves at most unmarked shards, which a re-run
+writes again; finished shards are never recomputed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .errors import StoreError
+from .schema import FILL, PATH_VARIABLES, SAMPLE_VARIABLES, SCHEMA_VERSION, STATIC_ATTRS, VARIABLES
+
+warnings.filterwarnings("ignore", message=".*Consolidated metadata.*", category=UserWarning)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Sizes of every dimension and the sample chunk (= shard) length."""
+
+    sample: int
+    trp: int
+    ue_ant: int
+    trp_ant: int
+    subcarrier: int
+    path: int
+    depth: int
+    chunk: int
+    with_paths: bool
+
+    def shape(self, dims: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(3 if d == "xyz" else getattr(self, d) for d in dims)
+
+    @property
+    def shards(self) -> list[slice]:
+        return [slice(a, min(a + self.chunk, self.sample)) for a in range(0, self.sample, self.chunk)]
+
+
+def condition_name(rain_rate_mm_h: float) -> str:
+    """Group name of a weather condition: ``dry`` or ``rain_25mmh``."""
+    return "dry" if rain_rate_mm_h == 0 else f"rain_{rain_rate_mm_h:g}mmh".replace(".", "p")
+
+
+class Store:
+    """A simgen dataset being written (or read back)."""
+
+    def __init__(self, root: zarr.Group, layout: Layout):
+        self.root = root
+        self.layout = layout
+
+    @property
+    def conditions(self) -> list[str]:
+        return list(self.root.attrs["conditions"])
+
+    def pending(self) -> list[int]:
+        """Indices of shards that are not written yet."""
+        return [int(i) for i in np.flatnonzero(self.root["shard_done"][:] == 0)]
+
+    def read(self, name: str, condition: str | None = None) -> np.ndarray:
+        return self.root[condition or self.conditions[0]][name][:]
+
+    def write_shard(self, index: int, per_condition: dict[str, dict[str, np.ndarray]]) -> None:
+        """Write shard ``index`` of every condition, then mark it done (in that order)."""
+        sl = self.layout.shards[index]
+        for cond, arrays in per_condition.items():
+            group = self.root[cond]
+            for name, value in arrays.items():
+                group[name][sl] = value
+        self.root["shard_done"][index] = 1
+
+    def finalize(self) -> None:
+        self.root.attrs["complete"] = True
+        zarr.consolidate_metadata(self.root.store)
+
+
+def open_store(path: str | Path, mode: str = "r") -> Store:
+    """Open an existing simgen store; StoreError if it is missing or not a simgen store."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such store")
+    try:
+        root = zarr.open_group(str(path), mode=mode)
+        attrs = dict(root.attrs)
+        layout = Layout(**attrs["layout"])
+    except Exception as exc:  # noqa: BLE001 - zarr raises many kinds on corrupt metadata
+        raise StoreError(f"{path}: not a readable simgen store ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'corrupt metadata'})") from None
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {attrs.get('schema_version')!r} is not "
+                         f"{SCHEMA_VERSION!r}")
+    return Store(root, layout)
+
+
+def create_or_resume(path: str | Path, *, config_hash: str, layout: Layout,
+                     conditions: dict[str, float], attrs: dict, static: dict[str, np.ndarray],
+                     overwrite: bool) -> Store:
+    """Create a new store, or reopen one made from the same config to finish it.
+
+    conditions: group name -> rain rate (mm/h). static: arrays known before tracing
+    (``ue_position``, ``trp_position``, ``trp_orientation``, ``trp_tx_power``, ``trp``,
+    ``subcarrier``), written to every group at creation.
+    """
+    path = Path(path)
+    if path.exists() and overwrite:
+        shutil.rmtree(path)
+    if path.exists():
+        store = open_store(path, mode="r+")
+        old = store.root.attrs.get("config_hash")
+        if old != config_hash:
+            raise StoreError(
+                f"{path} was rendered from a different configuration; use --overwrite to "
+                f"replace it or --out to write elsewhere")
+        return store
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".creating")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    root = zarr.open_group(str(tmp), mode="w")
+    root.attrs.update({**attrs, "config_hash": config_hash, "schema_version": SCHEMA_VERSION,
+                       "conditions": list(conditions), "layout": layout.__dict__,
+                       "complete": False})
+    root.create_array("shard_done", shape=(len(layout.shards),), chunks=(1,), dtype="uint8",
+                      fill_value=0)
+    for cond, rate in conditions.items():
+        _create_group(root.create_group(cond), layout, rate, static)
+    tmp.rename(path)  # the store appears only once it is fully laid out
+    return open_store(path, mode="r+")
+
+
+def _create_group(group: zarr.Group, layout: Layout, rain_rate: float,
+                  static: dict[str, np.ndarray]) -> None:
+    group.attrs.update({"rain_rate_mm_h": rain_rate})
+    names = SAMPLE_VARIABLES + (PATH_VARIABLES if layout.with_paths else ())
+    for name in names:
+        dims, dtype, attrs = VARIABLES[name]
+        shape = layout.shape(dims)
+        chunks = (layout.chunk,) + shape[1:]
+        arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
+                                 fill_value=FILL[dtype.name], dimension_names=dims)
+        arr.attrs.update(attrs)
+    coords = {"trp": ("trp",), "xyz": ("xyz",), "subcarrier": ("subcarrier",),
+              "trp_position": ("trp", "xyz"), "trp_orientation": ("trp", "xyz"),
+              "trp_tx_power": ("trp",)}
+    for name, dims in coords.items():
+        value = np.asarray(static[name]) if name != "xyz" else np.array(["x", "y", "z"])
+        dtype = str if value.dtype.kind in "US" else value.dtype
+        arr = group.create_array(name, shape=value.shape, dtype=dtype, dimension_names=dims)
+        arr[...] = value
+        arr.attrs.update(STATIC_ATTRS.get(name, {}))
+    group["ue_position"][...] = static["ue_position"]

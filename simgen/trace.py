@@ -1,0 +1,132 @@
+"""One PathSolver call for all TRPs and a batch of UEs -> numpy path arrays in our layout.
+
+Layout of :class:`PathBatch` (B = UEs in the batch, T = TRPs, P = paths after compaction):
+``a`` (B, T, ue_ant, trp_ant, P) complex64, everything else (B, T, P) and
+``interactions`` (B, T, P, depth). Valid paths come first on the P axis, sorted by delay, so
+the result does not depend on how Sionna ordered its buffer or how UEs were batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mitsuba as mi
+import numpy as np
+import sionna.rt as rt
+
+from .config import SolverConfig
+
+
+@dataclass
+class PathBatch:
+    a: np.ndarray  # complex64 (B, T, ue_ant, trp_ant, P), no propagation phase
+    tau: np.ndarray  # float32 (B, T, P), s, absolute; 0 where invalid
+    valid: np.ndarray  # bool (B, T, P)
+    aod_az: np.ndarray  # float32 (B, T, P), rad
+    aod_zen: np.ndarray
+    aoa_az: np.ndarray
+    aoa_zen: np.ndarray
+    interactions: np.ndarray  # uint8 (B, T, P, depth)
+
+    @property
+    def num_paths(self) -> np.ndarray:
+        return self.valid.sum(-1)
+
+
+class Tracer:
+    """Owns the PathSolver and a reusable set of receivers (moved, not re-added, per batch)."""
+
+    def __init__(self, scene: rt.Scene, solver: SolverConfig):
+        self.scene = scene
+        self.cfg = solver
+        self.solver = rt.PathSolver(deterministic=True)
+        self.calls = 0  # number of PathSolver calls, for tests and benchmarks
+        self._rx: list[str] = []
+
+    def _set_receivers(self, positions: np.ndarray) -> None:
+        n = len(positions)
+        while len(self._rx) > n:
+            self.scene.remove(self._rx.pop())
+        while len(self._rx) < n:
+            name = f"_simgen_ue{len(self._rx)}"
+            self.scene.add(rt.Receiver(name, position=mi.Point3f(0.0, 0.0, 0.0)))
+            self._rx.append(name)
+        for name, p in zip(self._rx, positions, strict=True):
+            self.scene.get(name).position = mi.Point3f(*(float(v) for v in p))
+
+    def trace(self, positions: np.ndarray) -> PathBatch:
+        """Trace all TRPs to UEs at ``positions`` (B, 3) metres."""
+        self._set_receivers(positions)
+        c = self.cfg
+        paths = self.solver(
+            self.scene,
+            max_depth=c.max_depth,
+            max_num_paths_per_src=c.max_num_paths_per_src,
+            samples_per_src=c.samples_per_src,
+            synthetic_array=True,
+            los=c.los,
+            specular_reflection=c.specular_reflection,
+            diffuse_reflection=c.diffuse_reflection,
+            refraction=c.refraction,
+            diffraction=c.diffraction,
+            edge_diffraction=c.edge_diffraction,
+            seed=c.seed,
+        )
+        self.calls += 1
+        return _to_batch(paths, len(positions), len(self.scene.transmitters))
+
+
+def _np(x) -> np.ndarray:
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+
+
+def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> PathBatch:
+    ar, ai = (_np(x) for x in paths.a)  # (rx, rx_ant, tx, tx_ant, P)
+    a = (ar + 1j * ai).astype(np.complex64).transpose(0, 2, 1, 3, 4)
+    tau = _np(paths.tau).astype(np.float32)
+    valid = _np(paths.valid).astype(bool)
+    inter = _np(paths.interactions)  # (depth, rx, tx, P)
+    n_paths = tau.shape[-1] if tau.ndim == 3 else 0
+    depth = inter.shape[0] if inter.ndim == 4 else 0
+    if n_paths == 0:  # nothing found anywhere in the batch
+        ue_ant, trp_ant = (a.shape[2], a.shape[3]) if a.ndim == 5 else (1, 1)
+        z = np.zeros((n_rx, n_tx, 0), np.float32)
+        return PathBatch(np.zeros((n_rx, n_tx, ue_ant, trp_ant, 0), np.complex64), z,
+                         z.astype(bool), z, z, z, z, np.zeros((n_rx, n_tx, 0, depth), np.uint8))
+    inter = inter.transpose(1, 2, 3, 0).astype(np.uint8)
+    angles = [_np(x).astype(np.float32) for x in
+              (paths.phi_t, paths.theta_t, paths.phi_r, paths.theta_r)]
+
+    # Valid paths first, by increasing delay; then cut the P axis to the longest link.
+    key = np.where(valid, tau, np.inf)
+    order = np.argsort(key, axis=-1, kind="stable")
+    p_max = int(valid.sum(-1).max())
+    order = order[..., :p_max]
+
+    def take(x: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(x, order, axis=-1)
+
+    valid = take(valid)
+    a = np.take_along_axis(a, order[:, :, None, None, :], axis=-1)
+    a = np.where(valid[:, :, None, None, :], a, 0).astype(np.complex64)
+    tau = np.where(valid, take(tau), 0).astype(np.float32)
+    angles = [np.where(valid, take(x), 0).astype(np.float32) for x in angles]
+    inter = np.take_along_axis(inter, order[..., None], axis=2)
+    inter = np.where(valid[..., None], inter, 0).astype(np.uint8)
+    return PathBatch(a, tau, valid, *angles, inter)
+
+
+def concat(batches: list[PathBatch]) -> PathBatch:
+    """Concatenate batches along the sample axis, padding the path axis to the longest."""
+    p = max(b.tau.shape[-1] for b in batches)
+
+    def pad(x: np.ndarray, axis: int) -> np.ndarray:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, p - x.shape[axis])
+        return np.pad(x, widths)
+
+    fields = {}
+    for name, axis in (("a", -1), ("tau", -1), ("valid", -1), ("aod_az", -1), ("aod_zen", -1),
+                       ("aoa_az", -1), ("aoa_zen", -1), ("interactions", 2)):
+        fields[name] = np.concatenate([pad(getattr(b, name), axis) for b in batches], axis=0)
+    return PathBatch(**fields)
