@@ -31,7 +31,10 @@ def render(
     from .render import Renderer, plan
 
     p = plan(scene, out=out, ue_count=ue_count, batch_ues=batch_ues)
-    say = (lambda *a: None) if quiet else err.print
+    def say(text: str) -> None:
+        if not quiet:
+            err.print(text, soft_wrap=True, highlight=False)
+
     say(f"[bold]{p.cfg.name}[/]: scene {p.cfg.scene}, {len(p.cfg.trps)} TRPs, "
         f"{p.cfg.frequency_hz / 1e9:g} GHz, {p.cfg.ofdm.num_subcarriers} subcarriers")
     r = Renderer(p, device)

@@ -283,9 +283,10 @@ def parse_config(text: str, source: str = "<config>") -> SceneConfig:
         return SceneConfig.model_validate_json(json.dumps(data, default=str))
     except ValidationError as exc:
         err = exc.errors()[0]
-        if err["type"] == "missing" and isinstance(err["loc"][-1], int):
-            err["loc"] = err["loc"][:-1]
-        raise ConfigError(f"{source}: {_key(err['loc'])}: {_message(err)}") from None
+        loc, msg = err["loc"], _message(err)
+        if err["type"] == "missing" and isinstance(loc[-1], int):
+            loc = loc[:-1]  # "position: too few values" rather than "position[2]: ..."
+        raise ConfigError(f"{source}: {_key(loc)}: {msg}") from None
 
 
 def load_config(path: str | Path) -> tuple[SceneConfig, str, str]:

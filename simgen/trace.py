@@ -42,6 +42,7 @@ class Tracer:
         self.solver = rt.PathSolver(deterministic=True)
         self.calls = 0  # number of PathSolver calls, for tests and benchmarks
         self._rx: list[str] = []
+        self.last_paths: rt.Paths | None = None
 
     def _set_receivers(self, positions: np.ndarray) -> None:
         n = len(positions)
@@ -73,6 +74,7 @@ class Tracer:
             seed=c.seed,
         )
         self.calls += 1
+        self.last_paths = paths  # the raw Sionna result of the latest call (tests, debugging)
         return _to_batch(paths, len(positions), len(self.scene.transmitters))
 
 

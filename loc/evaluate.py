@@ -1,0 +1,189 @@
+"""Evaluation: 2-D localization error, summary statistics, per-link-state breakdown, JSON report
+and CDF plot (spec §8).
+
+Error = ||x - x_hat||_2 on (x, y), metres. Percentiles follow the authors' convention
+``sorted(errors)[int(r * N)]`` (spec §8 / §9.2) for p10, median (r = 0.5), p90 and p95, so our
+numbers are computed the same way as the reference tables.
+
+Set models are evaluated with P = k embedded samples and Q = 1 query (spec §5):
+- ``neighbour``: the k nearest database samples to a coarse location x' = x + U[-l, l]^2;
+- ``random``: k random database samples (fixed per query, seeded);
+- ``iterative``: a random-sampling model's estimate is the coarse location for the
+  neighbour model (one iteration, spec §1.4).
+The database is the training split of the store being evaluated (cross-scenario reuse: the
+model from scenario A, database and test set from B, no weight update).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from loc.data import CSIStore, FeatureBank, knn, coarse_locations, random_sequences
+from loc.errors import ConfigError, DataError
+from loc.train import autocast
+from simgen.schema import LinkState
+
+QUANTILES = {"p10": 0.10, "median": 0.50, "p90": 0.90, "p95": 0.95}
+MODES = ("neighbour", "random", "iterative")
+
+
+def localization_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Euclidean 2-D error per sample (N,) in metres from (N, 2) arrays."""
+    return np.linalg.norm(np.asarray(pred, np.float64)[:, :2] - np.asarray(true, np.float64)[:, :2], axis=1)
+
+
+def error_metrics(errors: np.ndarray) -> dict[str, float]:
+    """n, mean, median, p10, p90, p95, max of an error array (metres)."""
+    e = np.sort(np.asarray(errors, np.float64))
+    n = len(e)
+    if n == 0:
+        return {"n": 0}
+    out: dict[str, float] = {"n": n, "mean": float(e.mean())}
+    for name, r in QUANTILES.items():
+        out[name] = float(e[min(int(r * n), n - 1)])
+    out["max"] = float(e[-1])
+    return out
+
+
+def link_states(store: CSIStore, idx: np.ndarray) -> np.ndarray:
+    """Per-sample link state used for the breakdown: the best (lowest code) over the selected
+    TRPs, i.e. LOS if any selected TRP is in LOS. Unrendered (-1) links are ignored."""
+    ls = store.link_state[np.asarray(idx)].astype(np.int16)
+    ls = np.where(ls < 0, int(LinkState.NO_PATH), ls)
+    return ls.min(axis=1)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    store: CSIStore,
+    queries: np.ndarray,
+    database: np.ndarray | None = None,
+    mode: str = "neighbour",
+    l: float = 1.0,
+    k: int = 64,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    coarse_xy: np.ndarray | None = None,
+    precision: str = "auto",
+) -> np.ndarray:
+    """Location estimates (M, 2) in metres for the query samples.
+
+    For set models ``database`` (global indices, normally the training split of ``store``)
+    supplies the embedded samples; ``coarse_xy`` (M, 2) replaces the noisy true location in
+    neighbour mode (used by iterative search).
+    """
+    device = torch.device(device)
+    model = model.to(device).eval()
+    queries = np.asarray(queries, np.int64)
+    bank = FeatureBank(store, device)
+    out = np.empty((len(queries), 2), np.float64)
+    if model.kind == "point":
+        for a in range(0, len(queries), batch_size):
+            idx = queries[a : a + batch_size]
+            with autocast(device, model, precision):
+                out[a : a + len(idx)] = model(bank(idx)).float().cpu().numpy()
+        return out
+    if database is None:
+        raise ConfigError("set models need a database of embedded samples")
+    database = np.asarray(database, np.int64)
+    if k > len(database):
+        raise DataError(f"need {k} neighbours but the database has only {len(database)} samples")
+    rng = np.random.default_rng(seed)
+    if mode == "neighbour":
+        q_xy = coarse_xy if coarse_xy is not None else coarse_locations(store.xy[queries], l, rng)
+        nbr = database[knn(q_xy, store.xy[database], k)]
+    elif mode == "random":
+        nbr = random_sequences(database, queries, k, rng, exclude_self=False)[:, :k]
+    else:
+        raise ConfigError(f"unknown mode {mode!r} for predict (neighbour | random)")
+    for a in range(0, len(queries), batch_size):
+        nb, q = nbr[a : a + batch_size], queries[a : a + batch_size, None]
+        with autocast(device, model, precision):
+            pred = model(bank(nb), bank.xy(nb), bank(q))
+        out[a : a + len(q)] = pred[:, 0].float().cpu().numpy()
+    return out
+
+
+def evaluate(
+    model: nn.Module,
+    store: CSIStore,
+    test: np.ndarray,
+    database: np.ndarray | None = None,
+    mode: str = "neighbour",
+    l: float = 1.0,
+    k: int = 64,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    coarse_model: nn.Module | None = None,
+    batch_size: int = 256,
+) -> tuple[dict, np.ndarray]:
+    """Predict the test samples and summarise. Returns (report dict, errors (M,) metres)."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r} ({' | '.join(MODES)})")
+    kw = dict(k=k, seed=seed, batch_size=batch_size, device=device)
+    coarse = None
+    if mode == "iterative":
+        if coarse_model is None:
+            raise ConfigError("iterative search needs a random-sampling model (coarse model)")
+        coarse = predict(coarse_model, store, test, database, mode="random", **kw)
+    pred = predict(model, store, test, database,
+                   mode="random" if mode == "random" else "neighbour", l=l, coarse_xy=coarse, **kw)
+    errors = localization_errors(pred, store.xy[test])
+    states = link_states(store, test)
+    report = {
+        "model": getattr(model, "name", type(model).__name__),
+        "store": store.describe(),
+        "mode": mode if model.kind == "set" else "direct",
+        "coarse_error_l_m": l if mode == "neighbour" and model.kind == "set" else None,
+        "n_neighbours": k if model.kind == "set" else None,
+        "n_database": None if database is None else int(len(database)),
+        "overall": error_metrics(errors),
+        "by_link_state": {
+            s.name: error_metrics(errors[states == s]) for s in LinkState if (states == s).any()
+        },
+    }
+    return report, errors
+
+
+def plot_cdf(curves: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
+    """Empirical CDFs of error arrays (metres, log x axis) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, e in curves.items():
+        e = np.sort(np.asarray(e, np.float64))
+        if len(e):
+            ax.plot(np.maximum(e, 1e-4), np.arange(1, len(e) + 1) / len(e), label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("2-D localization error (m)")
+    ax.set_ylabel("CDF")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict, errors: np.ndarray, out_dir: str | Path, label: str = "eval") -> Path:
+    """Write ``{label}.json``, ``{label}_errors.npy`` and ``{label}_cdf.png``; returns the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / f"{label}_errors.npy", errors)
+    plot_cdf({report.get("model", label): errors}, out / f"{label}_cdf.png", title=label)
+    path = out / f"{label}.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path

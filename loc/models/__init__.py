@@ -1,0 +1,56 @@
+"""Model zoo and registry.
+
+Two interfaces (``model.kind``):
+
+- ``"point"`` (CNN, AD_CNN, MFCNet): ``forward(h (B, G, A, C, 2)) -> (B, 2)`` metres.
+- ``"set"``   (Mateformer, ICLLoc):  ``forward(nei_h (B, P, ...), nei_x (B, P, 2),
+  cur_h (B, Q, ...)) -> (B, Q, 2)``; trained on [k neighbours..., self] sequences.
+
+Every model has ``training_loss(...)`` (its own sampling / loss from the spec), ``hparams``
+(the kwargs that rebuild it) and ``bf16_ok`` (whether bf16 autocast is numerically safe).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from loc.errors import ConfigError
+from loc.models.cnn import CNN, ADCNN
+from loc.models.iclloc import ICLLoc
+from loc.models.mateformer import Mateformer
+from loc.models.mfcnet import MFCNet
+
+# name -> (class, fixed kwargs). "alloc" is the paper's name for the Mateformer system.
+MODELS: dict[str, tuple[type[nn.Module], dict]] = {
+    "mateformer": (Mateformer, {}),
+    "alloc": (Mateformer, {}),
+    "cnn": (CNN, {}),
+    "ad_cnn": (ADCNN, {}),
+    "mfcnet": (MFCNet, {}),
+    "iclloc_gen": (ICLLoc, {"scheme": "generative"}),
+    "iclloc_disc": (ICLLoc, {"scheme": "discriminative"}),
+}
+
+# Adam learning rates of the spec: 1e-4 for ALLoc (and ICLLoc, "same settings"), 1e-3 baselines.
+DEFAULT_LR = {"set": 1e-4, "point": 1e-3}
+
+
+def build_model(name: str, in_shape: tuple[int, int, int], **overrides) -> nn.Module:
+    """Instantiate a registered model for CSI samples of shape ``in_shape`` = (G, A, C)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
+    cls, fixed = MODELS[name]
+    try:
+        model = cls(in_shape=tuple(in_shape), **{**fixed, **overrides})
+    except TypeError as e:
+        raise ConfigError(f"bad options for model {name!r}: {e}") from None
+    model.name = name
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["ADCNN", "CNN", "DEFAULT_LR", "ICLLoc", "MFCNet", "MODELS", "Mateformer",
+           "build_model", "count_parameters"]

@@ -1,0 +1,297 @@
+"""One training loop for every model (spec §4): Adam, step-based LR schedule, deterministic
+batches, bf16 autocast + fused attention on CUDA (fp32 on CPU), checkpoints and resume.
+
+Determinism: the model is initialised under ``torch.manual_seed(seed)``; the batch of step s
+(epoch-wise shuffling, drop_last), the scenario it comes from and the model's own sampling
+(p/q, shuffles) are all drawn from generators seeded by (seed, s), so a resumed run takes
+exactly the steps an uninterrupted run would have taken.
+
+Multi-scenario training: each step draws its whole batch from one scenario (never mixed); in
+every round of S steps each of the S scenarios is used once, in a random order ("batch-wise
+mixing", spec §4.3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from loc.data import CSIStore, FeatureBank, neighbour_sequences, random_sequences
+from loc.errors import CheckpointError, ConfigError, DataError
+from loc.models import DEFAULT_LR, build_model
+from loc.models.attention import set_fused_attention
+
+log = logging.getLogger("loc.train")
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "loc-checkpoint-1"
+
+# Step budgets. "paper" is spec Table 2; "short" is meant to fit ~10 min of one H100 for
+# Mateformer (to be measured); the LR schedule keeps its shape at any length.
+BUDGETS: dict[str, dict[str, int]] = {
+    "paper": {"steps": 300_000, "batch_size": 500},
+    "short": {"steps": 20_000, "batch_size": 500},
+}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training options.
+
+    lr: Adam learning rate; None = the spec's default for the model family (1e-4 for set
+        models, 1e-3 for CNN/AD_CNN/MFCNet).
+    lr_milestones: fractions of ``steps`` after which the LR is multiplied by ``lr_decay``;
+        (1/2, 2/3, 5/6) of 300k = 150k/200k/250k (spec §4.2).
+    sampling: "neighbour" (k nearest training samples by true location) or "random"
+        (k random training samples fixed once per sample) sequences for set models.
+    precision: "auto" = bf16 autocast on CUDA for models that declare it safe, else fp32;
+        "bf16" forces autocast on CUDA; "fp32" disables it. CPU always runs fp32.
+    preload: keep the training CSI on the device (None: yes on CUDA, lazy on CPU).
+    """
+
+    model: str = "mateformer"
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    steps: int = BUDGETS["paper"]["steps"]
+    batch_size: int = BUDGETS["paper"]["batch_size"]
+    lr: float | None = None
+    lr_milestones: tuple[float, ...] = (1 / 2, 2 / 3, 5 / 6)
+    lr_decay: float = 0.2
+    n_neighbours: int = 64
+    sampling: str = "neighbour"
+    seed: int = 1
+    device: str = "auto"
+    precision: str = "auto"
+    fused_attention: bool = True
+    preload: bool | None = None
+    log_every: int = 100
+    ckpt_every: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("steps and batch_size must be >= 1")
+        if self.sampling not in ("neighbour", "random"):
+            raise ConfigError(f"unknown sampling {self.sampling!r} (neighbour | random)")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"unknown precision {self.precision!r} (auto | bf16 | fp32)")
+        self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
+
+
+@dataclasses.dataclass
+class TrainSet:
+    """One scenario's training data: a store, its training indices, a description for the
+    checkpoint (store + split options), and for set models the (N, k+1) sequence table."""
+
+    store: CSIStore
+    train: np.ndarray
+    meta: dict = dataclasses.field(default_factory=dict)
+    sequences: np.ndarray | None = None
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU. Asking for CUDA without one is a ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r} (cpu | cuda | auto)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was requested but no CUDA GPU is available")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, model: nn.Module, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast context per the precision policy (see TrainConfig.precision)."""
+    use = device.type == "cuda" and (
+        precision == "bf16" or (precision == "auto" and getattr(model, "bf16_ok", False))
+    )
+    return torch.autocast("cuda", dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+
+def lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
+    """LR for 0-based step ``step`` (= the spec's step number step + 1)."""
+    n = step + 1
+    drops = sum(n > round(m * cfg.steps) for m in cfg.lr_milestones)
+    return base_lr * cfg.lr_decay**drops
+
+
+def build_sequences(ts: TrainSet, cfg: TrainConfig) -> np.ndarray:
+    """[k neighbours..., self] tables for every training sample (spec §2.2 / §2.3)."""
+    if cfg.sampling == "neighbour":
+        return neighbour_sequences(ts.store.xy, ts.train, ts.train, cfg.n_neighbours, l=0.0)
+    rng = np.random.default_rng([cfg.seed, 2])
+    return random_sequences(ts.train, ts.train, cfg.n_neighbours, rng)
+
+
+class _Batches:
+    """Deterministic epoch-wise shuffled batches (drop_last) for one scenario."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, scenario: int) -> None:
+        if batch_size > n:
+            raise DataError(f"batch size {batch_size} exceeds the {n} training samples")
+        self.n, self.b, self.seed, self.scenario = n, batch_size, seed, scenario
+        self.per_epoch = n // batch_size
+        self._epoch, self._perm = -1, np.empty(0, np.int64)
+
+    def rows(self, k: int) -> np.ndarray:
+        """Rows (into the training set) of this scenario's k-th batch."""
+        epoch, j = divmod(k, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = np.random.default_rng([self.seed, 3, self.scenario, epoch]).permutation(self.n)
+        return self._perm[j * self.b : (j + 1) * self.b]
+
+
+def _scenario_for(step: int, n_sets: int, seed: int) -> tuple[int, int]:
+    """(scenario, its own batch counter) for a global step: each round uses each scenario once."""
+    if n_sets == 1:
+        return 0, step
+    rnd, pos = divmod(step, n_sets)
+    return int(np.random.default_rng([seed, 4, rnd]).permutation(n_sets)[pos]), rnd
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Atomic torch.save (write to a temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint and load its weights. Returns (model, checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a loc checkpoint")
+    model = build_model(ckpt["model"], **ckpt["hparams"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device), ckpt
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict]  # one entry per log interval: step, loss, lr, samples_per_s
+    checkpoint: Path | None
+    peak_memory_bytes: int | None = None
+
+
+def train(
+    cfg: TrainConfig,
+    sets: Sequence[TrainSet],
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg.model`` on one or more scenarios; returns the model and the loss history.
+
+    All sets must share the CSI shape and transform (the first set's transform is used).
+    With ``out_dir`` a checkpoint is written every ``ckpt_every`` steps and at the end; with
+    ``resume`` training continues from ``out_dir/checkpoint.pt`` when it exists.
+    """
+    if not sets:
+        raise ConfigError("no training data given")
+    shape = sets[0].store.shape
+    if any(s.store.shape != shape for s in sets):
+        raise DataError("all training scenarios must have the same CSI shape after selection")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, in_shape=shape, **cfg.model_kwargs).to(device)
+    set_fused_attention(model, cfg.fused_attention)
+    base_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[model.kind]
+    opt = torch.optim.Adam(model.parameters(), lr=base_lr)
+
+    for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
+        if model.kind == "set" and ts.sequences is None:
+            ts.sequences = build_sequences(ts, cfg)
+    preload = cfg.preload if cfg.preload is not None else device.type == "cuda"
+    banks = [
+        FeatureBank(ts.store, device, preload=ts.train if preload else None) for ts in sets
+    ]
+    batches = [_Batches(len(ts.train), cfg.batch_size, cfg.seed, i) for i, ts in enumerate(sets)]
+
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
+    start, history = 0, []
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        _, ck = load_checkpoint(ckpt_path)
+        if ck["model"] != cfg.model or ck["hparams"] != dict(model.hparams):
+            raise CheckpointError(f"{ckpt_path} holds a different model ({ck['model']})")
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        start, history = int(ck["step"]), list(ck["history"])
+        log.info("resumed from %s at step %d", ckpt_path, start)
+
+    def payload(step: int) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": cfg.model,
+            "hparams": dict(model.hparams),
+            "state_dict": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "config": dataclasses.asdict(cfg),
+            "data": [{**ts.store.describe(), **ts.meta} for ts in sets],
+            "history": history,
+        }
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    n_in_sum, t_last = 0, time.perf_counter()
+    for step in range(start, cfg.steps):
+        lr = lr_at(step, cfg, base_lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        si, k = _scenario_for(step, len(sets), cfg.seed)
+        ts, bank = sets[si], banks[si]
+        rows = batches[si].rows(k)
+        rng = np.random.default_rng([cfg.seed, 1, step])
+        idx = ts.sequences[rows] if model.kind == "set" else ts.train[rows]
+        h, x = bank(idx), bank.xy(idx)
+        with autocast(device, model, cfg.precision):
+            loss = model.training_loss(h, x, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach().float()
+        n_in_sum += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            mean_loss = float(loss_sum) / n_in_sum  # one device sync per log interval
+            dt = time.perf_counter() - t_last
+            rec = {"step": done, "loss": mean_loss, "lr": lr,
+                   "samples_per_s": n_in_sum * cfg.batch_size / max(dt, 1e-9)}
+            if not math.isfinite(mean_loss):
+                raise ConfigError(f"training diverged at step {done} (loss {mean_loss})")
+            history.append(rec)
+            if on_log is not None:
+                on_log(rec)
+            log.info("step %d/%d loss %.4g lr %.2e %.0f samples/s", done, cfg.steps,
+                     mean_loss, lr, rec["samples_per_s"])
+            loss_sum.zero_()
+            n_in_sum, t_last = 0, time.perf_counter()
+        if ckpt_path is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+            save_checkpoint(ckpt_path, payload(done))
+    if ckpt_path is not None and start >= cfg.steps:
+        log.info("checkpoint %s already at step %d", ckpt_path, start)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    model.eval()
+    return TrainResult(model=model, history=history, checkpoint=ckpt_path, peak_memory_bytes=peak)
