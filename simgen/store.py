@@ -129,7 +129,7 @@ def create_or_resume(path: str | Path, *, config_hash: str, layout: Layout,
                        "conditions": list(conditions), "layout": layout.__dict__,
                        "complete": False})
     root.create_array("shard_done", shape=(len(layout.shards),), chunks=(1,), dtype="uint8",
-                      fill_value=0)
+                      fill_value=0, dimension_names=("shard",))
     for cond, rate in conditions.items():
         _create_group(root.create_group(cond), layout, rate, static)
     tmp.rename(path)  # the store appears only once it is fully laid out
