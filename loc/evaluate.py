@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from loc.data import CSIStore, FeatureBank, knn, coarse_locations, random_sequences
+from loc.data import CSIStore, FeatureBank, coarse_locations, knn, random_sequences
 from loc.errors import ConfigError, DataError
 from loc.train import autocast
 from simgen.schema import LinkState

@@ -35,8 +35,9 @@ def cfr(a: np.ndarray, tau: np.ndarray, frequencies_hz: np.ndarray) -> np.ndarra
     return np.matmul(a.astype(np.complex64, copy=False), phasor[..., None, :, :])
 
 
-def rain_factor(tau: np.ndarray, aod_zen: np.ndarray, freq_hz: float, rain_rate_mm_h: float,
-                tilt_deg: float) -> np.ndarray:
+def rain_factor(
+    tau: np.ndarray, aod_zen: np.ndarray, freq_hz: float, rain_rate_mm_h: float, tilt_deg: float
+) -> np.ndarray:
     """Linear amplitude factor per path (..., P) for rain rate R (ITU-R P.838-3).
 
     The whole unfolded path (length c * tau) is taken to be in rain, at the elevation of the

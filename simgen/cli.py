@@ -8,12 +8,22 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .errors import SimgenError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Render labelled multi-TRP MIMO-OFDM CSI datasets with Sionna RT.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Render labelled multi-TRP MIMO-OFDM CSI datasets with Sionna RT.",
+)
 err = Console(stderr=True)
 
 
@@ -31,25 +41,39 @@ def render(
     from .render import Renderer, plan
 
     p = plan(scene, out=out, ue_count=ue_count, batch_ues=batch_ues)
+
     def say(text: str) -> None:
         if not quiet:
             err.print(text, soft_wrap=True, highlight=False)
 
-    say(f"[bold]{p.cfg.name}[/]: scene {p.cfg.scene}, {len(p.cfg.trps)} TRPs, "
-        f"{p.cfg.frequency_hz / 1e9:g} GHz, {p.cfg.ofdm.num_subcarriers} subcarriers")
+    say(
+        f"[bold]{p.cfg.name}[/]: scene {p.cfg.scene}, {len(p.cfg.trps)} TRPs, "
+        f"{p.cfg.frequency_hz / 1e9:g} GHz, {p.cfg.ofdm.num_subcarriers} subcarriers"
+    )
     r = Renderer(p, device)
     store = r.open_store(overwrite=overwrite)
     pending = store.pending()
     todo = sum(len(range(*store.layout.shards[i].indices(store.layout.sample))) for i in pending)
-    say(f"backend {r.backend}; {len(r.ue_position)} UEs -> {p.out} "
+    say(
+        f"backend {r.backend}; {len(r.ue_position)} UEs -> {p.out} "
         f"({len(store.layout.shards) - len(pending)} of {len(store.layout.shards)} shards "
-        f"already done)")
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=quiet) as bar:
+        f"already done)"
+    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+    ) as bar:
         task = bar.add_task("tracing UEs", total=todo)
         result = r.render(store, progress=lambda n: bar.advance(task, n))
-    say(f"done: {result.links_rendered} links in {result.seconds:.1f} s "
-        f"({result.links_per_s:.1f} links/s), {result.solver_calls} solver calls -> {p.out}")
+    say(
+        f"done: {result.links_rendered} links in {result.seconds:.1f} s "
+        f"({result.links_per_s:.1f} links/s), {result.solver_calls} solver calls -> {p.out}"
+    )
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Scene configuration (``scenes/*.yaml``): strict pydantic models and a loader with one-line errors.
+"""Scene configuration (``scenes/*.yaml``): strict pydantic models, loader with one-line errors.
 
 Units are in the key names (``_m``, ``_hz``, ``_deg``, ``_dbm``). Positions are metres in the
 scene frame. Unknown keys and wrong types are refused; the error names the YAML key, e.g.

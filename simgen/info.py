@@ -35,7 +35,11 @@ def summarize(path: str | Path) -> str:
         lines.append(f"[{cond}]  rain {g.attrs.get('rain_rate_mm_h', 0):g} mm/h")
         lines.append(f"  link state  {counts}")
         if np.isfinite(toa).any():
-            lines.append(f"  ToA         {np.nanmin(toa) * 1e9:.1f} .. {np.nanmax(toa) * 1e9:.1f} ns")
-            lines.append(f"  rx power    {np.nanmin(power):.1f} .. {np.nanmax(power):.1f} dB "
-                         f"(median {np.nanmedian(power):.1f})")
+            lines.append(
+                f"  ToA         {np.nanmin(toa) * 1e9:.1f} .. {np.nanmax(toa) * 1e9:.1f} ns"
+            )
+            lines.append(
+                f"  rx power    {np.nanmin(power):.1f} .. {np.nanmax(power):.1f} dB "
+                f"(median {np.nanmedian(power):.1f})"
+            )
     return "\n".join(lines)

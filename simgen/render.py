@@ -1,4 +1,4 @@
-"""``simgen render``: config -> scene -> (trace -> labels -> per-condition CSI -> write) per shard."""
+"""``simgen render``: config -> scene -> per shard (trace, labels, CSI per condition, write)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,13 @@ class RenderResult:
         return self.links_rendered / self.seconds if self.seconds > 0 else float("nan")
 
 
-def plan(config_path: str | Path, *, out: str | Path | None = None, ue_count: int | None = None,
-         batch_ues: int | None = None) -> RenderPlan:
+def plan(
+    config_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    ue_count: int | None = None,
+    batch_ues: int | None = None,
+) -> RenderPlan:
     """Read and validate the config and apply command-line overrides."""
     cfg, text, scene_path = load_config(config_path)
     overrides = {}
@@ -59,7 +64,9 @@ def plan(config_path: str | Path, *, out: str | Path | None = None, ue_count: in
         cfg = cfg.model_copy(update={"ue": ue})
         overrides["ue_count"] = ue_count
     if batch_ues is not None:
-        cfg = cfg.model_copy(update={"solver": cfg.solver.model_copy(update={"batch_ues": batch_ues})})
+        cfg = cfg.model_copy(
+            update={"solver": cfg.solver.model_copy(update={"batch_ues": batch_ues})}
+        )
     out_path = Path(out) if out is not None else Path(cfg.output.path)  # relative to the CWD
     return RenderPlan(cfg, text, scene_path, out_path, overrides)
 
@@ -81,10 +88,16 @@ def _select_paths(pb: PathBatch, max_paths: int) -> PathBatch:
         power = np.where(pb.valid, (np.abs(pb.a) ** 2).mean(axis=(2, 3)), -1.0)
         keep = np.sort(np.argsort(-power, axis=-1, kind="stable")[..., :max_paths], axis=-1)
         take = lambda x: np.take_along_axis(x, keep, axis=-1)  # noqa: E731
-        pb = PathBatch(np.take_along_axis(pb.a, keep[:, :, None, None, :], axis=-1),
-                       take(pb.tau), take(pb.valid), take(pb.aod_az), take(pb.aod_zen),
-                       take(pb.aoa_az), take(pb.aoa_zen),
-                       np.take_along_axis(pb.interactions, keep[..., None], axis=2))
+        pb = PathBatch(
+            np.take_along_axis(pb.a, keep[:, :, None, None, :], axis=-1),
+            take(pb.tau),
+            take(pb.valid),
+            take(pb.aod_az),
+            take(pb.aod_zen),
+            take(pb.aoa_az),
+            take(pb.aoa_zen),
+            np.take_along_axis(pb.interactions, keep[..., None], axis=2),
+        )
     return pb
 
 
@@ -127,17 +140,24 @@ class Renderer:
         self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
         cfg = p.cfg
         self.frequencies = cfg.frequency_hz + channel.subcarrier_offsets(
-            cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz)
+            cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz
+        )
         self.conditions = {condition_name(r): r for r in cfg.weather.rain_rates_mm_h}
         self.tilt = polarization_tilt(cfg.weather.polarization)
 
     def layout(self) -> Layout:
         cfg = self.plan.cfg
-        return Layout(sample=len(self.ue_position), trp=len(cfg.trps),
-                      ue_ant=cfg.ue.array.num_ant, trp_ant=cfg.trp_array.num_ant,
-                      subcarrier=cfg.ofdm.num_subcarriers, path=cfg.output.max_paths,
-                      depth=max(cfg.solver.max_depth, 1), chunk=cfg.output.chunk_samples,
-                      with_paths=cfg.output.paths)
+        return Layout(
+            sample=len(self.ue_position),
+            trp=len(cfg.trps),
+            ue_ant=cfg.ue.array.num_ant,
+            trp_ant=cfg.trp_array.num_ant,
+            subcarrier=cfg.ofdm.num_subcarriers,
+            path=cfg.output.max_paths,
+            depth=max(cfg.solver.max_depth, 1),
+            chunk=cfg.output.chunk_samples,
+            with_paths=cfg.output.paths,
+        )
 
     def open_store(self, overwrite: bool = False) -> Store:
         cfg, p = self.plan.cfg, self.plan
@@ -163,24 +183,33 @@ class Renderer:
             "trp_tx_power": np.array([t.tx_power_dbm for t in cfg.trps], np.float32),
             "subcarrier": self.frequencies - cfg.frequency_hz,
         }
-        store = create_or_resume(p.out, config_hash=cfg.content_hash(), layout=self.layout(),
-                                 conditions=self.conditions, attrs=attrs, static=static,
-                                 overwrite=overwrite)
+        store = create_or_resume(
+            p.out,
+            config_hash=cfg.content_hash(),
+            layout=self.layout(),
+            conditions=self.conditions,
+            attrs=attrs,
+            static=static,
+            overwrite=overwrite,
+        )
         if not np.array_equal(store.read("ue_position"), self.ue_position):
-            raise StoreError(f"{p.out}: stored UE positions differ from this config's; "
-                             "use --overwrite")
+            raise StoreError(
+                f"{p.out}: stored UE positions differ from this config's; use --overwrite"
+            )
         return store
 
     def trace_shard(self, positions: np.ndarray, progress: Progress | None = None) -> PathBatch:
         n = self.plan.cfg.solver.batch_ues
         batches = []
         for a in range(0, len(positions), n):
-            batches.append(self.tracer.trace(positions[a:a + n]))
+            batches.append(self.tracer.trace(positions[a : a + n]))
             if progress:
-                progress(len(positions[a:a + n]))
+                progress(len(positions[a : a + n]))
         return concat(batches)
 
-    def shard_arrays(self, positions: np.ndarray, pb: PathBatch) -> dict[str, dict[str, np.ndarray]]:
+    def shard_arrays(
+        self, positions: np.ndarray, pb: PathBatch
+    ) -> dict[str, dict[str, np.ndarray]]:
         """Per-condition variables for one shard (labels shared, CSI/power per condition)."""
         cfg = self.plan.cfg
         num_paths = pb.num_paths
@@ -195,9 +224,11 @@ class Renderer:
         for cond, rate in self.conditions.items():
             factor = channel.rain_factor(pb.tau, pb.aod_zen, cfg.frequency_hz, rate, self.tilt)
             a = pb.a if rate == 0 else pb.a * factor[:, :, None, None, :]
-            arrays = {**common,
-                      "csi": channel.cfr(a, pb.tau, self.frequencies),
-                      "rx_power": channel.path_gain_db(a)}
+            arrays = {
+                **common,
+                "csi": channel.cfr(a, pb.tau, self.frequencies),
+                "rx_power": channel.path_gain_db(a),
+            }
             if kept is not None:
                 kf = channel.rain_factor(kept.tau, kept.aod_zen, cfg.frequency_hz, rate, self.tilt)
                 ka = kept.a if rate == 0 else kept.a * kf[:, :, None, None, :]
@@ -217,6 +248,14 @@ class Renderer:
             links += len(positions) * len(self.plan.cfg.trps)
         store.finalize()
         n_shards = len(store.layout.shards)
-        return RenderResult(self.plan.out, len(self.ue_position), len(self.plan.cfg.trps),
-                            links, len(pending), n_shards - len(pending), self.tracer.calls,
-                            time.perf_counter() - t0, self.backend)
+        return RenderResult(
+            self.plan.out,
+            len(self.ue_position),
+            len(self.plan.cfg.trps),
+            links,
+            len(pending),
+            n_shards - len(pending),
+            self.tracer.calls,
+            time.perf_counter() - t0,
+            self.backend,
+        )

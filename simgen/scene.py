@@ -133,8 +133,15 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
         bbox_min = np.array([bb.min.x, bb.min.y, bb.min.z], dtype=np.float64).ravel()
         bbox_max = np.array([bb.max.x, bb.max.y, bb.max.z], dtype=np.float64).ravel()
 
-    ctx = SceneContext(scene, bbox_min, bbox_max, category, names,
-                       np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32))
+    ctx = SceneContext(
+        scene,
+        bbox_min,
+        bbox_max,
+        category,
+        names,
+        np.zeros((0, 3), np.float32),
+        np.zeros((0, 3), np.float32),
+    )
     _check_trps(cfg, ctx)
     for trp in cfg.trps:
         kwargs = {"position": mi.Point3f(*trp.position), "power_dbm": trp.tx_power_dbm}
@@ -218,11 +225,22 @@ def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) ->
     n_random = count if count is not None else ue.sampling.count
     if n_random is None:
         s = ue.sampling.grid_spacing_m
-        xy = np.unique(np.concatenate([
-            np.stack(np.meshgrid(np.arange(r.x[0] + s / 2, r.x[1], s),
-                                 np.arange(r.y[0] + s / 2, r.y[1], s), indexing="ij"),
-                     -1).reshape(-1, 2)
-            for r in ue.regions]), axis=0)
+        xy = np.unique(
+            np.concatenate(
+                [
+                    np.stack(
+                        np.meshgrid(
+                            np.arange(r.x[0] + s / 2, r.x[1], s),
+                            np.arange(r.y[0] + s / 2, r.y[1], s),
+                            indexing="ij",
+                        ),
+                        -1,
+                    ).reshape(-1, 2)
+                    for r in ue.regions
+                ]
+            ),
+            axis=0,
+        )
         pos = _keep_valid(cfg, ctx, xy)
     else:
         area = np.array([(r.x[1] - r.x[0]) * (r.y[1] - r.y[0]) for r in ue.regions])

@@ -38,42 +38,94 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
     "csi": (
         ("sample", "trp", "ue_ant", "trp_ant", "subcarrier"),
         np.dtype("complex64"),
-        {"units": "1", "long_name": "downlink channel frequency response (linear path gain, "
-         "absolute delays: includes exp(-j 2 pi (f_c + f_k) tau))"},
+        {
+            "units": "1",
+            "long_name": "downlink channel frequency response (linear path gain, "
+            "absolute delays: includes exp(-j 2 pi (f_c + f_k) tau))",
+        },
     ),
-    "ue_position": (("sample", "xyz"), np.dtype("float32"),
-                    {"units": "m", "long_name": "UE position in the scene frame"}),
-    "link_state": (("sample", "trp"), np.dtype("int8"),
-                   {"units": "1", "long_name": "line-of-sight state", **LINK_STATE_ATTRS}),
-    "toa": (("sample", "trp"), np.dtype("float32"),
-            {"units": "s", "long_name": "first-arrival delay on the common (synchronized) "
-             "clock; NaN when no path"}),
-    "los_distance": (("sample", "trp"), np.dtype("float32"),
-                     {"units": "m", "long_name": "geometric TRP-UE distance"}),
-    "rx_power": (("sample", "trp"), np.dtype("float32"),
-                 {"units": "dB", "long_name": "path gain summed over paths, averaged over "
-                  "antenna pairs; NaN when no path"}),
-    "num_paths": (("sample", "trp"), np.dtype("int16"),
-                  {"units": "1", "long_name": "number of valid paths found by the solver"}),
+    "ue_position": (
+        ("sample", "xyz"),
+        np.dtype("float32"),
+        {"units": "m", "long_name": "UE position in the scene frame"},
+    ),
+    "link_state": (
+        ("sample", "trp"),
+        np.dtype("int8"),
+        {"units": "1", "long_name": "line-of-sight state", **LINK_STATE_ATTRS},
+    ),
+    "toa": (
+        ("sample", "trp"),
+        np.dtype("float32"),
+        {
+            "units": "s",
+            "long_name": "first-arrival delay on the common (synchronized) clock; NaN when no path",
+        },
+    ),
+    "los_distance": (
+        ("sample", "trp"),
+        np.dtype("float32"),
+        {"units": "m", "long_name": "geometric TRP-UE distance"},
+    ),
+    "rx_power": (
+        ("sample", "trp"),
+        np.dtype("float32"),
+        {
+            "units": "dB",
+            "long_name": "path gain summed over paths, averaged over "
+            "antenna pairs; NaN when no path",
+        },
+    ),
+    "num_paths": (
+        ("sample", "trp"),
+        np.dtype("int16"),
+        {"units": "1", "long_name": "number of valid paths found by the solver"},
+    ),
     # optional path-level arrays (output.paths: true); path axis sorted by delay
-    "path_tau": (("sample", "trp", "path"), np.dtype("float32"),
-                 {"units": "s", "long_name": "absolute path delay; NaN for padding"}),
-    "path_a": (("sample", "trp", "ue_ant", "trp_ant", "path"), np.dtype("complex64"),
-               {"units": "1", "long_name": "complex path gain per antenna pair, without the "
-                "propagation phase exp(-j 2 pi f_c tau); 0 for padding"}),
-    "path_aod_az": (("sample", "trp", "path"), np.dtype("float32"),
-                    {"units": "rad", "long_name": "azimuth of departure at the TRP"}),
-    "path_aod_zen": (("sample", "trp", "path"), np.dtype("float32"),
-                     {"units": "rad", "long_name": "zenith angle of departure at the TRP"}),
-    "path_aoa_az": (("sample", "trp", "path"), np.dtype("float32"),
-                    {"units": "rad", "long_name": "azimuth of arrival at the UE"}),
-    "path_aoa_zen": (("sample", "trp", "path"), np.dtype("float32"),
-                     {"units": "rad", "long_name": "zenith angle of arrival at the UE"}),
-    "path_interactions": (("sample", "trp", "path", "depth"), np.dtype("uint8"),
-                          {"units": "1", "long_name": "interaction type per bounce "
-                           "(Sionna InteractionType bit codes)",
-                           "flag_masks": [1, 2, 4, 8],
-                           "flag_meanings": "specular diffuse refraction diffraction"}),
+    "path_tau": (
+        ("sample", "trp", "path"),
+        np.dtype("float32"),
+        {"units": "s", "long_name": "absolute path delay; NaN for padding"},
+    ),
+    "path_a": (
+        ("sample", "trp", "ue_ant", "trp_ant", "path"),
+        np.dtype("complex64"),
+        {
+            "units": "1",
+            "long_name": "complex path gain per antenna pair, without the "
+            "propagation phase exp(-j 2 pi f_c tau); 0 for padding",
+        },
+    ),
+    "path_aod_az": (
+        ("sample", "trp", "path"),
+        np.dtype("float32"),
+        {"units": "rad", "long_name": "azimuth of departure at the TRP"},
+    ),
+    "path_aod_zen": (
+        ("sample", "trp", "path"),
+        np.dtype("float32"),
+        {"units": "rad", "long_name": "zenith angle of departure at the TRP"},
+    ),
+    "path_aoa_az": (
+        ("sample", "trp", "path"),
+        np.dtype("float32"),
+        {"units": "rad", "long_name": "azimuth of arrival at the UE"},
+    ),
+    "path_aoa_zen": (
+        ("sample", "trp", "path"),
+        np.dtype("float32"),
+        {"units": "rad", "long_name": "zenith angle of arrival at the UE"},
+    ),
+    "path_interactions": (
+        ("sample", "trp", "path", "depth"),
+        np.dtype("uint8"),
+        {
+            "units": "1",
+            "long_name": "interaction type per bounce (Sionna InteractionType bit codes)",
+            "flag_masks": [1, 2, 4, 8],
+            "flag_meanings": "specular diffuse refraction diffraction",
+        },
+    ),
 }
 
 PATH_VARIABLES = tuple(v for v in VARIABLES if v.startswith("path_"))

@@ -42,7 +42,9 @@ class Layout:
 
     @property
     def shards(self) -> list[slice]:
-        return [slice(a, min(a + self.chunk, self.sample)) for a in range(0, self.sample, self.chunk)]
+        return [
+            slice(a, min(a + self.chunk, self.sample)) for a in range(0, self.sample, self.chunk)
+        ]
 
 
 def condition_name(rain_rate_mm_h: float) -> str:
@@ -92,17 +94,27 @@ def open_store(path: str | Path, mode: str = "r") -> Store:
         attrs = dict(root.attrs)
         layout = Layout(**attrs["layout"])
     except Exception as exc:  # noqa: BLE001 - zarr raises many kinds on corrupt metadata
-        raise StoreError(f"{path}: not a readable simgen store ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'corrupt metadata'})") from None
+        raise StoreError(
+            f"{path}: not a readable simgen store ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt metadata'})"
+        ) from None
     if attrs.get("schema_version") != SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema version {attrs.get('schema_version')!r} is not "
-                         f"{SCHEMA_VERSION!r}")
+        raise StoreError(
+            f"{path}: schema version {attrs.get('schema_version')!r} is not {SCHEMA_VERSION!r}"
+        )
     return Store(root, layout)
 
 
-def create_or_resume(path: str | Path, *, config_hash: str, layout: Layout,
-                     conditions: dict[str, float], attrs: dict, static: dict[str, np.ndarray],
-                     overwrite: bool) -> Store:
+def create_or_resume(
+    path: str | Path,
+    *,
+    config_hash: str,
+    layout: Layout,
+    conditions: dict[str, float],
+    attrs: dict,
+    static: dict[str, np.ndarray],
+    overwrite: bool,
+) -> Store:
     """Create a new store, or reopen one made from the same config to finish it.
 
     conditions: group name -> rain rate (mm/h). static: arrays known before tracing
@@ -118,38 +130,64 @@ def create_or_resume(path: str | Path, *, config_hash: str, layout: Layout,
         if old != config_hash:
             raise StoreError(
                 f"{path} was rendered from a different configuration; use --overwrite to "
-                f"replace it or --out to write elsewhere")
+                f"replace it or --out to write elsewhere"
+            )
         return store
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".creating")
     if tmp.exists():
         shutil.rmtree(tmp)
     root = zarr.open_group(str(tmp), mode="w")
-    root.attrs.update({**attrs, "config_hash": config_hash, "schema_version": SCHEMA_VERSION,
-                       "conditions": list(conditions), "layout": layout.__dict__,
-                       "complete": False})
-    root.create_array("shard_done", shape=(len(layout.shards),), chunks=(1,), dtype="uint8",
-                      fill_value=0, dimension_names=("shard",))
+    root.attrs.update(
+        {
+            **attrs,
+            "config_hash": config_hash,
+            "schema_version": SCHEMA_VERSION,
+            "conditions": list(conditions),
+            "layout": layout.__dict__,
+            "complete": False,
+        }
+    )
+    root.create_array(
+        "shard_done",
+        shape=(len(layout.shards),),
+        chunks=(1,),
+        dtype="uint8",
+        fill_value=0,
+        dimension_names=("shard",),
+    )
     for cond, rate in conditions.items():
         _create_group(root.create_group(cond), layout, rate, static)
     tmp.rename(path)  # the store appears only once it is fully laid out
     return open_store(path, mode="r+")
 
 
-def _create_group(group: zarr.Group, layout: Layout, rain_rate: float,
-                  static: dict[str, np.ndarray]) -> None:
+def _create_group(
+    group: zarr.Group, layout: Layout, rain_rate: float, static: dict[str, np.ndarray]
+) -> None:
     group.attrs.update({"rain_rate_mm_h": rain_rate})
     names = SAMPLE_VARIABLES + (PATH_VARIABLES if layout.with_paths else ())
     for name in names:
         dims, dtype, attrs = VARIABLES[name]
         shape = layout.shape(dims)
         chunks = (layout.chunk,) + shape[1:]
-        arr = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
-                                 fill_value=FILL[dtype.name], dimension_names=dims)
+        arr = group.create_array(
+            name,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=FILL[dtype.name],
+            dimension_names=dims,
+        )
         arr.attrs.update(attrs)
-    coords = {"trp": ("trp",), "xyz": ("xyz",), "subcarrier": ("subcarrier",),
-              "trp_position": ("trp", "xyz"), "trp_orientation": ("trp", "xyz"),
-              "trp_tx_power": ("trp",)}
+    coords = {
+        "trp": ("trp",),
+        "xyz": ("xyz",),
+        "subcarrier": ("subcarrier",),
+        "trp_position": ("trp", "xyz"),
+        "trp_orientation": ("trp", "xyz"),
+        "trp_tx_power": ("trp",),
+    }
     for name, dims in coords.items():
         value = np.asarray(static[name]) if name != "xyz" else np.array(["x", "y", "z"])
         dtype = str if value.dtype.kind in "US" else value.dtype

@@ -55,6 +55,10 @@ class Tracer:
         for name, p in zip(self._rx, positions, strict=True):
             self.scene.get(name).position = mi.Point3f(*(float(v) for v in p))
 
+    def clear(self) -> None:
+        """Remove this tracer's receivers from the scene."""
+        self._set_receivers(np.zeros((0, 3)))
+
     def trace(self, positions: np.ndarray) -> PathBatch:
         """Trace all TRPs to UEs at ``positions`` (B, 3) metres."""
         self._set_receivers(positions)
@@ -93,11 +97,20 @@ def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> PathBatch:
     if n_paths == 0:  # nothing found anywhere in the batch
         ue_ant, trp_ant = (a.shape[2], a.shape[3]) if a.ndim == 5 else (1, 1)
         z = np.zeros((n_rx, n_tx, 0), np.float32)
-        return PathBatch(np.zeros((n_rx, n_tx, ue_ant, trp_ant, 0), np.complex64), z,
-                         z.astype(bool), z, z, z, z, np.zeros((n_rx, n_tx, 0, depth), np.uint8))
+        return PathBatch(
+            np.zeros((n_rx, n_tx, ue_ant, trp_ant, 0), np.complex64),
+            z,
+            z.astype(bool),
+            z,
+            z,
+            z,
+            z,
+            np.zeros((n_rx, n_tx, 0, depth), np.uint8),
+        )
     inter = inter.transpose(1, 2, 3, 0).astype(np.uint8)
-    angles = [_np(x).astype(np.float32) for x in
-              (paths.phi_t, paths.theta_t, paths.phi_r, paths.theta_r)]
+    angles = [
+        _np(x).astype(np.float32) for x in (paths.phi_t, paths.theta_t, paths.phi_r, paths.theta_r)
+    ]
 
     # Valid paths first, by increasing delay; then cut the P axis to the longest link.
     key = np.where(valid, tau, np.inf)
@@ -128,7 +141,15 @@ def concat(batches: list[PathBatch]) -> PathBatch:
         return np.pad(x, widths)
 
     fields = {}
-    for name, axis in (("a", -1), ("tau", -1), ("valid", -1), ("aod_az", -1), ("aod_zen", -1),
-                       ("aoa_az", -1), ("aoa_zen", -1), ("interactions", 2)):
+    for name, axis in (
+        ("a", -1),
+        ("tau", -1),
+        ("valid", -1),
+        ("aod_az", -1),
+        ("aod_zen", -1),
+        ("aoa_az", -1),
+        ("aoa_zen", -1),
+        ("interactions", 2),
+    ):
         fields[name] = np.concatenate([pad(getattr(b, name), axis) for b in batches], axis=0)
     return PathBatch(**fields)

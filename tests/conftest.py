@@ -41,10 +41,16 @@ OPEN_SCENE = {
     "frequency_hz": 3.5e9,
     "ofdm": {"num_subcarriers": 16, "subcarrier_spacing_hz": 1.0e6},
     "trp_array": {"rows": 1, "cols": 2, "pattern": "iso", "polarization": "V"},
-    "trps": [{"name": "t0", "position": [0.0, 0.0, 10.0]},
-             {"name": "t1", "position": [40.0, -30.0, 25.0]}],
-    "ue": {"regions": [{"x": [-200.0, 200.0], "y": [-200.0, 200.0]}],
-           "sampling": {"count": 12}, "min_distance_to_trp_m": 5.0, "seed": 3},
+    "trps": [
+        {"name": "t0", "position": [0.0, 0.0, 10.0]},
+        {"name": "t1", "position": [40.0, -30.0, 25.0]},
+    ],
+    "ue": {
+        "regions": [{"x": [-200.0, 200.0], "y": [-200.0, 200.0]}],
+        "sampling": {"count": 12},
+        "min_distance_to_trp_m": 5.0,
+        "seed": 3,
+    },
     "solver": {"max_depth": 0, "samples_per_src": 1000, "batch_ues": 12},
     "output": {"path": "unused", "chunk_samples": 6, "paths": True, "max_paths": 4},
 }

@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-
 from conftest import write_config
 
 
 def simgen(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from simgen.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=timeout)
-
+    return subprocess.run(
+        [sys.executable, "-c", "from simgen.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 BAD_INPUTS = [
@@ -29,16 +31,31 @@ BAD_INPUTS = [
     ({"frequency_hz": "high"}, None, "frequency_hz: Input should be a valid number"),
     ({"scene": "atlantis"}, None, "scene: unknown scene 'atlantis'"),
     ({"trps": [{"name": "a", "position": [0.0, 0.0]}]}, None, "trps[0].position: too few values"),
-    ({"trps": [{"name": "far", "position": [5000.0, 0.0, 10.0]}]}, None,
-     "trps[0].position: (5000, 0) is outside the scene"),
-    ({"trps": [{"name": "in", "position": [0.0, 25.0, 10.0]}]}, None,
-     "trps[0].position: (0.0, 25.0, 10.0) is inside or under"),
-    ({"ue__regions": [{"x": [500.0, 600.0], "y": [0.0, 10.0]}]}, None,
-     "ue.regions[0]: lies outside the scene"),
-    ({"ue__regions": [{"x": [-10.0, 10.0], "y": [15.0, 35.0]}]}, None,  # inside a building
-     "ue.regions: found 0 valid UE positions"),
-    ({"ofdm": {"num_subcarriers": 64}}, None,
-     "ofdm: give exactly one of subcarrier_spacing_hz or bandwidth_hz"),
+    (
+        {"trps": [{"name": "far", "position": [5000.0, 0.0, 10.0]}]},
+        None,
+        "trps[0].position: (5000, 0) is outside the scene",
+    ),
+    (
+        {"trps": [{"name": "in", "position": [0.0, 25.0, 10.0]}]},
+        None,
+        "trps[0].position: (0.0, 25.0, 10.0) is inside or under",
+    ),
+    (
+        {"ue__regions": [{"x": [500.0, 600.0], "y": [0.0, 10.0]}]},
+        None,
+        "ue.regions[0]: lies outside the scene",
+    ),
+    (
+        {"ue__regions": [{"x": [-10.0, 10.0], "y": [15.0, 35.0]}]},
+        None,  # inside a building
+        "ue.regions: found 0 valid UE positions",
+    ),
+    (
+        {"ofdm": {"num_subcarriers": 64}},
+        None,
+        "ofdm: give exactly one of subcarrier_spacing_hz or bandwidth_hz",
+    ),
     ({"solver__max_depth": -1}, None, "solver.max_depth: Input should be greater than or equal"),
     ({"frequency_hz": 60e9}, None, "frequency_hz: 60 GHz is outside the ITU-R P.2040"),
     ({}, "name: [unclosed\n", "invalid YAML at line"),
@@ -70,8 +87,9 @@ def test_missing_scene_file_and_store(tmp_path):
 def test_store_from_other_config_is_refused(tmp_path):
     cfg = write_config(tmp_path, "street_canyon.yaml", ue__sampling={"count": 8})
     assert simgen("render", str(cfg), "-q").returncode == 0
-    other = write_config(tmp_path, "street_canyon.yaml", ue__sampling={"count": 8},
-                         frequency_hz=3.6e9)
+    other = write_config(
+        tmp_path, "street_canyon.yaml", ue__sampling={"count": 8}, frequency_hz=3.6e9
+    )
     res = simgen("render", str(other), "-q")
     assert res.returncode == 2 and "different configuration" in res.stderr
     assert simgen("render", str(other), "-q", "--overwrite").returncode == 0
@@ -80,14 +98,31 @@ def test_store_from_other_config_is_refused(tmp_path):
 
 def _render_proc(cfg, out):
     return subprocess.Popen(
-        [sys.executable, "-c", "from simgen.cli import main; main()", "render", str(cfg),
-         "--out", str(out), "-q", "--batch-ues", "4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            "from simgen.cli import main; main()",
+            "render",
+            str(cfg),
+            "--out",
+            str(out),
+            "-q",
+            "--batch-ues",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def test_kill_and_resume_gives_identical_dataset(tmp_path):
-    cfg = write_config(tmp_path, "street_canyon.yaml", ue__sampling={"count": 64},
-                       output={"chunk_samples": 8, "paths": True, "max_paths": 64})
+    cfg = write_config(
+        tmp_path,
+        "street_canyon.yaml",
+        ue__sampling={"count": 64},
+        output={"chunk_samples": 8, "paths": True, "max_paths": 64},
+    )
     ref, cut = tmp_path / "ref.zarr", tmp_path / "cut.zarr"
     assert simgen("render", str(cfg), "--out", str(ref), "-q").returncode == 0
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import OPEN_SCENE, write_config
 
 from simgen.channel import subcarrier_offsets
 from simgen.render import Renderer, plan
 from simgen.schema import SPEED_OF_LIGHT, LinkState
-
-from conftest import OPEN_SCENE, write_config
 
 
 def render(path, **kw):
@@ -34,8 +33,9 @@ def test_free_space_toa_and_path_gain(tmp_path):
     # one path per link, |a| = lambda / (4 pi d) on every antenna
     assert (ds.num_paths.values == 1).all()
     mag = np.abs(ds.path_a.values[..., 0])  # (sample, trp, ue_ant, trp_ant)
-    np.testing.assert_allclose(mag, np.broadcast_to((wavelength / (4 * np.pi * d))[..., None, None],
-                                                    mag.shape), rtol=6e-3)  # 0.05 dB
+    np.testing.assert_allclose(
+        mag, np.broadcast_to((wavelength / (4 * np.pi * d))[..., None, None], mag.shape), rtol=6e-3
+    )  # 0.05 dB
 
 
 def test_csi_matches_sionna_cfr(tmp_path):
@@ -46,8 +46,9 @@ def test_csi_matches_sionna_cfr(tmp_path):
     ours = r.shard_arrays(pos, pb)["dry"]["csi"]  # (B, T, ue_ant, trp_ant, K)
     cfg = r.plan.cfg
     f = subcarrier_offsets(cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz)
-    ref = r.tracer.last_paths.cfr(frequencies=f.astype(np.float32), normalize_delays=False,
-                                  out_type="numpy")  # (rx, rx_ant, tx, tx_ant, T=1, K)
+    ref = r.tracer.last_paths.cfr(
+        frequencies=f.astype(np.float32), normalize_delays=False, out_type="numpy"
+    )  # (rx, rx_ant, tx, tx_ant, T=1, K)
     ref = np.asarray(ref)[:, :, :, :, 0].transpose(0, 2, 1, 3, 4)
     err = np.abs(ours - ref).max() / np.abs(ref).max()
     assert err < 2e-4, err
@@ -63,8 +64,9 @@ def test_stored_csi_equals_sum_over_stored_paths(tmp_path):
     a = ds.path_a.values.astype(np.complex128)
     tau = np.nan_to_num(ds.path_tau.values.astype(np.float64))
     # independent formula, complex128, per subcarrier
-    h = np.stack([(a * np.exp(-2j * np.pi * f * tau)[:, :, None, None, :]).sum(-1)
-                  for f in freqs], axis=-1)
+    h = np.stack(
+        [(a * np.exp(-2j * np.pi * f * tau)[:, :, None, None, :]).sum(-1) for f in freqs], axis=-1
+    )
     csi = ds.csi.values
     rel = np.abs(csi - h).max(axis=(2, 3, 4)) / np.abs(h).max(axis=(2, 3, 4))
     assert rel[complete].max() < 1e-4

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import OPEN_SCENE, write_config
 
 from simgen.render import Renderer, plan
 from simgen.store import condition_name
-
-from conftest import OPEN_SCENE, write_config
 
 RATES = [0.0, 10.0, 25.0, 50.0, 90.0]
 
@@ -17,8 +16,9 @@ RATES = [0.0, 10.0, 25.0, 50.0, 90.0]
 @pytest.fixture(scope="module")
 def open_rain(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rain")
-    cfg = write_config(tmp, OPEN_SCENE, frequency_hz=28e9,
-                       weather={"rain_rates_mm_h": RATES, "polarization": "H"})
+    cfg = write_config(
+        tmp, OPEN_SCENE, frequency_hz=28e9, weather={"rain_rates_mm_h": RATES, "polarization": "H"}
+    )
     r = Renderer(plan(cfg), "cpu")
     r.render(r.open_store(overwrite=True))
     return r
@@ -41,14 +41,19 @@ def test_los_link_loses_gamma_times_length(open_rain):
     elev = np.degrees(np.arcsin(np.abs(ue[:, None, 2] - trp[None, :, 2]) / d))
     for rate in RATES[1:]:
         wet = xr.open_zarr(open_rain.plan.out, group=condition_name(rate)).load()
-        gamma = np.vectorize(lambda e, r=rate: itur.models.itu838.rain_specific_attenuation(
-            r, 28.0, float(e), 0.0).value)(elev)  # dB/km, horizontal polarization
+        gamma = np.vectorize(
+            lambda e, r=rate: (
+                itur.models.itu838.rain_specific_attenuation(r, 28.0, float(e), 0.0).value
+            )
+        )(elev)  # dB/km, horizontal polarization
         loss = dry.rx_power.values - wet.rx_power.values
         np.testing.assert_allclose(loss, gamma * d / 1000, rtol=1e-3, atol=2e-4)
         ratio = np.abs(wet.csi.values) / np.abs(dry.csi.values)
-        np.testing.assert_allclose(20 * np.log10(ratio),
-                                   -np.broadcast_to((gamma * d / 1000)[..., None, None, None],
-                                                    ratio.shape), atol=2e-3)
+        np.testing.assert_allclose(
+            20 * np.log10(ratio),
+            -np.broadcast_to((gamma * d / 1000)[..., None, None, None], ratio.shape),
+            atol=2e-3,
+        )
 
 
 def test_zero_rain_is_bit_identical_to_dry(tmp_path, open_rain):

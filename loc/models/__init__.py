@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from loc.errors import ConfigError
-from loc.models.cnn import CNN, ADCNN
+from loc.models.cnn import ADCNN, CNN
 from loc.models.iclloc import ICLLoc
 from loc.models.mateformer import Mateformer
 from loc.models.mfcnet import MFCNet

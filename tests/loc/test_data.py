@@ -1,0 +1,194 @@
+"""Data layer: store access, selection, transforms, splits, neighbours, lazy reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from loc.data import (
+    CSIDataset,
+    CSIStore,
+    CSITransform,
+    FeatureBank,
+    Selection,
+    SequenceDataset,
+    angle_delay,
+    coarse_locations,
+    dft_matrices,
+    knn,
+    list_groups,
+    neighbour_sequences,
+    parse_index_list,
+    random_sequences,
+    split_indices,
+)
+from loc.errors import ConfigError, DataError
+
+
+def test_groups_and_missing(store_path, tmp_path):
+    assert list_groups(store_path) == ["dry", "rain_25mmh"]
+    with pytest.raises(DataError, match="group 'wet' not in store"):
+        CSIStore(store_path, "wet")
+    with pytest.raises(DataError, match="store not found"):
+        CSIStore(tmp_path / "nope.zarr", "dry")
+    bad = tmp_path / "bad.zarr"
+    xr.Dataset({"ue_position": (("sample", "xyz"), np.zeros((4, 3), "f4"))}).to_zarr(
+        bad, group="dry", zarr_format=3, consolidated=False)
+    with pytest.raises(DataError, match="lacks variable"):
+        CSIStore(bad, "dry")
+
+
+def test_selection_and_read_match_raw_arrays(store_path):
+    st = CSIStore(store_path, "dry", Selection(trps=(1,), trp_ants=(0, 2, 4, 6),
+                                               subcarriers=(1, 2, 3)),
+                  transform=CSITransform(scale=1e3))
+    assert st.shape == (1, 4, 3)
+    idx = np.array([5, 200, 63, 64, 5, 383])  # unsorted, duplicates, across chunk borders
+    got = st.read(idx)
+    raw = xr.open_zarr(store_path, group="dry", consolidated=False)["csi"].values
+    want = raw[idx][:, [1]][:, :, :, [0, 2, 4, 6]][..., [1, 2, 3]].reshape(6, 1, 4, 3) * 1e3
+    np.testing.assert_allclose(got[..., 0] + 1j * got[..., 1], want, rtol=1e-5)
+    np.testing.assert_allclose(st.xy, xr.open_zarr(store_path, group="dry",
+                                                   consolidated=False)["ue_position"].values[:, :2])
+    with pytest.raises(ConfigError, match="bad trps selection"):
+        CSIStore(store_path, "dry", Selection(trps=(2,)))
+
+
+def test_all_trps_become_link_groups(store_path):
+    st = CSIStore(store_path, "dry", transform=CSITransform(scale=1.0))
+    assert st.shape == (2, 8, 8)
+    assert st.link_state.shape == (len(st), 2)
+
+
+def test_auto_scale_gives_unit_power(store_path):
+    st = CSIStore(store_path, "dry", Selection(trps=(0,)))
+    with pytest.raises(ConfigError, match="no scale"):
+        st.read([0])
+    tr = st.fit_transform(np.arange(128))
+    assert 1e2 < tr.scale < 1e6  # raw CSI is a path gain ~1e-4..1e-3 here
+    f = st.read(np.arange(128))
+    assert np.mean(np.sum(f.astype(np.float64) ** 2, axis=-1)) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_lazy_reads_use_a_bounded_chunk_cache(store_path):
+    st = CSIStore(store_path, "dry", transform=CSITransform(scale=1.0), cache_mb=0.05)
+    assert st._cache_chunks == 1  # one 64-sample chunk (64 KB) fits in 50 KB -> min 1
+    st.read(np.arange(len(st)))
+    assert len(st._cache) == 1
+
+
+def test_angle_delay_dft_is_unitary():
+    for n_ant, n_sc in ((32, 32), (8, 16)):
+        f_a, f_d = dft_matrices(n_ant, n_sc)
+        np.testing.assert_allclose(f_a.conj().T @ f_a, np.eye(n_ant), atol=1e-12)
+        np.testing.assert_allclose(f_d.conj().T @ f_d, np.eye(n_sc), atol=1e-12)
+    rng = np.random.default_rng(0)
+    h = (rng.normal(size=(5, 32, 32)) + 1j * rng.normal(size=(5, 32, 32))).astype(np.complex64)
+    had = angle_delay(h)
+    np.testing.assert_allclose(np.linalg.norm(had, axis=(1, 2)), np.linalg.norm(h, axis=(1, 2)),
+                               rtol=1e-5)
+    f_a, f_d = dft_matrices(32, 32)
+    np.testing.assert_allclose(f_a.conj().T @ had @ f_d, h, atol=1e-5)  # inverse
+
+
+def test_angle_delay_makes_an_on_grid_plane_wave_one_bin():
+    a, c = np.arange(32)[:, None], np.arange(32)[None, :]
+    h = np.exp(2j * np.pi * a * 5 / 32) * np.exp(-2j * np.pi * c * 3 / 32)
+    mag = np.abs(angle_delay(h))
+    assert mag[5, 3] == pytest.approx(32.0, rel=1e-5)
+    assert np.sum(mag > 1e-3) == 1
+
+
+def test_transform_angle_delay_domain(store_path):
+    st = CSIStore(store_path, "dry", Selection(trps=(0,)), CSITransform(1e3, "angle_delay"))
+    raw = st.read_raw([3])
+    f = st.read([3])
+    np.testing.assert_allclose(f[..., 0] + 1j * f[..., 1], angle_delay(raw * 1e3), rtol=1e-4,
+                               atol=1e-6)
+    with pytest.raises(ConfigError):
+        CSITransform(1.0, "wavelet")
+
+
+def test_split_is_seeded_disjoint_nested_and_checked():
+    valid = np.ones(1000, bool)
+    valid[::7] = False
+    a = split_indices(valid, 300, 200, seed=1)
+    b = split_indices(valid, 100, 200, seed=1)
+    assert len(a.train) == 300 and len(a.test) == 200
+    assert not set(a.train) & set(a.test)
+    assert valid[a.train].all() and valid[a.test].all()
+    np.testing.assert_array_equal(a.test, b.test)  # same test set for every training size
+    assert set(b.train) <= set(a.train)  # smaller train sets are subsets
+    c = split_indices(valid, 300, 200, seed=2)
+    assert not np.array_equal(a.train, c.train)
+    with pytest.raises(DataError, match="cannot split"):
+        split_indices(valid, 800, 200)
+    with pytest.raises(DataError, match="cannot split"):
+        split_indices(1000, 300, 100, test_start=200)  # overlaps the training part
+
+
+def test_knn_matches_brute_force_and_excludes_self():
+    rng = np.random.default_rng(0)
+    db = rng.uniform(0, 10, (50, 2))
+    q = rng.uniform(0, 10, (7, 2))
+    got = knn(q, db, 5, block=3)
+    d = np.linalg.norm(q[:, None] - db[None], axis=2)
+    np.testing.assert_array_equal(got, np.argsort(d, axis=1)[:, :5])
+    self_nb = knn(db, db, 4, exclude=np.arange(50))
+    assert not (self_nb == np.arange(50)[:, None]).any()
+    with pytest.raises(DataError, match="need 50 neighbours"):
+        knn(db, db, 50, exclude=np.arange(50))
+
+
+def test_neighbour_sequences_and_coarse_noise():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 20, (200, 2))
+    db, queries = np.arange(0, 150), np.arange(150, 200)
+    seq = neighbour_sequences(xy, db, queries, k=8, l=0.0)
+    assert seq.shape == (50, 9)
+    np.testing.assert_array_equal(seq[:, -1], queries)
+    np.testing.assert_array_equal(seq[:, :8], db[knn(xy[queries], xy[db], 8)])
+    train = neighbour_sequences(xy, db, db, k=8)  # training: self excluded, then appended
+    assert not (train[:, :8] == train[:, 8:]).any()
+    noisy = neighbour_sequences(xy, db, queries, k=8, l=1.0, rng=np.random.default_rng(0))
+    assert not np.array_equal(noisy, seq)
+    c = coarse_locations(np.zeros((20000, 2)), 1.0, np.random.default_rng(0))
+    assert np.abs(c).max() <= 1.0 and np.abs(c).max() > 0.99
+    assert np.mean(np.linalg.norm(c, axis=1)) == pytest.approx(0.7652, abs=0.01)  # spec §1.5
+
+
+def test_random_sequences():
+    db = np.arange(10, 40)
+    seq = random_sequences(db, db, 29, np.random.default_rng(0))
+    for row in seq:
+        assert len(set(row[:29])) == 29 and row[-1] not in row[:29] and set(row) <= set(db)
+    with pytest.raises(DataError):
+        random_sequences(db, db, 30, np.random.default_rng(0))
+
+
+def test_feature_bank_preload_equals_lazy_and_datasets(store_path):
+    st = CSIStore(store_path, "dry", Selection(trps=(0,)), CSITransform(1e3))
+    idx = np.array([[3, 9, 100], [9, 9, 250]])
+    lazy = FeatureBank(st)(idx)
+    pre = FeatureBank(st, preload=np.array([3, 9, 100, 250]))(idx)
+    assert lazy.shape == (2, 3, 1, 8, 8, 2)
+    torch.testing.assert_close(lazy, pre)
+    with pytest.raises(DataError, match="not preloaded"):
+        FeatureBank(st, preload=np.array([3]))(np.array([4]))
+    ds = CSIDataset(st, np.array([3, 9]))
+    h, x = ds[1]
+    torch.testing.assert_close(h, lazy[0, 1])
+    sq = SequenceDataset(st, idx)
+    h, x = sq.__getitems__([0, 1])
+    torch.testing.assert_close(h, lazy)
+    assert x.shape == (2, 3, 2)
+
+
+def test_parse_index_list():
+    assert parse_index_list("all") is None
+    assert parse_index_list("0,2") == (0, 2)
+    assert parse_index_list("0:3,7") == (0, 1, 2, 7)
+    with pytest.raises(ConfigError):
+        parse_index_list("a,b")

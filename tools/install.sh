@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One-time set-up into ./.venv: CPU PyTorch (unless one is already there), the project with its
+# test extras, and a libLLVM >= 16 for Dr.Jit's CPU backend when no NVIDIA GPU is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# torch first, pinned: a bare "torch" requirement would pull a multi-GB CUDA build.
+.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
+"${pip[@]}" -e ".[test]"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  exit 0  # the CUDA/OptiX backend needs only the driver
+fi
+if ! .venv/bin/python -c "from simgen.backend import find_libllvm; find_libllvm()" 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing libllvm19 (Dr.Jit's CPU backend needs libLLVM >= 16)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libllvm19 >/dev/null
+  else
+    echo "error: CPU ray tracing needs libLLVM >= 16: run 'sudo apt-get install -y libllvm19'" \
+         "(or set DRJIT_LIBLLVM_PATH)" >&2
+    exit 1
+  fi
+fi
