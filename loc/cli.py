@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from loc.errors import DataError, LocError
+from loc.errors import ConfigError, DataError, LocError
 
 app = typer.Typer(
     name="loc",
@@ -43,8 +43,9 @@ def _one_line_errors(fn):
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
-                        force=True)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", force=True
+    )
 
 
 def _open_store(path, group, selection, transform, frame):
@@ -55,22 +56,28 @@ def _open_store(path, group, selection, transform, frame):
 
 def _summary(report: dict) -> str:
     o = report["overall"]
-    return (f"{report['model']} on {report['store']['group']}: n={o['n']} mean {o['mean']:.4f} m, "
-            f"median {o['median']:.4f} m, p90 {o['p90']:.4f} m, p95 {o['p95']:.4f} m")
+    return (
+        f"{report['model']} on {report['store']['group']}: n={o['n']} mean {o['mean']:.4f} m, "
+        f"median {o['median']:.4f} m, p90 {o['p90']:.4f} m, p95 {o['p95']:.4f} m"
+    )
 
 
 @app.command()
 @_one_line_errors
 def train(
     store: Path = typer.Argument(..., help="simgen Zarr store"),
-    group: list[str] = typer.Option(["dry"], "--group", "-g",
-                                    help="condition group(s); several = multi-scenario training"),
-    model: str = typer.Option("mateformer", help="mateformer | cnn | ad_cnn | mfcnet | "
-                              "iclloc_gen | iclloc_disc"),
+    group: list[str] = typer.Option(
+        ["dry"], "--group", "-g", help="condition group(s); several = multi-scenario training"
+    ),
+    model: str = typer.Option(
+        "mateformer", help="mateformer | cnn | ad_cnn | mfcnet | iclloc_gen | iclloc_disc"
+    ),
+    model_kwargs: str = typer.Option("{}", help="JSON model options, e.g. '{\"depth\": 4}'"),
     n_train: int = typer.Option(40_000, help="training samples per group (also the database)"),
     n_test: int = typer.Option(20_000, help="test samples per group"),
-    test_start: int | None = typer.Option(None, help="test = perm[test_start:+n_test] "
-                                          "(default: the last n_test)"),
+    test_start: int | None = typer.Option(
+        None, help="test = perm[test_start:+n_test] (default: the last n_test)"
+    ),
     split_seed: int = typer.Option(1, help="seed of the sample permutation"),
     budget: str = typer.Option("paper", help="paper (300k steps, batch 500) | short"),
     steps: int | None = typer.Option(None, help="override the budget's step count"),
@@ -80,8 +87,9 @@ def train(
     ue_ants: str = typer.Option("all", help="UE antenna indices"),
     trp_ants: str = typer.Option("all", help="TRP antenna indices, e.g. '0:32'"),
     subcarriers: str = typer.Option("all", help="subcarrier indices, e.g. '0:32'"),
-    scale: str = typer.Option("auto", help="CSI scale: a number (paper: 1e4) or 'auto' "
-                              "(1/RMS of the training CSI)"),
+    scale: str = typer.Option(
+        "auto", help="CSI scale: a number (paper: 1e4) or 'auto' (1/RMS of the training CSI)"
+    ),
     domain: str = typer.Option("freq", help="freq | angle_delay (input transform)"),
     frame: str = typer.Option("absolute", help="absolute | trp (locations relative to TRP)"),
     sampling: str = typer.Option("neighbour", help="neighbour | random sequences (set models)"),
@@ -93,8 +101,9 @@ def train(
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt"),
     log_every: int = typer.Option(100, help="log every N steps"),
     ckpt_every: int = typer.Option(5000, help="checkpoint every N steps"),
-    evaluate_after: bool = typer.Option(True, "--eval/--no-eval",
-                                        help="evaluate on the first group's test split"),
+    evaluate_after: bool = typer.Option(
+        True, "--eval/--no-eval", help="evaluate on the first group's test split"
+    ),
     quiet: bool = typer.Option(False, help="only errors and the final summary"),
 ) -> None:
     """Train one model on one or more condition groups of a store."""
@@ -105,19 +114,36 @@ def train(
 
     _setup_logging(quiet)
     if budget not in BUDGETS:
-        raise DataError(f"unknown budget {budget!r} ({' | '.join(BUDGETS)})")
+        raise ConfigError(f"unknown budget {budget!r} ({' | '.join(BUDGETS)})")
     try:
         scale_v = None if scale == "auto" else float(scale)
     except ValueError:
-        raise DataError(f"--scale must be a number or 'auto', got {scale!r}") from None
-    selection = Selection(parse_index_list(trps), parse_index_list(ue_ants),
-                          parse_index_list(trp_ants), parse_index_list(subcarriers))
+        raise ConfigError(f"--scale must be a number or 'auto', got {scale!r}") from None
+    try:
+        mkw = json.loads(model_kwargs)
+        assert isinstance(mkw, dict)
+    except (ValueError, AssertionError):
+        raise ConfigError(f"--model-kwargs must be a JSON object, got {model_kwargs!r}") from None
+    selection = Selection(
+        parse_index_list(trps),
+        parse_index_list(ue_ants),
+        parse_index_list(trp_ants),
+        parse_index_list(subcarriers),
+    )
     transform = CSITransform(scale=scale_v, domain=domain)  # type: ignore[arg-type]
     cfg = TrainConfig(
-        model=model, steps=steps or BUDGETS[budget]["steps"],
-        batch_size=batch_size or BUDGETS[budget]["batch_size"], lr=lr, n_neighbours=k,
-        sampling=sampling, seed=seed, device=device, precision=precision,
-        log_every=log_every, ckpt_every=ckpt_every,
+        model=model,
+        model_kwargs=mkw,
+        steps=steps or BUDGETS[budget]["steps"],
+        batch_size=batch_size or BUDGETS[budget]["batch_size"],
+        lr=lr,
+        n_neighbours=k,
+        sampling=sampling,
+        seed=seed,
+        device=device,
+        precision=precision,
+        log_every=log_every,
+        ckpt_every=ckpt_every,
     )
     sets, splits = [], []
     for g in group:
@@ -127,16 +153,21 @@ def train(
             transform = st.fit_transform(sp.train)  # scale from the first group's training CSI
         else:
             st.set_transform(transform)
-        meta = {"n_train": n_train, "n_test": n_test, "test_start": test_start,
-                "split_seed": split_seed}
+        meta = {
+            "n_train": n_train,
+            "n_test": n_test,
+            "test_start": test_start,
+            "split_seed": split_seed,
+        }
         sets.append(TrainSet(store=st, train=sp.train, meta=meta))
         splits.append(sp)
     res = run_train(cfg, sets, out_dir=out, resume=resume)
     typer.echo(f"trained {model} for {cfg.steps} steps; checkpoint {res.checkpoint}")
     if evaluate_after and n_test > 0:
         st, sp = sets[0].store, splits[0]
-        report, errors = evaluate(res.model, st, sp.test, sp.train, k=k,
-                                  device=next(res.model.parameters()).device)
+        report, errors = evaluate(
+            res.model, st, sp.test, sp.train, k=k, device=next(res.model.parameters()).device
+        )
         write_report(report, errors, out, label=f"eval_{st.group}")
         typer.echo(_summary(report))
 
@@ -152,9 +183,12 @@ def eval_cmd(
     test_start: int | None = typer.Option(None, help="test = perm[test_start:+n_test]"),
     split_seed: int | None = typer.Option(None, help="permutation seed (default: as trained)"),
     mode: str = typer.Option("neighbour", help="neighbour | random | iterative"),
-    coarse_checkpoint: Path | None = typer.Option(None, help="random-sampling model for "
-                                                  "iterative search"),
-    l: float = typer.Option(1.0, "--l", help="coarse-location error half-width (m)"),
+    coarse_checkpoint: Path | None = typer.Option(
+        None, help="random-sampling model for iterative search"
+    ),
+    coarse_error: float = typer.Option(
+        1.0, "--coarse-error", "--l", help="coarse-location error half-width l (m)"
+    ),
     k: int | None = typer.Option(None, help="embedded samples (default: as trained)"),
     seed: int = typer.Option(0, help="seed of coarse-location noise / random sampling"),
     device: str = typer.Option("auto", help="cpu | cuda | auto"),
@@ -171,20 +205,38 @@ def eval_cmd(
     dev = resolve_device(device)
     model, ck = load_checkpoint(checkpoint, dev)
     meta = ck["data"][0]
-    st = _open_store(store or meta["path"], group or meta["group"],
-                     Selection.from_dict(meta["selection"]),
-                     CSITransform(**meta["transform"]), meta["frame"])
+    st = _open_store(
+        store or meta["path"],
+        group or meta["group"],
+        Selection.from_dict(meta["selection"]),
+        CSITransform(**meta["transform"]),
+        meta["frame"],
+    )
     if list(st.shape) != list(model.hparams["in_shape"]):
-        raise DataError(f"store CSI shape {st.shape} (after selection) differs from the model's "
-                        f"{tuple(model.hparams['in_shape'])}")
-    sp = split_indices(st.valid, n_train or meta["n_train"],
-                       meta["n_test"] if n_test is None else n_test,
-                       seed=meta["split_seed"] if split_seed is None else split_seed,
-                       test_start=test_start if test_start is not None else meta["test_start"])
+        raise DataError(
+            f"store CSI shape {st.shape} (after selection) differs from the model's "
+            f"{tuple(model.hparams['in_shape'])}"
+        )
+    sp = split_indices(
+        st.valid,
+        n_train or meta["n_train"],
+        meta["n_test"] if n_test is None else n_test,
+        seed=meta["split_seed"] if split_seed is None else split_seed,
+        test_start=test_start if test_start is not None else meta["test_start"],
+    )
     coarse = load_checkpoint(coarse_checkpoint, dev)[0] if coarse_checkpoint else None
-    report, errors = evaluate(model, st, sp.test, sp.train, mode=mode, l=l,
-                              k=k or ck["config"]["n_neighbours"], seed=seed, device=dev,
-                              coarse_model=coarse)
+    report, errors = evaluate(
+        model,
+        st,
+        sp.test,
+        sp.train,
+        mode=mode,
+        coarse_error=coarse_error,
+        k=k or ck["config"]["n_neighbours"],
+        seed=seed,
+        device=dev,
+        coarse_model=coarse,
+    )
     report["checkpoint"] = str(checkpoint)
     out_dir = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     path = write_report(report, errors, out_dir, label=label)

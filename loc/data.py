@@ -63,7 +63,8 @@ def open_group(path: str | Path, group: str) -> xr.Dataset:
     """
     groups = list_groups(path)
     if group not in groups:
-        raise DataError(f"group {group!r} not in store {path} (groups: {', '.join(groups) or 'none'})")
+        names = ", ".join(groups) or "none"
+        raise DataError(f"group {group!r} not in store {path} (groups: {names})")
     ds = xr.open_zarr(str(path), group=group, consolidated=False, chunks=None)
     missing = [v for v in REQUIRED_VARIABLES if v not in ds.variables]
     if missing:
@@ -131,8 +132,8 @@ class Selection:
 def dft_matrices(n_ant: int, n_sc: int) -> tuple[np.ndarray, np.ndarray]:
     """Unitary angle and delay DFT matrices of spec §6.2 (complex128).
 
-    F_angle[i, j] = exp(-j 2 pi i (j - n_ant/2) / n_ant) / sqrt(n_ant)   (i: angle bin, j: antenna)
-    F_delay[i, j] = exp(-j 2 pi i j / n_sc) / sqrt(n_sc)                  (i: delay bin, j: subcarrier)
+    F_angle[i, j] = exp(-j 2 pi i (j - n_ant/2) / n_ant) / sqrt(n_ant)  (i angle bin, j antenna)
+    F_delay[i, j] = exp(-j 2 pi i j / n_sc) / sqrt(n_sc)  (i delay bin, j subcarrier)
     """
     i, j = np.meshgrid(np.arange(n_ant), np.arange(n_ant), indexing="ij")
     f_angle = np.exp(-2j * np.pi * i * (j - n_ant // 2) / n_ant) / math.sqrt(n_ant)
@@ -290,7 +291,9 @@ class CSIStore:
             out[m] = block[idx[m] - c * self.chunk]
         return out
 
-    def fit_transform(self, idx: np.ndarray, max_samples: int = 4096, seed: int = 0) -> CSITransform:
+    def fit_transform(
+        self, idx: np.ndarray, max_samples: int = 4096, seed: int = 0
+    ) -> CSITransform:
         """Derive the scale from (up to ``max_samples`` of) the given samples if it is unset."""
         if self.transform.scale is None:
             idx = np.asarray(idx)
@@ -347,12 +350,12 @@ def split_indices(
     n = len(cand)
     if n_train < 1 or n_test < 0:
         raise ConfigError(f"need n_train >= 1 and n_test >= 0, got {n_train}, {n_test}")
+    where = "" if test_start is None else f" (test from position {test_start})"
     if test_start is None:
         test_start = n - n_test
     if n_train + n_test > n or test_start < n_train or test_start + n_test > n:
         raise DataError(
-            f"cannot split {n} usable samples into {n_train} train + {n_test} test "
-            f"(test from position {test_start})"
+            f"cannot split {n} usable samples into {n_train} train + {n_test} test{where}"
         )
     perm = cand[np.random.default_rng(seed).permutation(n)]
     return Split(train=perm[:n_train], test=perm[test_start : test_start + n_test])
@@ -392,11 +395,16 @@ def knn(
     return out
 
 
-def coarse_locations(xy: np.ndarray, l: float, rng: np.random.Generator) -> np.ndarray:
-    """Coarse (GNSS-like) location x' = x + U[-l, l] independently per axis (spec §1.5), metres."""
-    if l < 0:
-        raise ConfigError(f"coarse location error l must be >= 0, got {l}")
-    return xy + rng.uniform(-l, l, size=xy.shape) if l > 0 else xy.copy()
+def coarse_locations(xy: np.ndarray, half_width: float, rng: np.random.Generator) -> np.ndarray:
+    """Coarse (GNSS-like) location x' = x + U[-l, l] per axis, l = ``half_width`` (spec §1.5).
+
+    Metres in and out; the mean 2-D offset is 0.7652 l.
+    """
+    if half_width < 0:
+        raise ConfigError(f"coarse location error must be >= 0 m, got {half_width}")
+    if half_width == 0:
+        return xy.copy()
+    return xy + rng.uniform(-half_width, half_width, size=xy.shape)
 
 
 def _rows_in(db: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -413,7 +421,7 @@ def neighbour_sequences(
     db: np.ndarray,
     queries: np.ndarray,
     k: int = 64,
-    l: float = 0.0,
+    coarse_error: float = 0.0,
     rng: np.random.Generator | None = None,
     exclude_self: bool = True,
 ) -> np.ndarray:
@@ -423,15 +431,17 @@ def neighbour_sequences(
         xy: (N, 2) locations of every store sample (metres).
         db, queries: global sample indices of the database (the training set of the scenario
             being trained or evaluated) and of the queries.
-        l: coarse-location error half-width (0 for training, where the true x is used;
-            1 m by default at test time).
+        coarse_error: coarse-location error half-width l in metres (0 for training, where
+            the true x is used; 1 m by default at test time).
         exclude_self: a query that is also in the database is not its own neighbour.
     Returns: int64 (M, k + 1) global indices; column -1 is the query.
     """
     db, queries = np.asarray(db, np.int64), np.asarray(queries, np.int64)
     q_xy = xy[queries]
-    if l > 0:
-        q_xy = coarse_locations(q_xy, l, rng if rng is not None else np.random.default_rng(0))
+    if coarse_error > 0:
+        q_xy = coarse_locations(
+            q_xy, coarse_error, rng if rng is not None else np.random.default_rng(0)
+        )
     exclude = _rows_in(db, queries) if exclude_self else None
     rows = knn(q_xy, xy[db], k, exclude)
     return np.concatenate([db[rows], queries[:, None]], axis=1)
@@ -506,7 +516,8 @@ class FeatureBank:
 
     def xy(self, idx: np.ndarray) -> torch.Tensor:
         """Locations (*idx.shape, 2) float32 metres on the bank's device."""
-        return torch.as_tensor(self.store.xy[np.asarray(idx)], dtype=torch.float32, device=self.device)
+        xy = self.store.xy[np.asarray(idx)]
+        return torch.as_tensor(xy, dtype=torch.float32, device=self.device)
 
 
 class CSIDataset(torch.utils.data.Dataset):
@@ -526,7 +537,8 @@ class CSIDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.indices[np.asarray(items)]
-        return torch.from_numpy(self.store.read(g)), torch.from_numpy(self.store.xy[g].astype(np.float32))
+        xy = torch.from_numpy(self.store.xy[g].astype(np.float32))
+        return torch.from_numpy(self.store.read(g)), xy
 
 
 class SequenceDataset(CSIDataset):

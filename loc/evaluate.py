@@ -34,7 +34,8 @@ MODES = ("neighbour", "random", "iterative")
 
 def localization_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Euclidean 2-D error per sample (N,) in metres from (N, 2) arrays."""
-    return np.linalg.norm(np.asarray(pred, np.float64)[:, :2] - np.asarray(true, np.float64)[:, :2], axis=1)
+    d = np.asarray(pred, np.float64)[:, :2] - np.asarray(true, np.float64)[:, :2]
+    return np.linalg.norm(d, axis=1)
 
 
 def error_metrics(errors: np.ndarray) -> dict[str, float]:
@@ -65,7 +66,7 @@ def predict(
     queries: np.ndarray,
     database: np.ndarray | None = None,
     mode: str = "neighbour",
-    l: float = 1.0,
+    coarse_error: float = 1.0,
     k: int = 64,
     seed: int = 0,
     batch_size: int = 256,
@@ -77,7 +78,7 @@ def predict(
 
     For set models ``database`` (global indices, normally the training split of ``store``)
     supplies the embedded samples; ``coarse_xy`` (M, 2) replaces the noisy true location in
-    neighbour mode (used by iterative search).
+    neighbour mode (used by iterative search). ``coarse_error`` is l in metres.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -97,7 +98,11 @@ def predict(
         raise DataError(f"need {k} neighbours but the database has only {len(database)} samples")
     rng = np.random.default_rng(seed)
     if mode == "neighbour":
-        q_xy = coarse_xy if coarse_xy is not None else coarse_locations(store.xy[queries], l, rng)
+        q_xy = (
+            coarse_xy
+            if coarse_xy is not None
+            else coarse_locations(store.xy[queries], coarse_error, rng)
+        )
         nbr = database[knn(q_xy, store.xy[database], k)]
     elif mode == "random":
         nbr = random_sequences(database, queries, k, rng, exclude_self=False)[:, :k]
@@ -117,7 +122,7 @@ def evaluate(
     test: np.ndarray,
     database: np.ndarray | None = None,
     mode: str = "neighbour",
-    l: float = 1.0,
+    coarse_error: float = 1.0,
     k: int = 64,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -133,15 +138,23 @@ def evaluate(
         if coarse_model is None:
             raise ConfigError("iterative search needs a random-sampling model (coarse model)")
         coarse = predict(coarse_model, store, test, database, mode="random", **kw)
-    pred = predict(model, store, test, database,
-                   mode="random" if mode == "random" else "neighbour", l=l, coarse_xy=coarse, **kw)
+    pred = predict(
+        model,
+        store,
+        test,
+        database,
+        mode="random" if mode == "random" else "neighbour",
+        coarse_error=coarse_error,
+        coarse_xy=coarse,
+        **kw,
+    )
     errors = localization_errors(pred, store.xy[test])
     states = link_states(store, test)
     report = {
         "model": getattr(model, "name", type(model).__name__),
         "store": store.describe(),
         "mode": mode if model.kind == "set" else "direct",
-        "coarse_error_l_m": l if mode == "neighbour" and model.kind == "set" else None,
+        "coarse_error_l_m": coarse_error if mode == "neighbour" and model.kind == "set" else None,
         "n_neighbours": k if model.kind == "set" else None,
         "n_database": None if database is None else int(len(database)),
         "overall": error_metrics(errors),
@@ -178,8 +191,11 @@ def plot_cdf(curves: dict[str, np.ndarray], path: str | Path, title: str = "") -
     return path
 
 
-def write_report(report: dict, errors: np.ndarray, out_dir: str | Path, label: str = "eval") -> Path:
-    """Write ``{label}.json``, ``{label}_errors.npy`` and ``{label}_cdf.png``; returns the JSON path."""
+def write_report(
+    report: dict, errors: np.ndarray, out_dir: str | Path, label: str = "eval"
+) -> Path:
+    """Write ``{label}.json``, ``{label}_errors.npy`` and ``{label}_cdf.png``; return the JSON
+    path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / f"{label}_errors.npy", errors)

@@ -28,7 +28,7 @@ from torch import nn
 
 from loc.data import CSIStore, FeatureBank, neighbour_sequences, random_sequences
 from loc.errors import CheckpointError, ConfigError, DataError
-from loc.models import DEFAULT_LR, build_model
+from loc.models import DEFAULT_LR, MODELS, build_model
 from loc.models.attention import set_fused_attention
 
 log = logging.getLogger("loc.train")
@@ -77,6 +77,8 @@ class TrainConfig:
     ckpt_every: int = 5000
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r} (choose from {', '.join(MODELS)})")
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be >= 1")
         if self.sampling not in ("neighbour", "random"):
@@ -98,7 +100,7 @@ class TrainSet:
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU. Asking for CUDA without one is a ConfigError."""
+    """ "auto" -> CUDA when available, else CPU. Asking for CUDA without one is a ConfigError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
@@ -108,7 +110,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def autocast(device: torch.device, model: nn.Module, precision: str) -> contextlib.AbstractContextManager:
+def autocast(
+    device: torch.device, model: nn.Module, precision: str
+) -> contextlib.AbstractContextManager:
     """bf16 autocast context per the precision policy (see TrainConfig.precision)."""
     use = device.type == "cuda" and (
         precision == "bf16" or (precision == "auto" and getattr(model, "bf16_ok", False))
@@ -126,7 +130,7 @@ def lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
 def build_sequences(ts: TrainSet, cfg: TrainConfig) -> np.ndarray:
     """[k neighbours..., self] tables for every training sample (spec §2.2 / §2.3)."""
     if cfg.sampling == "neighbour":
-        return neighbour_sequences(ts.store.xy, ts.train, ts.train, cfg.n_neighbours, l=0.0)
+        return neighbour_sequences(ts.store.xy, ts.train, ts.train, cfg.n_neighbours)
     rng = np.random.default_rng([cfg.seed, 2])
     return random_sequences(ts.train, ts.train, cfg.n_neighbours, rng)
 
@@ -146,7 +150,8 @@ class _Batches:
         epoch, j = divmod(k, self.per_epoch)
         if epoch != self._epoch:
             self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, 3, self.scenario, epoch]).permutation(self.n)
+            rng = np.random.default_rng([self.seed, 3, self.scenario, epoch])
+            self._perm = rng.permutation(self.n)
         return self._perm[j * self.b : (j + 1) * self.b]
 
 
@@ -221,9 +226,7 @@ def train(
         if model.kind == "set" and ts.sequences is None:
             ts.sequences = build_sequences(ts, cfg)
     preload = cfg.preload if cfg.preload is not None else device.type == "cuda"
-    banks = [
-        FeatureBank(ts.store, device, preload=ts.train if preload else None) for ts in sets
-    ]
+    banks = [FeatureBank(ts.store, device, preload=ts.train if preload else None) for ts in sets]
     batches = [_Batches(len(ts.train), cfg.batch_size, cfg.seed, i) for i, ts in enumerate(sets)]
 
     out = Path(out_dir) if out_dir is not None else None
@@ -277,15 +280,25 @@ def train(
         if done % cfg.log_every == 0 or done == cfg.steps:
             mean_loss = float(loss_sum) / n_in_sum  # one device sync per log interval
             dt = time.perf_counter() - t_last
-            rec = {"step": done, "loss": mean_loss, "lr": lr,
-                   "samples_per_s": n_in_sum * cfg.batch_size / max(dt, 1e-9)}
+            rec = {
+                "step": done,
+                "loss": mean_loss,
+                "lr": lr,
+                "samples_per_s": n_in_sum * cfg.batch_size / max(dt, 1e-9),
+            }
             if not math.isfinite(mean_loss):
                 raise ConfigError(f"training diverged at step {done} (loss {mean_loss})")
             history.append(rec)
             if on_log is not None:
                 on_log(rec)
-            log.info("step %d/%d loss %.4g lr %.2e %.0f samples/s", done, cfg.steps,
-                     mean_loss, lr, rec["samples_per_s"])
+            log.info(
+                "step %d/%d loss %.4g lr %.2e %.0f samples/s",
+                done,
+                cfg.steps,
+                mean_loss,
+                lr,
+                rec["samples_per_s"],
+            )
             loss_sum.zero_()
             n_in_sum, t_last = 0, time.perf_counter()
         if ckpt_path is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from conftest import write_config
+from simgen_testutil import write_config
 
 
 def simgen(*args, timeout=300) -> subprocess.CompletedProcess:

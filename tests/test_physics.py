@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import OPEN_SCENE, write_config
+from simgen_testutil import OPEN_SCENE, write_config
 
 from simgen.channel import subcarrier_offsets
 from simgen.render import Renderer, plan

@@ -52,5 +52,14 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ADCNN", "CNN", "DEFAULT_LR", "ICLLoc", "MFCNet", "MODELS", "Mateformer",
-           "build_model", "count_parameters"]
+__all__ = [
+    "ADCNN",
+    "CNN",
+    "DEFAULT_LR",
+    "ICLLoc",
+    "MFCNet",
+    "MODELS",
+    "Mateformer",
+    "build_model",
+    "count_parameters",
+]

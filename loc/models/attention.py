@@ -54,8 +54,9 @@ class MultiheadAttention(nn.Module):
             s = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
             if is_causal:
                 lq, lk = s.shape[-2:]
-                s = s.masked_fill(torch.ones(lq, lk, dtype=torch.bool, device=s.device).triu(1),
-                                  float("-inf"))
+                s = s.masked_fill(
+                    torch.ones(lq, lk, dtype=torch.bool, device=s.device).triu(1), float("-inf")
+                )
             y = s.softmax(-1) @ v
         y = y.transpose(1, 2).reshape(query.shape[0], query.shape[1], self.d_model)
         return self.out_proj(y)

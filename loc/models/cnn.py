@@ -36,9 +36,13 @@ class CNN(nn.Module):
         self.hparams = dict(in_shape=tuple(in_shape), width=width, slope=slope)
         layers: list[nn.Module] = [nn.Conv2d(2 * g, width, 3, padding=1)]
         for _ in range(3):
-            layers += [nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(slope),
-                       nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(slope),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.LeakyReLU(slope),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.LeakyReLU(slope),
+                nn.MaxPool2d(2),
+            ]
         layers += [nn.Conv2d(width, 2, 3, padding=1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
@@ -47,8 +51,9 @@ class CNN(nn.Module):
         if self.angle_delay:
             f_a, f_d = dft_matrices(a, c)
             self.register_buffer("f_angle", torch.from_numpy(f_a.astype(np.complex64)), False)
-            self.register_buffer("f_delay_h", torch.from_numpy(f_d.conj().T.astype(np.complex64)),
-                                 False)
+            self.register_buffer(
+                "f_delay_h", torch.from_numpy(f_d.conj().T.astype(np.complex64)), False
+            )
 
     def preprocess(self, h: torch.Tensor) -> torch.Tensor:
         """(B, G, A, C, 2) -> (B, 2G, A, C); AD_CNN first applies F_angle @ H @ F_delay^H."""

@@ -63,9 +63,16 @@ class ICLLoc(nn.Module):
         super().__init__()
         if scheme not in SCHEMES:
             raise ConfigError(f"unknown ICLLoc scheme {scheme!r} ({' | '.join(SCHEMES)})")
-        self.hparams = dict(in_shape=tuple(in_shape), d_model=d_model, depth=depth,
-                            n_heads=n_heads, d_ff=d_ff, max_context=max_context,
-                            min_context=min_context, scheme=scheme)
+        self.hparams = dict(
+            in_shape=tuple(in_shape),
+            d_model=d_model,
+            depth=depth,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            max_context=max_context,
+            min_context=min_context,
+            scheme=scheme,
+        )
         self.scheme, self.max_context, self.min_context = scheme, max_context, min_context
         self.embed_h = nn.Linear(math.prod(in_shape) * 2, d_model)
         self.embed_x = nn.Linear(2, d_model)
@@ -90,11 +97,16 @@ class ICLLoc(nn.Module):
             t = layer(t)
         return self.head(t).float()
 
-    def forward(self, nei_h: torch.Tensor, nei_x: torch.Tensor, cur_h: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, nei_h: torch.Tensor, nei_x: torch.Tensor, cur_h: torch.Tensor
+    ) -> torch.Tensor:
         """Each of the Q queries is read after the same P context pairs (one sequence each)."""
         b, p = nei_x.shape[:2]
         q = cur_h.shape[1]
-        rep = (lambda t: t.unsqueeze(1).expand(b, q, *t.shape[1:]).reshape(b * q, *t.shape[1:]))
+
+        def rep(t: torch.Tensor) -> torch.Tensor:
+            return t.unsqueeze(1).expand(b, q, *t.shape[1:]).reshape(b * q, *t.shape[1:])
+
         t = self.tokens(rep(nei_h), rep(nei_x), cur_h.reshape(b * q, 1, *cur_h.shape[2:]))
         return self.run(t)[:, -1].reshape(b, q, 2)
 
@@ -107,8 +119,8 @@ class ICLLoc(nn.Module):
         h, x = seq_h[:, perm], seq_x[:, perm].float()
         if self.scheme == "generative":
             n = min(t - 1, self.max_context)
-            pred = self.run(self.tokens(h[:, :n], x[:, :n], h[:, n : n + 1]))[:, 0::2]  # (B, n+1, 2)
-            m = min(self.min_context, n)
+            pred = self.run(self.tokens(h[:, :n], x[:, :n], h[:, n : n + 1]))[:, 0::2]
+            m = min(self.min_context, n)  # pred: (B, n + 1, 2) at the H tokens
             return F.mse_loss(pred[:, m:], x[:, m : n + 1])
         hi = min(self.max_context, t - 1)
         c = int(rng.integers(min(self.min_context, hi), hi + 1))

@@ -96,9 +96,16 @@ class Mateformer(nn.Module):
         x_fp32: bool = True,
     ) -> None:
         super().__init__()
-        self.hparams = dict(in_shape=tuple(in_shape), d_model=d_model, depth=depth,
-                            n_heads=n_heads, d_ff=d_ff, p_range=tuple(p_range),
-                            q_range=tuple(q_range), x_fp32=x_fp32)
+        self.hparams = dict(
+            in_shape=tuple(in_shape),
+            d_model=d_model,
+            depth=depth,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            p_range=tuple(p_range),
+            q_range=tuple(q_range),
+            x_fp32=x_fp32,
+        )
         self.in_shape = tuple(in_shape)
         self.p_range, self.q_range = tuple(p_range), tuple(q_range)
         self.input_fc_h = nn.Linear(math.prod(in_shape) * 2, d_model)
@@ -111,7 +118,9 @@ class Mateformer(nn.Module):
         self.output_fc_x = nn.Linear(d_model, 2)
         self.x_fp32 = x_fp32
 
-    def forward(self, nei_h: torch.Tensor, nei_x: torch.Tensor, cur_h: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, nei_h: torch.Tensor, nei_x: torch.Tensor, cur_h: torch.Tensor
+    ) -> torch.Tensor:
         """Infer query locations.
 
         Args:

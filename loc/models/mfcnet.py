@@ -31,12 +31,15 @@ class MFCNet(nn.Module):
     ) -> None:
         super().__init__()
         g, a, c = in_shape
-        self.hparams = dict(in_shape=tuple(in_shape), hidden=hidden, num_layers=num_layers,
-                            slope=slope)
+        self.hparams = dict(
+            in_shape=tuple(in_shape), hidden=hidden, num_layers=num_layers, slope=slope
+        )
         self.lstm = nn.LSTM(2 * g * a, hidden, num_layers, batch_first=True)
         self.head = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.LeakyReLU(slope),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(slope),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(slope),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(slope),
             nn.Linear(hidden, 2),
         )
         k = torch.arange(1, c + 1, dtype=torch.float32)

@@ -80,8 +80,13 @@ def make_store(path: Path, n: int = N_SAMPLES, seed: int = 0, rain_db: float = 1
                 "subcarrier_frequency": (("subcarrier",), freqs),
             },
         ).chunk({"sample": 64})
-        ds.to_zarr(path, group=group, zarr_format=3, consolidated=False,
-                   mode="w" if group == "dry" else "a")
+        ds.to_zarr(
+            path,
+            group=group,
+            zarr_format=3,
+            consolidated=False,
+            mode="w" if group == "dry" else "a",
+        )
     root = zarr.open_group(str(path), mode="a")
     root.attrs["carrier_frequency"] = FC
     return path

@@ -35,23 +35,29 @@ def test_groups_and_missing(store_path, tmp_path):
         CSIStore(tmp_path / "nope.zarr", "dry")
     bad = tmp_path / "bad.zarr"
     xr.Dataset({"ue_position": (("sample", "xyz"), np.zeros((4, 3), "f4"))}).to_zarr(
-        bad, group="dry", zarr_format=3, consolidated=False)
+        bad, group="dry", zarr_format=3, consolidated=False
+    )
     with pytest.raises(DataError, match="lacks variable"):
         CSIStore(bad, "dry")
 
 
 def test_selection_and_read_match_raw_arrays(store_path):
-    st = CSIStore(store_path, "dry", Selection(trps=(1,), trp_ants=(0, 2, 4, 6),
-                                               subcarriers=(1, 2, 3)),
-                  transform=CSITransform(scale=1e3))
+    st = CSIStore(
+        store_path,
+        "dry",
+        Selection(trps=(1,), trp_ants=(0, 2, 4, 6), subcarriers=(1, 2, 3)),
+        transform=CSITransform(scale=1e3),
+    )
     assert st.shape == (1, 4, 3)
     idx = np.array([5, 200, 63, 64, 5, 383])  # unsorted, duplicates, across chunk borders
     got = st.read(idx)
     raw = xr.open_zarr(store_path, group="dry", consolidated=False)["csi"].values
     want = raw[idx][:, [1]][:, :, :, [0, 2, 4, 6]][..., [1, 2, 3]].reshape(6, 1, 4, 3) * 1e3
     np.testing.assert_allclose(got[..., 0] + 1j * got[..., 1], want, rtol=1e-5)
-    np.testing.assert_allclose(st.xy, xr.open_zarr(store_path, group="dry",
-                                                   consolidated=False)["ue_position"].values[:, :2])
+    np.testing.assert_allclose(
+        st.xy,
+        xr.open_zarr(store_path, group="dry", consolidated=False)["ue_position"].values[:, :2],
+    )
     with pytest.raises(ConfigError, match="bad trps selection"):
         CSIStore(store_path, "dry", Selection(trps=(2,)))
 
@@ -87,8 +93,9 @@ def test_angle_delay_dft_is_unitary():
     rng = np.random.default_rng(0)
     h = (rng.normal(size=(5, 32, 32)) + 1j * rng.normal(size=(5, 32, 32))).astype(np.complex64)
     had = angle_delay(h)
-    np.testing.assert_allclose(np.linalg.norm(had, axis=(1, 2)), np.linalg.norm(h, axis=(1, 2)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(had, axis=(1, 2)), np.linalg.norm(h, axis=(1, 2)), rtol=1e-5
+    )
     f_a, f_d = dft_matrices(32, 32)
     np.testing.assert_allclose(f_a.conj().T @ had @ f_d, h, atol=1e-5)  # inverse
 
@@ -105,8 +112,9 @@ def test_transform_angle_delay_domain(store_path):
     st = CSIStore(store_path, "dry", Selection(trps=(0,)), CSITransform(1e3, "angle_delay"))
     raw = st.read_raw([3])
     f = st.read([3])
-    np.testing.assert_allclose(f[..., 0] + 1j * f[..., 1], angle_delay(raw * 1e3), rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        f[..., 0] + 1j * f[..., 1], angle_delay(raw * 1e3), rtol=1e-4, atol=1e-6
+    )
     with pytest.raises(ConfigError):
         CSITransform(1.0, "wavelet")
 
@@ -146,13 +154,15 @@ def test_neighbour_sequences_and_coarse_noise():
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 20, (200, 2))
     db, queries = np.arange(0, 150), np.arange(150, 200)
-    seq = neighbour_sequences(xy, db, queries, k=8, l=0.0)
+    seq = neighbour_sequences(xy, db, queries, k=8, coarse_error=0.0)
     assert seq.shape == (50, 9)
     np.testing.assert_array_equal(seq[:, -1], queries)
     np.testing.assert_array_equal(seq[:, :8], db[knn(xy[queries], xy[db], 8)])
     train = neighbour_sequences(xy, db, db, k=8)  # training: self excluded, then appended
     assert not (train[:, :8] == train[:, 8:]).any()
-    noisy = neighbour_sequences(xy, db, queries, k=8, l=1.0, rng=np.random.default_rng(0))
+    noisy = neighbour_sequences(
+        xy, db, queries, k=8, coarse_error=1.0, rng=np.random.default_rng(0)
+    )
     assert not np.array_equal(noisy, seq)
     c = coarse_locations(np.zeros((20000, 2)), 1.0, np.random.default_rng(0))
     assert np.abs(c).max() <= 1.0 and np.abs(c).max() > 0.99

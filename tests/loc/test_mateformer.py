@@ -14,8 +14,11 @@ SMALL = dict(in_shape=(1, 4, 4), d_model=32, depth=2, n_heads=4, d_ff=48)
 
 def _inputs(b=2, p=6, q=3, seed=0, shape=(1, 4, 4)):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, p, *shape, 2, generator=g), 50 + 10 * torch.randn(b, p, 2, generator=g),
-            torch.randn(b, q, *shape, 2, generator=g))
+    return (
+        torch.randn(b, p, *shape, 2, generator=g),
+        50 + 10 * torch.randn(b, p, 2, generator=g),
+        torch.randn(b, q, *shape, 2, generator=g),
+    )
 
 
 def _model(**kw):
@@ -60,8 +63,10 @@ def test_parameter_count_matches_spec():
     assert count_parameters(m, trainable_only=True) == 6_859_266 - 2 * 256
     assert not m.nei_embed_h.requires_grad and not m.cur_embed_h.requires_grad
     assert m.nei_embed_x.requires_grad and m.cur_embed_x.requires_grad
-    assert all(float(e.detach().abs().sum()) == 0 for e in (m.nei_embed_h, m.cur_embed_h,
-                                                   m.nei_embed_x, m.cur_embed_x))
+    assert all(
+        float(e.detach().abs().sum()) == 0
+        for e in (m.nei_embed_h, m.cur_embed_h, m.nei_embed_x, m.cur_embed_x)
+    )
     assert len(m.layers) == 8 and m.layers[0].attn_h.n_heads == 4
     assert isinstance(m.layers[0].ffn_h[1], nn.GELU)
 

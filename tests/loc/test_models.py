@@ -13,9 +13,16 @@ from loc.models import ICLLoc, MFCNet, build_model, count_parameters
 from loc.models.iclloc import EncoderLayer
 
 
-@pytest.mark.parametrize("name,count", [("cnn", 57_796), ("ad_cnn", 57_796),
-                                        ("mfcnet", 264_706), ("iclloc_gen", 4_775_682),
-                                        ("iclloc_disc", 4_775_682)])
+@pytest.mark.parametrize(
+    "name,count",
+    [
+        ("cnn", 57_796),
+        ("ad_cnn", 57_796),
+        ("mfcnet", 264_706),
+        ("iclloc_gen", 4_775_682),
+        ("iclloc_disc", 4_775_682),
+    ],
+)
 def test_parameter_counts_match_spec(name, count):
     m = build_model(name, (1, 32, 32))
     assert count_parameters(m) == count
@@ -39,8 +46,9 @@ def test_cnn_shapes_and_ad_cnn_dft():
     hc = h[..., 0].numpy() + 1j * h[..., 1].numpy()
     want = angle_delay(hc)
     got = ad.preprocess(h).reshape(3, 2, 2, 16, 8)  # (B, G, re/im, A, C)
-    np.testing.assert_allclose(got[:, :, 0].numpy() + 1j * got[:, :, 1].numpy(), want,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        got[:, :, 0].numpy() + 1j * got[:, :, 1].numpy(), want, rtol=1e-4, atol=1e-5
+    )
     plain = cnn.preprocess(h).reshape(3, 2, 2, 16, 8)
     torch.testing.assert_close(plain[:, :, 0], h[..., 0])  # channels = (group, re/im)
 
@@ -68,14 +76,16 @@ def test_iclloc_layer_equals_pytorch_encoder_layer():
     t = torch.randn(2, 9, 32)
     mask = nn.Transformer.generate_square_subsequent_mask(9)
     with torch.no_grad():
-        torch.testing.assert_close(ours(t), ref(t, src_mask=mask, is_causal=True),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            ours(t), ref(t, src_mask=mask, is_causal=True), atol=1e-5, rtol=1e-5
+        )
 
 
 def _icl(scheme="generative"):
     torch.manual_seed(0)
-    m = ICLLoc((1, 4, 4), d_model=32, depth=2, d_ff=64, max_context=6, min_context=2,
-               scheme=scheme).eval()
+    m = ICLLoc(
+        (1, 4, 4), d_model=32, depth=2, d_ff=64, max_context=6, min_context=2, scheme=scheme
+    ).eval()
     with torch.no_grad():
         m.pos_embed.normal_()
     return m

@@ -33,8 +33,9 @@ def _set(store_path, group="dry", n_train=64):
     st = CSIStore(store_path, group, Selection(trps=(0,)))
     sp = split_indices(st.valid, n_train, 100)
     st.fit_transform(sp.train)
-    return TrainSet(st, sp.train, meta={"n_train": n_train, "n_test": 100, "test_start": None,
-                                        "split_seed": 1})
+    return TrainSet(
+        st, sp.train, meta={"n_train": n_train, "n_test": 100, "test_start": None, "split_seed": 1}
+    )
 
 
 def test_lr_schedule_matches_spec():
@@ -97,8 +98,15 @@ def test_multi_scenario_batches_never_mix(store_path, monkeypatch):
 
 def test_resume_is_exact(store_path, tmp_path):
     ts = _set(store_path)
-    kw = dict(model="mateformer", model_kwargs=TINY["mateformer"], batch_size=8,
-              n_neighbours=8, log_every=2, ckpt_every=2, device="cpu")
+    kw = dict(
+        model="mateformer",
+        model_kwargs=TINY["mateformer"],
+        batch_size=8,
+        n_neighbours=8,
+        log_every=2,
+        ckpt_every=2,
+        device="cpu",
+    )
     straight = train(TrainConfig(steps=6, **kw), [ts], tmp_path / "a")
 
     class Interrupt(Exception):
@@ -112,16 +120,21 @@ def test_resume_is_exact(store_path, tmp_path):
         train(TrainConfig(steps=6, **kw), [_set(store_path)], tmp_path / "b", on_log=stop_at_4)
     assert load_checkpoint(tmp_path / "b")[1]["step"] == 2
     resumed = train(TrainConfig(steps=6, **kw), [_set(store_path)], tmp_path / "b", resume=True)
-    for (k, v), w in zip(straight.model.state_dict().items(),
-                         resumed.model.state_dict().values(), strict=True):
+    for (k, v), w in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(v, w, msg=k, rtol=0, atol=0)
     assert [h["step"] for h in resumed.history] == [2, 4, 6]
     model, ck = load_checkpoint(tmp_path / "b")
     assert ck["step"] == 6 and ck["data"][0]["group"] == "dry"
     assert ck["data"][0]["transform"]["scale"] == ts.store.transform.scale
     with pytest.raises(CheckpointError, match="different model"):
-        train(TrainConfig(steps=8, **{**kw, "model": "cnn", "model_kwargs": {}}),
-              [_set(store_path)], tmp_path / "b", resume=True)
+        train(
+            TrainConfig(steps=8, **{**kw, "model": "cnn", "model_kwargs": {}}),
+            [_set(store_path)],
+            tmp_path / "b",
+            resume=True,
+        )
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nothing")
 
@@ -129,8 +142,16 @@ def test_resume_is_exact(store_path, tmp_path):
 def test_too_few_samples_for_neighbours(store_path):
     ts = _set(store_path, n_train=20)
     with pytest.raises(DataError, match="need 64 neighbours"):
-        train(TrainConfig(model="mateformer", model_kwargs=TINY["mateformer"], steps=1,
-                          batch_size=4, device="cpu"), [ts])
+        train(
+            TrainConfig(
+                model="mateformer",
+                model_kwargs=TINY["mateformer"],
+                steps=1,
+                batch_size=4,
+                device="cpu",
+            ),
+            [ts],
+        )
 
 
 @pytest.mark.parametrize("name", list(TINY))
@@ -138,8 +159,16 @@ def test_every_model_overfits_a_tiny_dataset(store_path, name):
     """Training loss falls >= 10x (first 5 steps vs. last 20) on 64 samples in 300 steps.
     Locations span +-10 m, so predicting the mean alone cannot get there."""
     ts = _set(store_path)
-    cfg = TrainConfig(model=name, model_kwargs=TINY[name], steps=300, batch_size=32, lr=3e-3,
-                      n_neighbours=8, log_every=1, device="cpu")
+    cfg = TrainConfig(
+        model=name,
+        model_kwargs=TINY[name],
+        steps=300,
+        batch_size=32,
+        lr=3e-3,
+        n_neighbours=8,
+        log_every=1,
+        device="cpu",
+    )
     res = train(cfg, [ts])
     loss = np.array([h["loss"] for h in res.history])
     assert len(loss) == 300 and all(h["samples_per_s"] > 0 for h in res.history)
