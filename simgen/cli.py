@@ -84,6 +84,57 @@ def info(store: Annotated[Path, typer.Argument(help="a simgen Zarr store")]) -> 
     print(summarize(store))
 
 
+@app.command("import-deepmimo")
+def import_deepmimo(
+    folder: Annotated[Path, typer.Argument(help="a local DeepMIMO v4 scenario folder")],
+    out: Annotated[Path, typer.Option(help="output Zarr store")],
+    subcarriers: Annotated[int, typer.Option(min=1, help="number of OFDM subcarriers")] = 64,
+    spacing_hz: Annotated[float | None, typer.Option(help="subcarrier spacing (Hz)")] = None,
+    bandwidth_hz: Annotated[float | None, typer.Option(help="or: bandwidth (Hz)")] = None,
+    frequency_hz: Annotated[
+        float | None, typer.Option(help="carrier (default: the scenario's)")
+    ] = None,
+    trp_rows: Annotated[int, typer.Option(min=1, help="TRP array rows (z)")] = 1,
+    trp_cols: Annotated[int, typer.Option(min=1, help="TRP array columns (y)")] = 1,
+    ue_rows: Annotated[int, typer.Option(min=1, help="UE array rows (z)")] = 1,
+    ue_cols: Annotated[int, typer.Option(min=1, help="UE array columns (y)")] = 1,
+    max_paths: Annotated[int | None, typer.Option(min=1, help="keep the strongest N")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Import a DeepMIMO v4 scenario (TXs -> TRPs, RXs -> samples) with our CSI; no download."""
+    from .deepmimo import import_scenario
+
+    if spacing_hz is None and bandwidth_hz is None:
+        spacing_hz = 30e3
+    store = import_scenario(
+        folder,
+        out,
+        trp_array={"rows": trp_rows, "cols": trp_cols},
+        ue_array={"rows": ue_rows, "cols": ue_cols},
+        num_subcarriers=subcarriers,
+        subcarrier_spacing_hz=spacing_hz,
+        bandwidth_hz=bandwidth_hz,
+        frequency_hz=frequency_hz,
+        max_paths=max_paths,
+        overwrite=overwrite,
+    )
+    lay = store.layout
+    print(f"imported {lay.sample} UEs x {lay.trp} TRPs ({lay.path} paths max) -> {out}")
+
+
+@app.command("export-deepmimo")
+def export_deepmimo(
+    store: Annotated[Path, typer.Argument(help="a simgen store rendered with output.paths")],
+    out: Annotated[Path, typer.Option(help="output DeepMIMO v4 scenario folder")],
+    condition: Annotated[str | None, typer.Option(help="group, e.g. dry (default: first)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+) -> None:
+    """Write a store's paths as a DeepMIMO v4 scenario folder (for deepmimo.load)."""
+    from .deepmimo import export_scenario
+
+    print(f"exported -> {export_scenario(store, out, condition=condition, overwrite=overwrite)}")
+
+
 def main() -> None:
     """Console-script entry point: typed errors become one line and exit code 2."""
     try:

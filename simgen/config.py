@@ -172,6 +172,49 @@ class WeatherConfig(Strict):
     polarization: Literal["V", "H"] | Annotated[Real, Field(ge=0, le=90)] = "V"
 
 
+class LaneConfig(Strict):
+    """A traffic lane: vehicles drive along ``points`` (x, y in metres) in the listed order."""
+
+    points: Annotated[list[tuple[Real, Real]], Field(min_length=2)]
+    closed: bool = Field(False, description="the last point connects back to the first")
+    speed_mps: tuple[Annotated[Real, Field(ge=0)], Annotated[Real, Field(ge=0)]] = (8.0, 14.0)
+    density_per_km: Annotated[Real, Field(ge=0)] = 30.0
+    min_gap_m: Annotated[Real, Field(ge=0)] = 2.0
+    types: dict[Literal["car", "bus", "truck"], Annotated[Real, Field(gt=0)]] = {"car": 1.0}
+
+    @model_validator(mode="after")
+    def _speeds(self) -> LaneConfig:
+        if self.speed_mps[0] > self.speed_mps[1]:
+            raise ValueError("speed_mps must be [min, max] with min <= max")
+        return self
+
+
+class TrafficConfig(Strict):
+    """Moving vehicles. ``time_series``: snapshots every ``dt_s`` with vehicles driving along
+    their lanes; ``conditions``: independent random traffic draws per snapshot."""
+
+    mode: Literal["time_series", "conditions"] = "time_series"
+    snapshots: Count = 20
+    dt_s: Annotated[Real, Field(gt=0)] = 0.1
+    seed: int = 0
+    lanes: Annotated[list[LaneConfig], Field(min_length=1)]
+
+
+class TreeConfig(Strict):
+    """A tree crown as a box of foliage (OLOS blocker): centred at ``position`` (x, y)."""
+
+    position: tuple[Real, Real]
+    crown_bottom_m: Annotated[Real, Field(ge=0)] = 3.0
+    crown_top_m: Annotated[Real, Field(gt=0)] = 9.0
+    crown_width_m: Annotated[Real, Field(gt=0)] = 5.0
+
+    @model_validator(mode="after")
+    def _heights(self) -> TreeConfig:
+        if self.crown_bottom_m >= self.crown_top_m:
+            raise ValueError("crown_bottom_m must be below crown_top_m")
+        return self
+
+
 class OutputConfig(Strict):
     path: str
     chunk_samples: Count = 256
@@ -190,6 +233,8 @@ class SceneConfig(Strict):
     solver: SolverConfig = SolverConfig()
     categories: CategoriesConfig = CategoriesConfig()
     weather: WeatherConfig = WeatherConfig()
+    traffic: TrafficConfig | None = None
+    trees: list[TreeConfig] = []
     output: OutputConfig
 
     @model_validator(mode="after")

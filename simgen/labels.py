@@ -8,23 +8,31 @@ from .scene import BUILDING, FOLIAGE, GROUND, VEHICLE, SceneContext
 from .schema import LinkState
 
 
-def link_state(ctx: SceneContext, ue_position: np.ndarray, num_paths: np.ndarray) -> np.ndarray:
-    """(B, T) int8 LinkState codes.
+def link_state(
+    ctx: SceneContext, ue_position: np.ndarray, num_paths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Link state and blocking vehicle per link, from the objects on the TRP->UE segment.
 
     ue_position: (B, 3) metres; num_paths: (B, T) valid paths found by the solver.
-    NO_PATH if the solver found nothing; else NLOS if a building or the ground cuts the segment,
-    BLOCKED if only vehicles (and foliage) do, OLOS if only foliage does, LOS if nothing does.
+    Returns (B, T) int8 LinkState codes and (B, T) int16 index of the first vehicle on the
+    segment (-1 if none). NO_PATH if the solver found nothing; else NLOS if a building or the
+    ground cuts the segment, BLOCKED if only vehicles (and foliage) do, OLOS if only foliage
+    does, LOS if nothing does.
     """
     b, t = num_paths.shape
     origins = np.repeat(ctx.trp_position[None].astype(np.float64), b, 0).reshape(-1, 3)
     targets = np.repeat(ue_position.astype(np.float64), t, 0)
-    cats = ctx.categories_of(ctx.hits(origins, targets)).reshape(b, t, -1)
+    ids = ctx.hits(origins, targets)
+    cats = ctx.categories_of(ids).reshape(b, t, -1)
+    vehicles = ctx.vehicles_of(ids).reshape(b, t, -1)
+    first = np.argmax(vehicles >= 0, axis=-1)
+    blocker = np.take_along_axis(vehicles, first[..., None], axis=-1)[..., 0]
     state = np.full((b, t), LinkState.LOS, np.int8)
     state[(cats == FOLIAGE).any(-1)] = LinkState.OLOS
     state[(cats == VEHICLE).any(-1)] = LinkState.BLOCKED
     state[((cats == BUILDING) | (cats == GROUND)).any(-1)] = LinkState.NLOS
     state[num_paths == 0] = LinkState.NO_PATH
-    return state
+    return state, blocker.astype(np.int16)
 
 
 def first_arrival(tau: np.ndarray, valid: np.ndarray) -> np.ndarray:

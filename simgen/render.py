@@ -96,6 +96,7 @@ def _select_paths(pb: PathBatch, max_paths: int) -> PathBatch:
             take(pb.aod_zen),
             take(pb.aoa_az),
             take(pb.aoa_zen),
+            take(pb.doppler),
             np.take_along_axis(pb.interactions, keep[..., None], axis=2),
         )
     return pb
@@ -123,12 +124,37 @@ def _path_arrays(pb: PathBatch, a: np.ndarray, max_paths: int, depth: int) -> di
         "path_aod_zen": masked(pb.aod_zen),
         "path_aoa_az": masked(pb.aoa_az),
         "path_aoa_zen": masked(pb.aoa_zen),
+        "path_doppler": masked(pb.doppler),
+        "path_doppler": masked(pb.doppler),
         "path_interactions": padded(inter, 0, axis=2),
     }
 
 
+@dataclass
+class Traced:
+    """Paths and geometric labels of a block of samples (labels need the scene of their
+    snapshot, so they are computed right after tracing)."""
+
+    pb: PathBatch
+    link_state: np.ndarray  # (B, T) int8
+    blocker: np.ndarray  # (B, T) int16
+
+    @staticmethod
+    def concat(parts: list[Traced]) -> Traced:
+        if len(parts) == 1:
+            return parts[0]
+        return Traced(
+            concat([t.pb for t in parts]),
+            np.concatenate([t.link_state for t in parts]),
+            np.concatenate([t.blocker for t in parts]),
+        )
+
+
 class Renderer:
-    """Holds the loaded scene and tracer; renders shards into a store."""
+    """Holds the loaded scene and tracer; renders shards into a store.
+
+    Samples are snapshot-major: sample = snapshot * n_ue + ue, every snapshot has the same UEs.
+    """
 
     def __init__(self, p: RenderPlan, device: Device = "auto"):
         self.plan = p
@@ -136,7 +162,7 @@ class Renderer:
         from . import scene  # imports sionna.rt: only after the backend is chosen
 
         self.ctx = scene.load(p.cfg, p.scene_path)
-        self.ue_position = scene.sample_ues(p.cfg, self.ctx)
+        self.ue_position = self.ctx.ue_position  # (n_ue, 3)
         self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
         cfg = p.cfg
         self.frequencies = cfg.frequency_hz + channel.subcarrier_offsets(
@@ -144,11 +170,16 @@ class Renderer:
         )
         self.conditions = {condition_name(r): r for r in cfg.weather.rain_rates_mm_h}
         self.tilt = polarization_tilt(cfg.weather.polarization)
+        fleet = self.ctx.fleet
+        self.times = fleet.plan.time if fleet is not None else np.zeros(1)
+        n_ue, n_snap = len(self.ue_position), len(self.times)
+        self.sample_snapshot = np.repeat(np.arange(n_snap, dtype=np.int32), n_ue)
+        self.sample_position = np.tile(self.ue_position, (n_snap, 1))
 
     def layout(self) -> Layout:
-        cfg = self.plan.cfg
+        cfg, fleet = self.plan.cfg, self.ctx.fleet
         return Layout(
-            sample=len(self.ue_position),
+            sample=len(self.sample_position),
             trp=len(cfg.trps),
             ue_ant=cfg.ue.array.num_ant,
             trp_ant=cfg.trp_array.num_ant,
@@ -157,6 +188,8 @@ class Renderer:
             depth=max(cfg.solver.max_depth, 1),
             chunk=cfg.output.chunk_samples,
             with_paths=cfg.output.paths,
+            snapshot=len(self.times),
+            vehicle=0 if fleet is None else len(fleet.plan.vtype),
         )
 
     def open_store(self, overwrite: bool = False) -> Store:
@@ -171,18 +204,32 @@ class Renderer:
             "num_subcarriers": cfg.ofdm.num_subcarriers,
             "solver_seed": cfg.solver.seed,
             "ue_seed": cfg.ue.seed,
+            "traffic_mode": None if cfg.traffic is None else cfg.traffic.mode,
             "versions": _versions(),
             "Conventions": "CF-1.10",
+            "scene_bbox_m": None
+            if self.ctx.bbox_min is None
+            else [self.ctx.bbox_min.tolist(), self.ctx.bbox_max.tolist()],
             "link_state_codes": {s.name: int(s) for s in labels.LinkState},
         }
         static = {
-            "ue_position": self.ue_position,
+            "ue_position": self.sample_position,
+            "snapshot": self.sample_snapshot,
+            "time": self.times[self.sample_snapshot].astype(np.float32),
             "trp": np.array([t.name for t in cfg.trps]),
             "trp_position": self.ctx.trp_position,
             "trp_orientation": self.ctx.trp_orientation,
             "trp_tx_power": np.array([t.tx_power_dbm for t in cfg.trps], np.float32),
             "subcarrier": self.frequencies - cfg.frequency_hz,
         }
+        if self.ctx.fleet is not None:
+            fp = self.ctx.fleet.plan
+            static.update(
+                vehicle_position=fp.position,
+                vehicle_velocity=fp.velocity,
+                vehicle_yaw=fp.yaw,
+                vehicle_type=fp.vtype,
+            )
         store = create_or_resume(
             p.out,
             config_hash=cfg.content_hash(),
@@ -192,29 +239,44 @@ class Renderer:
             static=static,
             overwrite=overwrite,
         )
-        if not np.array_equal(store.read("ue_position"), self.ue_position):
+        if not np.array_equal(store.read("ue_position"), self.sample_position):
             raise StoreError(
                 f"{p.out}: stored UE positions differ from this config's; use --overwrite"
             )
         return store
 
-    def trace_shard(self, positions: np.ndarray, progress: Progress | None = None) -> PathBatch:
+    def trace(
+        self, positions: np.ndarray, snapshot: int = 0, progress: Progress | None = None
+    ) -> Traced:
+        """Trace UEs at ``positions`` (B, 3) in traffic snapshot ``snapshot``, then label."""
+        if self.ctx.fleet is not None:
+            self.ctx.fleet.apply(snapshot)
         n = self.plan.cfg.solver.batch_ues
         batches = []
         for a in range(0, len(positions), n):
             batches.append(self.tracer.trace(positions[a : a + n]))
             if progress:
                 progress(len(positions[a : a + n]))
-        return concat(batches)
+        pb = concat(batches)
+        state, blocker = labels.link_state(self.ctx, positions, pb.num_paths)
+        return Traced(pb, state, blocker)
+
+    def trace_samples(self, sl: slice, progress: Progress | None = None) -> Traced:
+        """Trace the samples ``sl`` (they may span snapshots)."""
+        snaps = self.sample_snapshot[sl]
+        pos = self.sample_position[sl]
+        parts = [self.trace(pos[snaps == s], int(s), progress) for s in np.unique(snaps)]
+        return Traced.concat(parts)
 
     def shard_arrays(
-        self, positions: np.ndarray, pb: PathBatch
+        self, positions: np.ndarray, traced: Traced
     ) -> dict[str, dict[str, np.ndarray]]:
         """Per-condition variables for one shard (labels shared, CSI/power per condition)."""
-        cfg = self.plan.cfg
+        cfg, pb = self.plan.cfg, traced.pb
         num_paths = pb.num_paths
         common = {
-            "link_state": labels.link_state(self.ctx, positions, num_paths),
+            "link_state": traced.link_state,
+            "blocking_vehicle": traced.blocker,
             "toa": labels.first_arrival(pb.tau, pb.valid),
             "los_distance": labels.los_distance(self.ctx.trp_position, positions),
             "num_paths": num_paths.astype(np.int16),
@@ -242,15 +304,14 @@ class Renderer:
         links = 0
         for i in pending:
             sl = store.layout.shards[i]
-            positions = self.ue_position[sl]
-            pb = self.trace_shard(positions, progress)
-            store.write_shard(i, self.shard_arrays(positions, pb))
+            positions = self.sample_position[sl]
+            store.write_shard(i, self.shard_arrays(positions, self.trace_samples(sl, progress)))
             links += len(positions) * len(self.plan.cfg.trps)
         store.finalize()
         n_shards = len(store.layout.shards)
         return RenderResult(
             self.plan.out,
-            len(self.ue_position),
+            len(self.sample_position),
             len(self.plan.cfg.trps),
             links,
             len(pending),

@@ -13,6 +13,7 @@ import mitsuba as mi
 import numpy as np
 import sionna.rt as rt
 
+from . import traffic
 from .config import EMPTY_SCENE, ArrayConfig, SceneConfig
 from .errors import ConfigError
 from .schema import CATEGORIES
@@ -32,6 +33,16 @@ class SceneContext:
     names: dict[int, str]  # object id -> object name
     trp_position: np.ndarray  # (T, 3) float32, metres
     trp_orientation: np.ndarray  # (T, 3) float32, radians (yaw, pitch, roll)
+    ue_position: np.ndarray | None = None  # (N, 3) float32, metres
+    fleet: traffic.Fleet | None = None  # moving vehicles, if the config has traffic
+    vehicle_index: dict[int, int] | None = None  # object id -> vehicle slot
+
+    def vehicles_of(self, ids: np.ndarray) -> np.ndarray:
+        """Vehicle slot of each object id (same shape), -1 for non-vehicles and no hit."""
+        out = np.full(ids.shape, -1, np.int16)
+        for oid, slot in (self.vehicle_index or {}).items():
+            out[ids == oid] = slot
+        return out
 
     def hits(self, origins: np.ndarray, targets: np.ndarray, max_hits: int = 16) -> np.ndarray:
         """Objects crossed by the segments origin->target.
@@ -111,7 +122,8 @@ def _categorize(scene: rt.Scene, cfg: SceneConfig) -> tuple[np.ndarray, dict[int
 
 
 def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
-    """Load the scene, set frequency and arrays, add the TRPs, and validate positions."""
+    """Load the scene, set frequency and arrays, add the TRPs, validate positions, sample the
+    UEs (on the static scene), then add trees and vehicles (one scene edit)."""
     if scene_path == EMPTY_SCENE:
         scene = rt.load_scene()
     else:
@@ -153,7 +165,55 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
     txs = [scene.get(t.name) for t in cfg.trps]
     ctx.trp_position = np.array([np.asarray(t.position).ravel() for t in txs], np.float32)
     ctx.trp_orientation = np.array([np.asarray(t.orientation).ravel() for t in txs], np.float32)
+    ctx.ue_position = sample_ues(cfg, ctx)
+    _add_dynamic_objects(cfg, ctx)
     return ctx
+
+
+def _add_dynamic_objects(cfg: SceneConfig, ctx: SceneContext) -> None:
+    """Trees (foliage boxes) and the vehicle fleet, added in one ``scene.edit``."""
+    if not cfg.trees and cfg.traffic is None:
+        return
+    if ctx.bbox_min is None:
+        raise ConfigError("traffic: needs a scene with a ground (not 'empty')")
+
+    def ground_z(xy: np.ndarray) -> np.ndarray:
+        return ground_level(ctx, xy)[0]
+
+    objects = []
+    if cfg.trees:
+        leaves = rt.ITURadioMaterial("simgen-foliage", "wood", thickness=0.3)
+        xy = np.array([t.position for t in cfg.trees], np.float64)
+        for i, (tree, z0) in enumerate(zip(cfg.trees, ground_z(xy), strict=True)):
+            lo = (
+                tree.position[0] - tree.crown_width_m / 2,
+                tree.position[1] - tree.crown_width_m / 2,
+                z0 + tree.crown_bottom_m,
+            )
+            hi = (
+                tree.position[0] + tree.crown_width_m / 2,
+                tree.position[1] + tree.crown_width_m / 2,
+                z0 + tree.crown_top_m,
+            )
+            name = f"tree_{i:03d}"
+            objects.append(
+                rt.SceneObject(
+                    mi_mesh=traffic.box_mesh(name, lo, hi), name=name, radio_material=leaves
+                )
+            )
+    if cfg.traffic is not None:
+        ctx.fleet = traffic.Fleet(
+            traffic.plan(cfg.traffic, ground_z), park_z=float(ctx.bbox_min[2]) - 100.0
+        )
+        objects += ctx.fleet.objects
+    ctx.scene.edit(add=objects)
+    ctx.category, ctx.names = _categorize(ctx.scene, cfg)
+    for obj in objects:  # ours, whatever the category patterns say
+        is_vehicle = ctx.fleet is not None and obj in ctx.fleet.objects
+        ctx.category[int(obj.object_id)] = VEHICLE if is_vehicle else FOLIAGE
+    if ctx.fleet is not None:
+        ctx.vehicle_index = {int(o.object_id): i for i, o in enumerate(ctx.fleet.objects)}
+        ctx.fleet.apply(0)
 
 
 def _outside(ctx: SceneContext, x: float, y: float) -> bool:

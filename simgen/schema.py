@@ -33,6 +33,9 @@ LINK_STATE_ATTRS = {
 # Object categories used to classify what blocks a line of sight.
 CATEGORIES = ("building", "ground", "vehicle", "foliage")
 
+# Vehicle type codes (``vehicle_type``).
+VEHICLE_TYPES = ("car", "bus", "truck")
+
 # name -> (dims, dtype, attrs).  Dims use these names throughout the code base.
 VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
     "csi": (
@@ -81,6 +84,21 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
         np.dtype("int16"),
         {"units": "1", "long_name": "number of valid paths found by the solver"},
     ),
+    "blocking_vehicle": (
+        ("sample", "trp"),
+        np.dtype("int16"),
+        {
+            "units": "1",
+            "long_name": "first vehicle (index on the vehicle axis) on the TRP-UE "
+            "segment; -1 if none",
+        },
+    ),
+    "snapshot": (
+        ("sample",),
+        np.dtype("int32"),
+        {"units": "1", "long_name": "traffic snapshot / condition index"},
+    ),
+    "time": (("sample",), np.dtype("float32"), {"units": "s", "long_name": "time of the snapshot"}),
     # optional path-level arrays (output.paths: true); path axis sorted by delay
     "path_tau": (
         ("sample", "trp", "path"),
@@ -116,6 +134,11 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
         np.dtype("float32"),
         {"units": "rad", "long_name": "zenith angle of arrival at the UE"},
     ),
+    "path_doppler": (
+        ("sample", "trp", "path"),
+        np.dtype("float32"),
+        {"units": "Hz", "long_name": "Doppler shift from moving vehicles and UEs"},
+    ),
     "path_interactions": (
         ("sample", "trp", "path", "depth"),
         np.dtype("uint8"),
@@ -124,6 +147,38 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
             "long_name": "interaction type per bounce (Sionna InteractionType bit codes)",
             "flag_masks": [1, 2, 4, 8],
             "flag_meanings": "specular diffuse refraction diffraction",
+        },
+    ),
+}
+
+# Per-snapshot vehicle states, written at creation when the config has traffic.
+VEHICLE_VARIABLES = {
+    "vehicle_position": (
+        ("snapshot", "vehicle", "xyz"),
+        np.dtype("float32"),
+        {
+            "units": "m",
+            "long_name": "vehicle bounding-box centre; NaN when the slot is not on the road",
+        },
+    ),
+    "vehicle_velocity": (
+        ("snapshot", "vehicle", "xyz"),
+        np.dtype("float32"),
+        {"units": "m s-1", "long_name": "vehicle velocity"},
+    ),
+    "vehicle_yaw": (
+        ("snapshot", "vehicle"),
+        np.dtype("float32"),
+        {"units": "rad", "long_name": "vehicle heading; NaN when not on the road"},
+    ),
+    "vehicle_type": (
+        ("vehicle",),
+        np.dtype("int8"),
+        {
+            "units": "1",
+            "long_name": "vehicle type",
+            "flag_values": list(range(len(VEHICLE_TYPES))),
+            "flag_meanings": " ".join(VEHICLE_TYPES),
         },
     ),
 }
@@ -141,4 +196,4 @@ STATIC_ATTRS = {
 }
 
 # Fill values written before a shard lands (NaN where a float can express "not rendered").
-FILL = {"complex64": 0j, "float32": np.nan, "int8": -1, "int16": -1, "uint8": 0}
+FILL = {"complex64": 0j, "float32": np.nan, "int8": -1, "int16": -1, "int32": -1, "uint8": 0}

@@ -18,7 +18,15 @@ import numpy as np
 import zarr
 
 from .errors import StoreError
-from .schema import FILL, PATH_VARIABLES, SAMPLE_VARIABLES, SCHEMA_VERSION, STATIC_ATTRS, VARIABLES
+from .schema import (
+    FILL,
+    PATH_VARIABLES,
+    SAMPLE_VARIABLES,
+    SCHEMA_VERSION,
+    STATIC_ATTRS,
+    VARIABLES,
+    VEHICLE_VARIABLES,
+)
 
 warnings.filterwarnings("ignore", message=".*Consolidated metadata.*", category=UserWarning)
 
@@ -36,6 +44,8 @@ class Layout:
     depth: int
     chunk: int
     with_paths: bool
+    snapshot: int = 1
+    vehicle: int = 0
 
     def shape(self, dims: tuple[str, ...]) -> tuple[int, ...]:
         return tuple(3 if d == "xyz" else getattr(self, d) for d in dims)
@@ -194,4 +204,16 @@ def _create_group(
         arr = group.create_array(name, shape=value.shape, dtype=dtype, dimension_names=dims)
         arr[...] = value
         arr.attrs.update(STATIC_ATTRS.get(name, {}))
-    group["ue_position"][...] = static["ue_position"]
+    for name in ("ue_position", "snapshot", "time"):
+        group[name][...] = static[name]
+    if layout.vehicle:
+        for name, (dims, dtype, attrs) in VEHICLE_VARIABLES.items():
+            arr = group.create_array(
+                name,
+                shape=layout.shape(dims),
+                dtype=dtype,
+                dimension_names=dims,
+                fill_value=FILL[dtype.name],
+            )
+            arr[...] = static[name]
+            arr.attrs.update(attrs)

@@ -26,6 +26,7 @@ class PathBatch:
     aod_zen: np.ndarray
     aoa_az: np.ndarray
     aoa_zen: np.ndarray
+    doppler: np.ndarray  # float32 (B, T, P), Hz
     interactions: np.ndarray  # uint8 (B, T, P, depth)
 
     @property
@@ -105,12 +106,12 @@ def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> PathBatch:
             z,
             z,
             z,
+            z,
             np.zeros((n_rx, n_tx, 0, depth), np.uint8),
         )
     inter = inter.transpose(1, 2, 3, 0).astype(np.uint8)
-    angles = [
-        _np(x).astype(np.float32) for x in (paths.phi_t, paths.theta_t, paths.phi_r, paths.theta_r)
-    ]
+    per_path = (paths.phi_t, paths.theta_t, paths.phi_r, paths.theta_r, paths.doppler)
+    angles = [_np(x).astype(np.float32) for x in per_path]  # angles and Doppler
 
     # Valid paths first, by increasing delay; then cut the P axis to the longest link.
     key = np.where(valid, tau, np.inf)
@@ -149,6 +150,7 @@ def concat(batches: list[PathBatch]) -> PathBatch:
         ("aod_zen", -1),
         ("aoa_az", -1),
         ("aoa_zen", -1),
+        ("doppler", -1),
         ("interactions", 2),
     ):
         fields[name] = np.concatenate([pad(getattr(b, name), axis) for b in batches], axis=0)

@@ -42,8 +42,9 @@ def test_csi_matches_sionna_cfr(tmp_path):
     """Our CFR (absolute delays) equals Sionna's Paths.cfr(normalize_delays=False)."""
     r = Renderer(plan(write_config(tmp_path, "street_canyon.yaml")), "cpu")
     pos = r.ue_position[:8]
-    pb = r.tracer.trace(pos)
-    ours = r.shard_arrays(pos, pb)["dry"]["csi"]  # (B, T, ue_ant, trp_ant, K)
+    ours = r.shard_arrays(pos, r.trace(pos))["dry"][
+        "csi"
+    ]  # one solver call (batch_ues 16)  # (B, T, ue_ant, trp_ant, K)
     cfg = r.plan.cfg
     f = subcarrier_offsets(cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz)
     ref = r.tracer.last_paths.cfr(
@@ -76,9 +77,9 @@ def test_results_do_not_depend_on_batch_size(tmp_path):
     cfg = write_config(tmp_path, "street_canyon.yaml")
     one = Renderer(plan(cfg, batch_ues=1), "cpu")
     pos = one.ue_position[:12]
-    a = one.shard_arrays(pos, one.trace_shard(pos))["dry"]
+    a = one.shard_arrays(pos, one.trace(pos))["dry"]
     many = Renderer(plan(cfg, batch_ues=12), "cpu")
-    b = many.shard_arrays(pos, many.trace_shard(pos))["dry"]
+    b = many.shard_arrays(pos, many.trace(pos))["dry"]
     assert one.tracer.calls == 12 and many.tracer.calls == 1
     for name in ("link_state", "num_paths"):
         np.testing.assert_array_equal(a[name], b[name])
@@ -98,7 +99,7 @@ def test_link_states(tmp_path, ue, depth, expected):
     cfg = write_config(tmp_path, "street_canyon.yaml", solver__max_depth=depth)
     r = Renderer(plan(cfg), "cpu")
     pos = np.array([ue], np.float32)
-    out = r.shard_arrays(pos, r.trace_shard(pos))["dry"]
+    out = r.shard_arrays(pos, r.trace(pos))["dry"]
     assert out["link_state"][0, 0] == expected  # TRP 0 is trp_west at (-45, 0, 12)
     if expected == LinkState.NO_PATH:
         assert np.isnan(out["toa"][0, 0]) and (out["csi"][0, 0] == 0).all()
