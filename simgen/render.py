@@ -125,7 +125,6 @@ def _path_arrays(pb: PathBatch, a: np.ndarray, max_paths: int, depth: int) -> di
         "path_aoa_az": masked(pb.aoa_az),
         "path_aoa_zen": masked(pb.aoa_zen),
         "path_doppler": masked(pb.doppler),
-        "path_doppler": masked(pb.doppler),
         "path_interactions": padded(inter, 0, axis=2),
     }
 
