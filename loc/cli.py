@@ -97,8 +97,13 @@ def train(
     seed: int = typer.Option(1, help="training seed"),
     device: str = typer.Option("auto", help="cpu | cuda | auto"),
     precision: str = typer.Option("auto", help="auto | bf16 | fp32"),
+    fused: bool = typer.Option(True, "--fused/--eager", help="SDPA (fused) or eager attention"),
     out: Path = typer.Option(Path("runs/loc"), help="output directory (checkpoint, report)"),
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt"),
+    init_from: Path | None = typer.Option(
+        None, help="initialise from a checkpoint (transfer learning); see also --constant-lr"
+    ),
+    constant_lr: bool = typer.Option(False, help="no LR decay (transfer-learning fine-tuning)"),
     log_every: int = typer.Option(100, help="log every N steps"),
     ckpt_every: int = typer.Option(5000, help="checkpoint every N steps"),
     evaluate_after: bool = typer.Option(
@@ -142,8 +147,11 @@ def train(
         seed=seed,
         device=device,
         precision=precision,
+        fused_attention=fused,
         log_every=log_every,
         ckpt_every=ckpt_every,
+        init_from=None if init_from is None else str(init_from),
+        lr_milestones=() if constant_lr else TrainConfig.lr_milestones,
     )
     sets, splits = [], []
     for g in group:

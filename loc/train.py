@@ -56,7 +56,10 @@ class TrainConfig:
         (k random training samples fixed once per sample) sequences for set models.
     precision: "auto" = bf16 autocast on CUDA for models that declare it safe, else fp32;
         "bf16" forces autocast on CUDA; "fp32" disables it. CPU always runs fp32.
-    preload: keep the training CSI on the device (None: yes on CUDA, lazy on CPU).
+    preload: read the training CSI once into one device tensor (None: when it takes at most
+        2 GiB, e.g. 40k x 32 x 32 is 328 MB) instead of lazy chunk-cached reads every step.
+    init_from: checkpoint whose weights initialise the model (transfer learning, spec §6.2:
+        fine-tune all parameters, e.g. with lr=1e-4 and lr_milestones=() for a constant LR).
     """
 
     model: str = "mateformer"
@@ -75,6 +78,7 @@ class TrainConfig:
     preload: bool | None = None
     log_every: int = 100
     ckpt_every: int = 5000
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -192,7 +196,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 @dataclasses.dataclass
 class TrainResult:
     model: nn.Module
-    history: list[dict]  # one entry per log interval: step, loss, lr, samples_per_s
+    # one entry per log interval: step, mean loss, lr, samples_per_s (samples = batch rows,
+    # i.e. sequences of k + 1 items for set models)
+    history: list[dict]
     checkpoint: Path | None
     peak_memory_bytes: int | None = None
 
@@ -218,6 +224,11 @@ def train(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, in_shape=shape, **cfg.model_kwargs).to(device)
+    if cfg.init_from is not None:
+        src, ck = load_checkpoint(cfg.init_from)
+        if ck["model"] != cfg.model or ck["hparams"] != dict(model.hparams):
+            raise CheckpointError(f"{cfg.init_from} holds a different model ({ck['model']})")
+        model.load_state_dict(src.state_dict())
     set_fused_attention(model, cfg.fused_attention)
     base_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[model.kind]
     opt = torch.optim.Adam(model.parameters(), lr=base_lr)
@@ -225,8 +236,11 @@ def train(
     for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
         if model.kind == "set" and ts.sequences is None:
             ts.sequences = build_sequences(ts, cfg)
-    preload = cfg.preload if cfg.preload is not None else device.type == "cuda"
-    banks = [FeatureBank(ts.store, device, preload=ts.train if preload else None) for ts in sets]
+    banks = []
+    for ts in sets:
+        nbytes = len(ts.train) * math.prod(shape) * 2 * 4
+        preload = cfg.preload if cfg.preload is not None else nbytes <= 2**31
+        banks.append(FeatureBank(ts.store, device, preload=ts.train if preload else None))
     batches = [_Batches(len(ts.train), cfg.batch_size, cfg.seed, i) for i, ts in enumerate(sets)]
 
     out = Path(out_dir) if out_dir is not None else None
@@ -287,7 +301,9 @@ def train(
                 "samples_per_s": n_in_sum * cfg.batch_size / max(dt, 1e-9),
             }
             if not math.isfinite(mean_loss):
-                raise ConfigError(f"training diverged at step {done} (loss {mean_loss})")
+                raise ConfigError(
+                    f"training diverged at step {done} (loss {mean_loss}); try a lower LR"
+                )
             history.append(rec)
             if on_log is not None:
                 on_log(rec)

@@ -34,6 +34,28 @@ def summarize(path: str | Path) -> str:
         toa, power = g["toa"][:], g["rx_power"][:]
         lines.append(f"[{cond}]  rain {g.attrs.get('rain_rate_mm_h', 0):g} mm/h")
         lines.append(f"  link state  {counts}")
+        if lay.snapshot > 1:
+            snap = g["snapshot"][:]
+            share = (
+                np.array(
+                    [
+                        [np.mean(state[snap == k] == st) for st in LinkState]
+                        for k in range(lay.snapshot)
+                    ]
+                )
+                * 100
+            )  # (snapshot, state) %
+            lines.append(
+                f"  per snapshot ({lay.snapshot} snapshots, {lay.vehicle} vehicle "
+                "slots), % of links, min/mean/max:"
+            )
+            lines.append(
+                "              "
+                + "  ".join(
+                    f"{st.name} {share[:, i].min():.0f}/{share[:, i].mean():.0f}/{share[:, i].max():.0f}"
+                    for i, st in enumerate(LinkState)
+                )
+            )
         if np.isfinite(toa).any():
             lines.append(
                 f"  ToA         {np.nanmin(toa) * 1e9:.1f} .. {np.nanmax(toa) * 1e9:.1f} ns"

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import sionna.rt as rt
 import xarray as xr
+from simgen_testutil import write_config
 
 from simgen.config import TrafficConfig
 from simgen.render import Renderer, plan
 from simgen.schema import SPEED_OF_LIGHT, LinkState
 from simgen.traffic import plan as plan_traffic
-from simgen_testutil import write_config
 
 TRP = (-45.0, -7.5, 6.0)
 UE = np.array([[-15.0, 6.0, 1.5]], np.float32)

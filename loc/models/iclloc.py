@@ -2,8 +2,10 @@
 
 Tokens [H_1, x_1, H_2, x_2, ..., H_n, x_n, H_query] (length 2n + 1 <= 2 * max_context + 1):
 H tokens = Linear(F -> d)(CSI), x tokens = Linear(2 -> d)(location), plus a learnable absolute
-positional embedding (zero-initialised). Causal mask, 8 pre-norm layers (d 256, 4 heads,
-d_ff 512, ReLU, no dropout, no final norm), head Linear(d -> 2) read at H-token positions.
+positional embedding (zero-initialised) aligned to the end of the table, so the query always
+gets the last positional embedding whatever the context length (as the authors' code does).
+Causal mask, 8 pre-norm layers (d 256, 4 heads, d_ff 512, ReLU, no dropout, no final norm),
+head Linear(d -> 2) read at H-token positions.
 4,775,682 parameters for (1, 32, 32) CSI.
 
 Two training schemes over the shuffled k + 1 items of a sequence (order shared by the batch):
@@ -89,7 +91,7 @@ class ICLLoc(nn.Module):
         ex = self.embed_x(ctx_x.float()).to(eh.dtype)
         pairs = torch.stack([eh[:, :n], ex], dim=2).reshape(b, 2 * n, -1)
         t = torch.cat([pairs, eh[:, n:]], dim=1)
-        return t + self.pos_embed[: 2 * n + 1]
+        return t + self.pos_embed[-(2 * n + 1) :]  # right-aligned: query = last embedding
 
     def run(self, t: torch.Tensor) -> torch.Tensor:
         """Tokens (B, L, d) -> predictions at every position (B, L, 2)."""

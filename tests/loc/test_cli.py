@@ -56,6 +56,28 @@ def test_train_and_eval_point_model(store_path, tmp_path):
     rain = json.loads((out / "rain.json").read_text())
     assert rain["store"]["group"] == "rain_25mmh"
     assert rain["store"]["transform"] == rep["store"]["transform"]  # training scale reused
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(store_path),
+            "--group",
+            "rain_25mmh",
+            "--model",
+            "cnn",
+            "--steps",
+            "2",
+            "--init-from",
+            str(out),
+            "--constant-lr",
+            "--lr",
+            "1e-4",
+            "--out",
+            str(tmp_path / "ft"),
+            *SMALL,
+        ],
+    )
+    assert r.exit_code == 0, r.output
 
 
 def test_train_and_eval_set_model(store_path, tmp_path):

@@ -137,15 +137,21 @@ def test_split_is_seeded_disjoint_nested_and_checked():
         split_indices(1000, 300, 100, test_start=200)  # overlaps the training part
 
 
-def test_knn_matches_brute_force_and_excludes_self():
+@pytest.mark.parametrize("kd", [True, False])
+def test_knn_matches_brute_force_and_excludes_self(kd):
     rng = np.random.default_rng(0)
     db = rng.uniform(0, 10, (50, 2))
     q = rng.uniform(0, 10, (7, 2))
-    got = knn(q, db, 5, block=3)
+    got = knn(q, db, 5, block=3, use_kdtree=kd)
     d = np.linalg.norm(q[:, None] - db[None], axis=2)
     np.testing.assert_array_equal(got, np.argsort(d, axis=1)[:, :5])
-    self_nb = knn(db, db, 4, exclude=np.arange(50))
-    assert not (self_nb == np.arange(50)[:, None]).any()
+    ex = np.arange(50)
+    ex[7] = -1  # no exclusion for this query
+    self_nb = knn(db, db, 4, exclude=ex, use_kdtree=kd)
+    dd = np.linalg.norm(db[:, None] - db[None], axis=2)
+    np.fill_diagonal(dd, np.inf)
+    dd[7, 7] = 0.0
+    np.testing.assert_array_equal(self_nb, np.argsort(dd, axis=1)[:, :4])
     with pytest.raises(DataError, match="need 50 neighbours"):
         knn(db, db, 50, exclude=np.arange(50))
 

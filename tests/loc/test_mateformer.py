@@ -176,3 +176,35 @@ def test_training_loss_draws_p_q_and_backpropagates():
     assert ps == {2, 3, 4, 5} and qs == {1, 2, 3}
     loss.backward()
     assert m.nei_embed_h.grad is None and m.cur_embed_x.grad is not None
+
+
+def test_bf16_autocast_runs_h_stream_in_bf16_and_x_stream_in_fp32():
+    """Precision policy: absolute metres (here ~500 m) must not pass through bf16."""
+    dtypes = {}
+    errs = {}
+    nei_h, _, cur_h = _inputs(p=16)
+    nei_x = torch.tensor([480.0, -230.0]) + 3 * torch.rand(
+        2, 16, 2, generator=torch.Generator().manual_seed(0)
+    )
+    for x_fp32 in (True, False):
+        m = _model(x_fp32=x_fp32)
+        for name in ("input_fc_h", "input_fc_x", "output_fc_x"):
+            getattr(m, name).register_forward_hook(
+                lambda mod, i, o, name=name, f=x_fp32: dtypes.__setitem__((f, name), o.dtype)
+            )
+        for name in ("attn_h", "attn_hx"):
+            getattr(m.layers[0], name).register_forward_hook(
+                lambda mod, i, o, name=name, f=x_fp32: dtypes.__setitem__((f, name), o.dtype)
+            )
+        with torch.no_grad():
+            ref = m(nei_h, nei_x, cur_h)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = m(nei_h, nei_x, cur_h)
+        assert low.dtype == torch.float32
+        errs[x_fp32] = (low - ref).abs().max().item()
+    bf16, fp32 = torch.bfloat16, torch.float32
+    assert dtypes[(True, "input_fc_h")] == bf16 and dtypes[(True, "attn_h")] == bf16
+    assert dtypes[(True, "input_fc_x")] == fp32 and dtypes[(True, "attn_hx")] == fp32
+    assert dtypes[(True, "output_fc_x")] == fp32
+    assert dtypes[(False, "attn_hx")] == bf16
+    assert errs[True] < 1e-3 < 1e-2 < errs[False]  # bf16 on metres costs decimetres

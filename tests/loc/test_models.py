@@ -107,6 +107,15 @@ def test_iclloc_is_causal_and_queries_are_independent():
         one = torch.cat([m(ctx_h, ctx_x, cur[:, j : j + 1]) for j in range(3)], 1)
         torch.testing.assert_close(many, one, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(many[:, 0], out[:, -1], atol=1e-5, rtol=1e-5)
+    # the query always takes the last positional embedding, whatever the context length
+    with torch.no_grad():
+        m.pos_embed.zero_()
+        m.pos_embed[-1] = 5.0
+        t = m.tokens(ctx_h[:, :2], ctx_x[:, :2], cur[:, :1])
+        m.pos_embed.zero_()
+        base = m.tokens(ctx_h[:, :2], ctx_x[:, :2], cur[:, :1])
+    torch.testing.assert_close(t[:, -1] - base[:, -1], torch.full((2, 32), 5.0))
+    torch.testing.assert_close(t[:, :-1], base[:, :-1])
     with pytest.raises(ConfigError, match="at most 6"):
         m(torch.randn(1, 7, 1, 4, 4, 2), torch.randn(1, 7, 2), cur[:1, :1])
 

@@ -139,6 +139,22 @@ def test_resume_is_exact(store_path, tmp_path):
         load_checkpoint(tmp_path / "nothing")
 
 
+def test_init_from_checkpoint_for_transfer_learning(store_path, tmp_path):
+    kw = dict(model="cnn", batch_size=32, lr=3e-3, log_every=1, device="cpu")
+    train(TrainConfig(steps=300, **kw), [_set(store_path)], tmp_path / "src")
+    rain = _set(store_path, "rain_25mmh")
+    scratch = train(TrainConfig(steps=1, **kw), [rain])
+    tuned = train(
+        TrainConfig(steps=1, init_from=str(tmp_path / "src"), lr_milestones=(), **kw), [rain]
+    )
+    assert tuned.history[0]["loss"] < 0.2 * scratch.history[0]["loss"]
+    with pytest.raises(CheckpointError, match="different model"):
+        train(
+            TrainConfig(steps=1, **{**kw, "model": "mfcnet"}, init_from=str(tmp_path / "src")),
+            [rain],
+        )
+
+
 def test_too_few_samples_for_neighbours(store_path):
     ts = _set(store_path, n_train=20)
     with pytest.raises(DataError, match="need 64 neighbours"):
@@ -173,3 +189,11 @@ def test_every_model_overfits_a_tiny_dataset(store_path, name):
     loss = np.array([h["loss"] for h in res.history])
     assert len(loss) == 300 and all(h["samples_per_s"] > 0 for h in res.history)
     assert loss[:5].mean() / loss[-20:].mean() >= 10, (loss[:5], loss[-20:])
+
+
+def test_lazy_and_preloaded_training_are_identical(store_path):
+    cfg = dict(model="mfcnet", model_kwargs=dict(hidden=16), steps=4, batch_size=16, device="cpu")
+    a = train(TrainConfig(preload=True, **cfg), [_set(store_path)]).model.state_dict()
+    b = train(TrainConfig(preload=False, **cfg), [_set(store_path)]).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
