@@ -35,9 +35,14 @@ def render(
     ue_count: Annotated[int | None, typer.Option(min=1, help="random UE count override")] = None,
     batch_ues: Annotated[int | None, typer.Option(min=1, help="UEs per solver call")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+    cluster: Annotated[
+        str | None, typer.Option(help="render on Dask: local:N workers or tcp://host:8786")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Render SCENE into a Zarr store; re-running an interrupted render resumes it."""
+    import time
+
     from .render import Renderer, plan
 
     p = plan(scene, out=out, ue_count=ue_count, batch_ues=batch_ues)
@@ -54,10 +59,11 @@ def render(
     store = r.open_store(overwrite=overwrite)
     pending = store.pending()
     todo = sum(len(range(*store.layout.shards[i].indices(store.layout.sample))) for i in pending)
+    snaps = f" x {store.layout.snapshot} snapshots" if store.layout.snapshot > 1 else ""
     say(
-        f"backend {r.backend}; {len(r.ue_position)} UEs -> {p.out} "
+        f"backend {r.backend}; {len(r.ue_position)} UEs{snaps} -> {p.out} "
         f"({len(store.layout.shards) - len(pending)} of {len(store.layout.shards)} shards "
-        f"already done)"
+        f"already done)" + (f"; cluster {cluster}" if cluster else "")
     )
     with Progress(
         "[progress.description]{task.description}",
@@ -69,6 +75,16 @@ def render(
         disable=quiet,
     ) as bar:
         task = bar.add_task("tracing UEs", total=todo)
+        if cluster:
+            from .cluster import render_distributed
+
+            t0 = time.perf_counter()
+            n = render_distributed(r, cluster, device, progress=lambda k: bar.advance(task, k))
+            dt = time.perf_counter() - t0
+            links = n * len(p.cfg.trps)
+            say(f"done: {links} links in {dt:.1f} s ({links / dt:.1f} links/s) on {cluster}"
+                f" -> {p.out}")
+            return
         result = r.render(store, progress=lambda n: bar.advance(task, n))
     say(
         f"done: {result.links_rendered} links in {result.seconds:.1f} s "
@@ -133,6 +149,70 @@ def export_deepmimo(
     from .deepmimo import export_scenario
 
     print(f"exported -> {export_scenario(store, out, condition=condition, overwrite=overwrite)}")
+
+
+@app.command()
+def validate(
+    store: Annotated[Path, typer.Argument(help="a simgen Zarr store (directory or .zip)")],
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="MANIFEST.sha256 to verify (default: the one beside the store)"),
+    ] = None,
+) -> None:
+    """Check STORE against the dataset contract; list findings and exit 1 if there are any."""
+    from .validate import check, summary
+
+    result = check(store, manifest)
+    for line in result.lines:
+        print(line)
+    if result.lines:
+        print(f"{len(result.lines)} finding(s) in {store}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(summary(store, result))
+
+
+@app.command()
+def publish(
+    store: Annotated[Path, typer.Argument(help="a finished simgen Zarr store (directory)")],
+    out: Annotated[Path, typer.Option(help="release folder")] = Path("dist"),
+    license: Annotated[str, typer.Option(help="dataset licence (SPDX id or URL)")] = "CC-BY-4.0",
+    zip: Annotated[bool, typer.Option("--zip", help="store as one zip file, not a copy")] = False,
+    copy: Annotated[bool, typer.Option(help="copy the store into OUT (--no-copy: card, "
+                                             "figures and metadata only)")] = True,
+    url: Annotated[str | None, typer.Option(help="where the dataset will be hosted")] = None,
+    footprints: Annotated[bool, typer.Option(help="draw buildings (loads the scene)")] = True,
+    device: Annotated[str, typer.Option(help="cpu, gpu or auto (for the footprints)")] = "auto",
+    force: Annotated[bool, typer.Option(help="publish even if validation finds problems")] = False,
+) -> None:
+    """Dataset card, figures, Croissant metadata, the store and a SHA-256 manifest in OUT."""
+    from .publish import publish as run
+
+    mode = "zip" if zip else "copy" if copy else "none"
+    r = run(store, out, license_id=license, mode=mode, force=force, footprints=footprints,
+            device=device, url=url)
+    for note in r.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for line in r.findings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"published {store} -> {out}/ (README.md, croissant.json, figures/, "
+          f"{r.store.name + ', ' if r.store else ''}MANIFEST.sha256); {r.croissant_check}")
+
+
+@app.command()
+def preview(
+    scene: Annotated[Path, typer.Argument(help="scene YAML, e.g. scenes/paris.yaml")],
+    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("preview.png"),
+    footprints: Annotated[bool, typer.Option(help="load the scene: buildings, UE samples")] = True,
+    device: Annotated[str, typer.Option(help="cpu, gpu or auto")] = "auto",
+) -> None:
+    """Top view of a scene config before rendering: TRPs, UE regions and samples, lanes."""
+    from .errors import ConfigError
+    from .figures import preview as draw
+
+    path, problem = draw(scene, out, device=device, footprints=footprints)
+    print(f"preview -> {path}")
+    if problem:
+        raise ConfigError(f"{problem} (drawn in {path})")
 
 
 def main() -> None:
