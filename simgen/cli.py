@@ -65,6 +65,10 @@ def render(
         f"({len(store.layout.shards) - len(pending)} of {len(store.layout.shards)} shards "
         f"already done)" + (f"; cluster {cluster}" if cluster else "")
     )
+    if not pending:
+        say(f"nothing to do: {p.out} is complete (use --overwrite to render it again)")
+        store.finalize()
+        return
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
