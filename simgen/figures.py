@@ -56,6 +56,29 @@ def load_scene(cfg: SceneConfig, scene_path: str, device: str = "auto"):
     return scene.load(cfg, scene_path)
 
 
+def load_geometry(cfg: SceneConfig, scene_path: str, device: str = "auto"):
+    """Only the static geometry (no TRPs, no checks, no UEs): for drawing a config that
+    :func:`load_scene` refuses. None for the empty scene."""
+    from .backend import select_backend
+    from .config import EMPTY_SCENE
+
+    if scene_path == EMPTY_SCENE:
+        return None
+    select_backend(device)
+    import sionna.rt as rt
+
+    from . import scene as sc
+
+    movable = f"({cfg.categories.vehicle})|({cfg.categories.foliage})"
+    s = rt.load_scene(scene_path, merge_shapes_exclude_regex=movable)
+    category, names = sc._categorize(s, cfg)
+    bb = s.mi_scene.bbox()
+    lo = np.array([bb.min.x, bb.min.y, bb.min.z], np.float64).ravel()
+    hi = np.array([bb.max.x, bb.max.y, bb.max.z], np.float64).ravel()
+    empty = np.zeros((0, 3), np.float32)
+    return sc.SceneContext(s, lo, hi, category, names, empty, empty)
+
+
 def scene_raster(ctx, extent: tuple[float, float, float, float], cells: int = 480):
     """Probe the scene straight down on a grid of about ``cells`` along the longer side."""
     from .scene import ground_level
@@ -86,7 +109,7 @@ def _draw_raster(ax, raster: SceneRaster | None):
     height = np.where(raster.category == BUILDING, raster.z - z0, np.nan)
     top = float(np.nanmax(height)) if np.isfinite(height).any() else 1.0
     cmap = ListedColormap(np.linspace([0.80, 0.80, 0.82, 1], [0.30, 0.30, 0.33, 1], 64))
-    cmap.set_bad((1, 1, 1, 0))
+    cmap = cmap.with_extremes(bad=(1, 1, 1, 0))
     im = ax.imshow(
         np.ma.masked_invalid(height),
         origin="lower",
@@ -319,7 +342,8 @@ def histograms_figure(data: dict, out: Path) -> Path:
         np.linspace(min(ex.min(), 0) if len(ex) else 0, max(hi, 1.0), 41),
         "ToA - LoS distance / c (ns)",
     )
-    axes[1].set_title("excess delay over the line of sight (99th pct. range)")
+    axes[1].set_yscale("log")
+    axes[1].set_title("excess delay over the line of sight (log count)")
     axes[1].legend(fontsize=8, title="link state", title_fontsize=8)
     allp = np.concatenate([p[np.isfinite(p)] for p in power.values()]) if power else np.array([])
     bins = np.linspace(allp.min(), allp.max(), 41) if len(allp) else 1
@@ -411,7 +435,7 @@ def csi_figure(data: dict, out: Path) -> Path:
         ax.set_xlabel("subcarrier offset (MHz)")
         ax.grid(True, lw=0.3, alpha=0.5)
     axes[0].set_ylabel("|H| (dB)")
-    axes[0].legend(fontsize=7, loc="lower left")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     top.suptitle(f"CSI magnitude of UE sample {data['sample']} (every TRP antenna)", fontsize=10)
     ax = bottom.subplots(1, 1)
     many = db(np.asarray(data["csi_many"]))
@@ -466,6 +490,10 @@ def preview(
                 ue = sample_ues(cfg, ctx)
         except SimgenError as exc:
             problem = str(exc)
+            try:  # still draw the buildings, so the problem can be seen
+                ctx = load_geometry(cfg, scene_path, device)
+            except Exception:  # noqa: BLE001 - a scene that does not load at all: config only
+                ctx = None
     trp_pos = np.array([t.position for t in cfg.trps], np.float64)
     lanes = _lanes(cfg)
     corners = [np.array([[r.x[0], r.y[0]], [r.x[1], r.y[1]]]) for r in cfg.ue.regions]

@@ -28,9 +28,9 @@ import zarr
 
 from . import figures
 from .errors import SimgenError, StoreError
-from .schema import SCHEMA_VERSION, SPEED_OF_LIGHT, STATIC_ATTRS, VARIABLES, LinkState
+from .schema import SCHEMA_VERSION, SPEED_OF_LIGHT, STATIC_ATTRS, LinkState
 from .store import Layout
-from .validate import MANIFEST, _known_arrays, _open_root, check, verify_manifest, write_manifest
+from .validate import MANIFEST, check, known_arrays, open_root, verify_manifest, write_manifest
 
 DEFAULT_LICENSE = "CC-BY-4.0"
 LICENSE_URLS = {
@@ -135,7 +135,7 @@ def collect(path: Path, root: zarr.Group) -> Stats:
                 else (np.nan, np.nan, np.nan)
             )
         per_trp.append(row)
-    known = _known_arrays()
+    known = known_arrays()
     arrays = []
     for name in sorted(g0.array_keys()):
         a = g0[name]
@@ -279,8 +279,7 @@ def _footprints(st: Stats, ue: np.ndarray, notes: list[str], device: str):
     except SimgenError as exc:
         notes.append(f"top view without building footprints: {exc}")
         return None
-    bbox = st.attrs.get("scene_bbox_m")
-    extent = figures._extent([ue[:, :2], np.asarray(st.trp_position)[:, :2]], bbox)
+    extent = figures._extent([ue[:, :2], np.asarray(st.trp_position)[:, :2]], margin=0.08)
     return figures.scene_raster(ctx, extent)
 
 
@@ -327,7 +326,10 @@ ZARR_MIME = "application/vnd+zarr"
 
 
 def _data_type(dtype: str) -> str:
-    kind = np.dtype(dtype).kind if dtype not in ("str", "StringDType()") else "U"
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:  # "string" (variable-length text)
+        kind = "U"
     return {
         "f": "sc:Float",
         "c": "sc:Float",
@@ -514,7 +516,7 @@ def card(
         )
     L.append("")
     L.append(
-        f"Link-state codes (`link_state`): "
+        "Link-state codes (`link_state`): "
         + ", ".join(f"{int(s)} {s.name}" for s in LinkState)
         + ". `toa` and `rx_power` are NaN exactly on NO_PATH links."
     )
@@ -592,7 +594,7 @@ def card(
     )
     L.append("")
     L.append(
-        f"- command: `simgen render <config.yaml>`"
+        "- command: `simgen render <config.yaml>`"
         + (f" with overrides {a.get('overrides')}" if a.get("overrides") else "")
     )
     L.append(
@@ -608,7 +610,7 @@ def card(
             f"m, z [{lo[2]:.1f}, {hi[2]:.1f}] m"
         )
     L.append(
-        f"- validation (`simgen validate`): "
+        "- validation (`simgen validate`): "
         + ("clean" if not findings else f"{len(findings)} findings:")
     )
     for f in findings[:20]:
@@ -694,7 +696,7 @@ def publish(
             f"{store}: validation found {len(findings)} problem(s), first: {findings[0]} "
             "(run 'simgen validate' for all; --force publishes anyway)"
         )
-    root = _open_root(store)
+    root = open_root(store)
     st = collect(store, root)
     name = name or st.attrs.get("scene_name") or store.stem
     date = _dt.date.today().isoformat()

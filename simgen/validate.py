@@ -55,7 +55,7 @@ F32_EPS = float(np.finfo(np.float32).eps)
 POSITION_TOL_M = 1e-3  # slack on scene-bound and region checks (float32 positions)
 
 
-def _known_arrays() -> dict[str, tuple[tuple[str, ...], np.dtype, dict] | None]:
+def known_arrays() -> dict[str, tuple[tuple[str, ...], np.dtype, dict] | None]:
     """Every array name the contract knows: name -> (dims, dtype, attrs), None where the
     contract fixes only the attributes (coordinates)."""
     known: dict = dict(schema.VARIABLES)
@@ -101,7 +101,7 @@ class _Tally:
             yield f"{key.format(n=n, s='' if n == 1 else 's')} (first at {self.first[key]})"
 
 
-def _open_root(path: Path) -> zarr.Group:
+def open_root(path: Path) -> zarr.Group:
     if path.is_file() and zipfile.is_zipfile(path):
         store = zarr.storage.ZipStore(path, mode="r")
     else:
@@ -128,7 +128,7 @@ def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
         for line in verify_manifest(man, out, store=path):
             out.add(line)
     try:
-        root = _open_root(path)
+        root = open_root(path)
         attrs = dict(root.attrs)
     except Exception as exc:  # noqa: BLE001 - zarr raises many kinds on corrupt metadata
         out.add(f"store: not a readable Zarr v3 group ({type(exc).__name__})")
@@ -143,7 +143,11 @@ def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
     except Exception:  # noqa: BLE001
         out.add("root attrs: layout is missing or malformed; cannot check arrays")
         return out
-    _Checker(root, attrs, layout, out).run()
+    try:
+        _Checker(root, attrs, layout, out).run()
+    finally:
+        if isinstance(root.store, zarr.storage.ZipStore):
+            root.store.close()
     return out
 
 
@@ -154,6 +158,7 @@ class _Checker:
         self.cfg = self._config()
         self.bbox = self._bbox()
         self.trp_names: list[str] = []
+        self._groups: dict[str, zarr.Group] = {}
 
     def add(self, line: str) -> None:
         self.out.add(line)
@@ -166,17 +171,10 @@ class _Checker:
         if not isinstance(text, str):
             return None
         try:
-            cfg = parse_config(text, "scene_config_yaml")
+            return parse_config(text, "scene_config_yaml")
         except ConfigError as exc:
             self.add(f"root attrs: {exc}")
             return None
-        ue_count = (self.attrs.get("overrides") or {}).get("ue_count")
-        if ue_count is not None:
-            from .config import SamplingConfig
-
-            ue = cfg.ue.model_copy(update={"sampling": SamplingConfig(count=ue_count)})
-            cfg = cfg.model_copy(update={"ue": ue})
-        return cfg
 
     def _bbox(self) -> tuple[np.ndarray, np.ndarray] | None:
         bb = self.attrs.get("scene_bbox_m")
@@ -233,33 +231,55 @@ class _Checker:
         if not self.done.all() and self.attrs.get("complete") is True:
             self.add("root attrs: complete is true but some shards are not done")
 
+    def group(self, path: str) -> zarr.Group:
+        """A group read from its own metadata (never from embedded consolidated metadata)."""
+        if path not in self._groups:
+            self._groups[path] = zarr.open_group(
+                store=self.root.store, path=path, mode="r", use_consolidated=False
+            )
+        return self._groups[path]
+
     def check_consolidated(self) -> None:
-        try:
-            cons = zarr.open_group(store=self.root.store, mode="r", use_consolidated=True)
-            meta = cons.metadata.consolidated_metadata
-        except Exception:  # noqa: BLE001
-            self.add("consolidated metadata: unreadable")
-            return
-        if meta is None:
-            if self.attrs.get("complete") is True:
-                self.add("consolidated metadata: missing (readers fall back to slow listing)")
-            return
-        flat = meta.flattened_metadata
-        for name, m in flat.items():
+        """Consolidated metadata (what xarray reads) must match the arrays' own zarr.json,
+        at the root and wherever a condition group embeds its own."""
+        for path in ["", *self.conditions]:
             try:
-                actual = self.root[name].metadata
-            except KeyError:
-                self.add(f"consolidated metadata: lists {name}, which does not exist")
+                meta = zarr.open_group(
+                    store=self.root.store, path=path, mode="r", use_consolidated=None
+                ).metadata.consolidated_metadata
+            except Exception:  # noqa: BLE001 - a missing group is reported elsewhere
                 continue
-            if getattr(m, "node_type", None) == "array" and m.to_dict() != actual.to_dict():
-                self.add(
-                    f"consolidated metadata: stale entry for {name} (differs from {name}/zarr.json)"
-                )
+            if meta is None:
+                if path == "" and self.attrs.get("complete") is True:
+                    self.add("consolidated metadata: missing (readers fall back to listing)")
+                continue
+            where = f" (embedded in {path}/zarr.json)" if path else ""
+            prefix = f"{path}/" if path else ""
+            flat = {prefix + k: m for k, m in meta.flattened_metadata.items()}
+            for full, m in flat.items():
+                parent, _, name = full.rpartition("/")
+                try:
+                    actual = (self.group(parent)[name] if parent else self.root[name]).metadata
+                except (KeyError, FileNotFoundError):
+                    self.add(f"consolidated metadata: lists {full}, which does not exist{where}")
+                    continue
+                if getattr(m, "node_type", None) == "array" and m.to_dict() != actual.to_dict():
+                    self.add(f"consolidated metadata: stale entry for {full}{where}")
+            for cond in [path] if path else self.conditions:
+                if cond not in flat and not path:
+                    continue
+                try:
+                    arrays = set(self.group(cond).array_keys())
+                except Exception:  # noqa: BLE001
+                    continue
+                for name in sorted(arrays):
+                    if f"{cond}/{name}" not in flat:
+                        self.add(f"consolidated metadata: does not list {cond}/{name}{where}")
 
     def check_contract(self, cond: str) -> dict[str, bool]:
         """Names, dims, dtypes, shapes, chunks, fill values, units. Returns name -> usable."""
-        g, lay = self.root[cond], self.lay
-        known = _known_arrays()
+        g, lay = self.group(cond), self.lay
+        known = known_arrays()
         arrays = set(g.array_keys())
         required = list(SAMPLE_VARIABLES) + (list(PATH_VARIABLES) if lay.with_paths else [])
         required += [n for n in schema.STATIC_ATTRS] + ["xyz"]
@@ -312,7 +332,7 @@ class _Checker:
 
     def check_static(self, cond: str) -> None:
         """TRP coordinates against the bounds and the config; subcarrier grid."""
-        g = self.root[cond]
+        g = self.group(cond)
         names = set(g.array_keys())
         if "trp" in names:
             self.trp_names = [str(t) for t in g["trp"][:]]
@@ -347,7 +367,7 @@ class _Checker:
                     self.add(f"{cond}/subcarrier: grid differs from the config's ofdm section")
 
     def check_values(self, cond: str, usable: dict[str, bool]) -> None:
-        g, lay = self.root[cond], self.lay
+        g, lay = self.group(cond), self.lay
         tally = _Tally()
         p = f"{cond}/"
 
@@ -549,9 +569,9 @@ class _Checker:
     def check_shared(self, conditions: list[str]) -> None:
         if len(conditions) < 2:
             return
-        first = self.root[conditions[0]]
+        first = self.group(conditions[0])
         for cond in conditions[1:]:
-            g = self.root[cond]
+            g = self.group(cond)
             for name in SHARED:
                 if name not in first.array_keys() or name not in g.array_keys():
                     continue
@@ -688,9 +708,11 @@ def verify_manifest(
 
 def summary(path: str | Path, result: Findings) -> str:
     """One line for a clean store."""
-    root = _open_root(Path(path))
+    root = open_root(Path(path))
     lay = Layout(**root.attrs["layout"])
     conds = list(root.attrs.get("conditions", []))
+    if isinstance(root.store, zarr.storage.ZipStore):
+        root.store.close()
     text = (
         f"ok: {path}: {len(conds)} condition{'s' if len(conds) != 1 else ''} "
         f"({', '.join(conds)}), {lay.sample} samples x {lay.trp} TRPs, "

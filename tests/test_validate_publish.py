@@ -1,0 +1,260 @@
+"""``simgen validate`` / ``publish`` / ``preview`` on a tiny real store (two conditions,
+three shards, some NO_PATH links): planted faults are found, the untouched store is clean,
+the release folder's card, Croissant metadata and manifest are right."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from simgen_testutil import write_config
+from typer.testing import CliRunner
+
+from simgen.cli import app
+from simgen.publish import publish
+from simgen.schema import SPEED_OF_LIGHT, LinkState
+from simgen.validate import MANIFEST, check, validate, verify_manifest, write_manifest
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    from simgen.render import Renderer, plan
+
+    tmp = tmp_path_factory.mktemp("vp")
+    cfg = write_config(
+        tmp,
+        "street_canyon.yaml",
+        ue__sampling={"count": 24},
+        solver={"max_depth": 1, "samples_per_src": 10000, "batch_ues": 24},
+        weather={"rain_rates_mm_h": [0.0, 25.0]},
+        output={"path": "unused", "chunk_samples": 8, "paths": True, "max_paths": 16},
+    )
+    r = Renderer(plan(cfg, out=tmp / "tiny.zarr"), "cpu")
+    r.render(r.open_store(overwrite=True))
+    return tmp / "tiny.zarr"
+
+
+def test_untouched_store_is_clean(store):
+    assert validate(store) == []
+    res = runner.invoke(app, ["validate", str(store)])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("ok: ") and "2 conditions (dry, rain_25mmh)" in res.output
+    states = zarr.open_group(str(store), mode="r")["dry"]["link_state"][:]
+    assert (states == LinkState.NO_PATH).any()  # the NaN rules are exercised
+
+
+# -- planted faults -------------------------------------------------------------------------------
+def _open(path: Path, group: str) -> zarr.Group:
+    # not through consolidated metadata: zarr would rewrite it half-updated on deletes
+    return zarr.open_group(str(path), path=group, mode="r+", use_consolidated=False)
+
+
+def _set(path: Path, group: str, name: str, index, value) -> None:
+    _open(path, group)[name][index] = value
+
+
+def flipped_enum(p: Path) -> None:
+    _set(p, "dry", "link_state", (3, 0), 7)
+
+
+def nan_csi(p: Path) -> None:
+    _set(p, "rain_25mmh", "csi", (5, 1, 0, 2, 3), np.complex64(complex(np.nan, 0)))
+
+
+def missing_region(p: Path) -> None:
+    """Chunk files of shard 1 lost (shard_done still says written)."""
+    for chunk in p.glob("dry/*/c/1"):
+        shutil.rmtree(chunk) if chunk.is_dir() else chunk.unlink()
+
+
+def shard_not_done(p: Path) -> None:
+    _open(p, "")["shard_done"][2] = 0
+
+
+def wrong_dtype(p: Path) -> None:
+    """rx_power rewritten as float64 (same values, dims, attrs), metadata re-consolidated."""
+    g = _open(p, "dry")
+    old = g["rx_power"]
+    data, attrs, dims, chunks = old[:], dict(old.attrs), old.metadata.dimension_names, old.chunks
+    del g["rx_power"]
+    new = g.create_array(
+        "rx_power",
+        shape=data.shape,
+        chunks=chunks,
+        dtype="float64",
+        fill_value=np.nan,
+        dimension_names=dims,
+    )
+    new[...] = data
+    new.attrs.update(attrs)
+    zarr.consolidate_metadata(str(p))
+
+
+def stale_metadata(p: Path) -> None:
+    """Same dtype change without re-consolidating: readers of the consolidated view are misled."""
+    wrong_dtype(p)
+    g = _open(p, "dry")
+    data = g["los_distance"][:]
+    del g["los_distance"]
+    g.create_array(
+        "los_distance",
+        shape=data.shape,
+        chunks=(8, data.shape[1]),
+        dtype="float64",
+        fill_value=np.nan,
+        dimension_names=("sample", "trp"),
+    )[...] = data
+
+
+def position_outside(p: Path) -> None:
+    _set(p, "dry", "ue_position", 2, np.array([500.0, 0.0, 1.5], np.float32))
+
+
+def toa_too_early(p: Path) -> None:
+    g = _open(p, "dry")
+    state = g["link_state"][:]
+    s, t = np.argwhere(state != LinkState.NO_PATH)[0]
+    g["toa"][s, t] = g["los_distance"][s, t] / SPEED_OF_LIGHT * 0.5
+
+
+def toa_nan_on_live_link(p: Path) -> None:
+    g = _open(p, "dry")
+    s, t = np.argwhere(g["link_state"][:] == LinkState.LOS)[0]
+    g["toa"][s, t] = np.nan
+
+
+FAULTS = [
+    (flipped_enum, "dry/link_state: 1 value outside the LinkState enum"),
+    (nan_csi, "rain_25mmh/csi: 1 non-finite value"),
+    (missing_region, "dry: samples 8-15 (shard 1) hold only fill values"),
+    (shard_not_done, "shard 2 (samples 16-23): not rendered"),
+    (wrong_dtype, "dry/rx_power: dtype float64 is not float32"),
+    (stale_metadata, "consolidated metadata: stale entry for dry/los_distance"),
+    (position_outside, "dry/ue_position: 1 position outside the scene bounds"),
+    (toa_too_early, "dry/toa: 1 value earlier than LoS distance / c"),
+    (toa_nan_on_live_link, "dry/toa: 1 NaN value on link with paths"),
+]
+
+
+@pytest.mark.parametrize("plant,expected", FAULTS, ids=[f.__name__ for f, _ in FAULTS])
+def test_planted_fault_is_found(store, tmp_path, plant, expected):
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    plant(bad)
+    findings = validate(bad)
+    assert any(expected in f for f in findings), findings
+    assert all("\n" not in f for f in findings)
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 1 and expected in res.output
+
+
+def test_tampered_chunk_fails_the_manifest(store, tmp_path):
+    copy = tmp_path / "release" / "tiny.zarr"
+    shutil.copytree(store, copy)
+    write_manifest(copy.parent)
+    assert validate(copy) == [] and check(copy).files_verified > 0
+    g = _open(copy, "dry")
+    s, t = np.argwhere(g["link_state"][:] == LinkState.LOS)[0]
+    g["csi"][s, t, 0, 0, 0] *= np.complex64(1.01)  # still a plausible value
+    findings = validate(copy)
+    chunk = f"tiny.zarr/dry/csi/c/{s // 8}/0/0/0/0"
+    assert findings == [f"manifest: {chunk}: SHA-256 mismatch (file changed since publishing)"]
+
+
+# -- publish --------------------------------------------------------------------------------------
+def test_publish_card_croissant_manifest(store, tmp_path):
+    dist = tmp_path / "dist"
+    r = publish(store, dist, device="cpu", license_id="CC-BY-4.0")
+    assert r.findings == [] and r.notes == []
+    text = (dist / "README.md").read_text()
+    root = zarr.open_group(str(store), mode="r")
+    for cond in ("dry", "rain_25mmh"):
+        state = root[cond]["link_state"][:]
+        row = " | ".join(f"{int((state == s).sum()):,}" for s in LinkState)
+        assert f"| {cond} | {row} | {state.size:,} |" in text
+    assert "**CC-BY-4.0**" in text and "ODbL" in text and "name: street_canyon" in text
+    assert "| trp_west |" in text and "| trp_east |" in text
+
+    meta = json.loads((dist / "croissant.json").read_text())
+    assert meta["@type"] == "sc:Dataset" and meta["conformsTo"].endswith("croissant/1.0")
+    fields = {f["name"] for rs in meta["recordSet"] for f in rs["field"]}
+    for cond in ("dry", "rain_25mmh"):
+        for name in root[cond].array_keys():
+            assert f"{cond}/{name}" in fields
+    assert meta["distribution"][0]["includes"] == "tiny.zarr/**"
+
+    assert verify_manifest(dist / MANIFEST) == []
+    listed = {line.split("  ", 1)[1] for line in (dist / MANIFEST).read_text().splitlines()}
+    on_disk = {p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file()}
+    assert listed == on_disk - {MANIFEST}
+    res = check(dist / "tiny.zarr")
+    assert res.lines == [] and res.files_verified == len(listed)
+    for png in ("top_view", "toa_power_histograms", "csi_example"):
+        assert (dist / "figures" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert re.search(r"!\[[^]]*\]\(figures/top_view\.png\)", text)
+
+
+def test_publish_zip_is_one_verifiable_file(store, tmp_path):
+    dist = tmp_path / "dist"
+    res = runner.invoke(
+        app,
+        [
+            "publish",
+            str(store),
+            "--out",
+            str(dist),
+            "--zip",
+            "--no-footprints",
+            "--license",
+            "CC0-1.0",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    z = dist / "tiny.zarr.zip"
+    assert z.is_file() and not (dist / "tiny.zarr").exists()
+    assert validate(z) == [] and check(z).files_verified >= 5
+    import xarray as xr
+
+    ds = xr.open_zarr(zarr.storage.ZipStore(z, mode="r"), group="rain_25mmh")
+    np.testing.assert_array_equal(
+        ds.csi.values, zarr.open_group(str(store), mode="r")["rain_25mmh"]["csi"][:]
+    )
+    meta = json.loads((dist / "croissant.json").read_text())
+    assert meta["license"] == "https://creativecommons.org/publicdomain/zero/1.0/"
+    assert meta["distribution"][0]["sha256"] in (dist / MANIFEST).read_text()
+
+
+def test_publish_refuses_a_broken_store(store, tmp_path):
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    nan_csi(bad)
+    res = runner.invoke(app, ["publish", str(bad), "--out", str(tmp_path / "d"), "--no-footprints"])
+    assert res.exit_code != 0 and "non-finite" in str(res.exception)
+
+
+# -- preview --------------------------------------------------------------------------------------
+def test_preview_writes_png(tmp_path):
+    cfg = write_config(tmp_path, "street_canyon.yaml")
+    out = tmp_path / "preview.png"
+    res = runner.invoke(app, ["preview", str(cfg), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_preview_draws_a_broken_config_and_names_the_problem(tmp_path):
+    from simgen.figures import preview
+
+    cfg = write_config(
+        tmp_path,
+        "street_canyon.yaml",
+        trps=[{"name": "inside", "position": [0.0, 25.0, 10.0]}],
+    )
+    path, problem = preview(cfg, tmp_path / "p.png", device="cpu")
+    assert path.is_file() and "inside or under" in problem
