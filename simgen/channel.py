@@ -22,16 +22,31 @@ def subcarrier_offsets(num_subcarriers: int, spacing_hz: float) -> np.ndarray:
     return (np.arange(num_subcarriers) + start) * float(spacing_hz)
 
 
-def cfr(a: np.ndarray, tau: np.ndarray, frequencies_hz: np.ndarray) -> np.ndarray:
+def phasors(tau: np.ndarray, frequencies_hz: np.ndarray) -> np.ndarray:
+    """exp(-j 2 pi f tau) as (..., P, K) complex64 for tau (..., P) in s and f (K,) in Hz.
+
+    f * tau is formed in float64 and reduced to its fractional part (in cycles) before the
+    float32 sine and cosine, so the phase error stays ~1e-7 rad whatever f_c * tau is.
+    """
+    cycles = tau.astype(np.float64)[..., :, None] * np.asarray(frequencies_hz, np.float64)
+    angle = (-2 * np.pi * (cycles - np.floor(cycles))).astype(np.float32)
+    out = np.empty(angle.shape, np.complex64)
+    np.cos(angle, out=out.real)
+    np.sin(angle, out=out.imag)
+    return out
+
+
+def cfr(a: np.ndarray, tau: np.ndarray, frequencies_hz: np.ndarray,
+        phasor: np.ndarray | None = None) -> np.ndarray:
     """Channel frequency response.
 
     a: (..., ue_ant, trp_ant, P) complex path gains (0 for padding);
-    tau: (..., P) absolute delays in s; frequencies_hz: (K,) absolute frequencies f_c + f_k.
+    tau: (..., P) absolute delays in s; frequencies_hz: (K,) absolute frequencies f_c + f_k;
+    phasor: ``phasors(tau, frequencies_hz)`` if already computed (e.g. shared by conditions).
     Returns (..., ue_ant, trp_ant, K) complex64.
     """
-    cycles = tau.astype(np.float64)[..., :, None] * np.asarray(frequencies_hz, np.float64)
-    cycles -= np.floor(cycles)  # keep the fractional part before the float32 exponential
-    phasor = np.exp(-2j * np.pi * cycles).astype(np.complex64)  # (..., P, K)
+    if phasor is None:
+        phasor = phasors(tau, frequencies_hz)
     return np.matmul(a.astype(np.complex64, copy=False), phasor[..., None, :, :])
 
 

@@ -501,6 +501,8 @@ def import_scenario(
     are DeepMIMO's path gains.
     """
     trp_array, ue_array = _as_array(trp_array), _as_array(ue_array)
+    tx_sets = None if tx_sets is None else [int(i) for i in tx_sets]
+    rx_sets = None if rx_sets is None else [int(i) for i in rx_sets]
     for name, arr in (("trp_array", trp_array), ("ue_array", ue_array)):
         if arr.polarization not in ("V", "H") or arr.pattern != "iso":
             raise ConfigError(
@@ -554,8 +556,8 @@ def import_scenario(
         "ofdm": ofdm.model_dump(mode="json"),
         "frequency_hz": sc.frequency_hz,
         "trp_orientation_rad": orient.tolist(),
-        "tx_sets": None if tx_sets is None else list(tx_sets),
-        "rx_sets": None if rx_sets is None else list(rx_sets),
+        "tx_sets": tx_sets,
+        "rx_sets": rx_sets,
         "max_paths": max_paths,
         "phase_includes_carrier": phase_includes_carrier,
     }
@@ -824,9 +826,9 @@ def load_with_deepmimo(folder: str | Path, **load_params):
 
     deepmimo 4.0.5 reads ``params.json`` from ``<scenarios_folder>/<name>`` even for an absolute
     path, and lower-cases the path: point its scenarios folder at the parent meanwhile."""
-    dm = _deepmimo()
     path = _folder(folder)
     _params(path)  # a clear error instead of deepmimo's download prompt
+    dm = _deepmimo()
     with _lowercase_path(path) as p:
         old = dm.config.get("scenarios_folder")
         dm.config.set("scenarios_folder", str(p.parent))
@@ -857,6 +859,101 @@ def reference_phase(
     return 2 * np.pi * (local @ r0)
 
 
+def _grid(frequencies_hz: np.ndarray) -> tuple[np.ndarray, int, float, float]:
+    f = np.asarray(frequencies_hz, np.float64)
+    k = len(f)
+    df = (f[-1] - f[0]) / (k - 1) if k > 1 else 1.0
+    return f, k, df, f[k // 2]  # the centred grid's zero offset is index K // 2 (any K)
+
+
+def deepmimo_channel_params(
+    frequencies_hz: np.ndarray,
+    trp_array: ArrayConfig,
+    ue_array: ArrayConfig,
+    trp_orientation: np.ndarray | Sequence[float] = (0.0, 0.0, 0.0),
+    num_paths: int = 25,
+):
+    """``deepmimo.ChannelParameters`` for our arrays and subcarrier count/spacing.
+
+    Panels ``shape = [cols, rows]`` (DeepMIMO: y count, z count), one spacing (ours must be
+    equal both ways), TRP ``rotation = [roll, pitch, yaw]`` in degrees (checked numerically to
+    rotate like Sionna's orientation), all K subcarriers, bandwidth K * spacing, no filter."""
+    dm = _deepmimo()
+    for arr in (trp_array, ue_array):
+        if arr.vertical_spacing != arr.horizontal_spacing or arr.num_ant != arr.rows * arr.cols:
+            raise ConfigError("DeepMIMO arrays need equal spacings and one polarisation")
+    _, k, df, _ = _grid(frequencies_hz)
+    yaw, pitch, roll = np.rad2deg(np.asarray(trp_orientation, np.float64))
+    return dm.ChannelParameters(
+        bs_antenna={
+            "shape": [trp_array.cols, trp_array.rows],
+            "spacing": trp_array.horizontal_spacing,
+            "rotation": [roll, pitch, yaw],
+        },
+        ue_antenna={
+            "shape": [ue_array.cols, ue_array.rows],
+            "spacing": ue_array.horizontal_spacing,
+        },
+        ofdm={
+            "subcarriers": k,
+            "selected_subcarriers": np.arange(k),
+            "bandwidth": k * df,
+            "rx_filter": 0,
+        },
+        num_paths=int(num_paths),
+        freq_domain=1,
+        doppler=0,
+    )
+
+
+def aligned_phase(
+    dataset,
+    frequencies_hz: np.ndarray,
+    trp_array: ArrayConfig,
+    ue_array: ArrayConfig,
+    trp_orientation: np.ndarray | Sequence[float] = (0.0, 0.0, 0.0),
+    drop: str | None = None,
+) -> np.ndarray:
+    """Per-path DeepMIMO ``phase`` (deg, [0, 360)) that folds our conventions into its formula.
+
+    Adds -360 (f_c + f_0) tau (carrier phase and the shift of DeepMIMO's k*B/N grid onto our
+    first subcarrier f_0, a centred offset) and + the phase of DeepMIMO's reference element in
+    our centre-referenced responses (UE and TRP). ``drop`` leaves one of ``subcarrier_grid``,
+    ``carrier_phase``, ``reference_element`` out."""
+    if drop is not None and drop not in CONVENTIONS:
+        raise ConfigError(f"drop: one of {', '.join(CONVENTIONS)}")
+    f, _, _, fc = _grid(frequencies_hz)
+    phase = np.asarray(dataset.phase, np.float64)
+    tau = np.nan_to_num(np.asarray(dataset.delay, np.float64))
+    if drop == "carrier_phase":
+        shift = (f[0] - fc) * tau  # centred offsets, no carrier
+    elif drop == "subcarrier_grid":
+        shift = fc * tau  # carrier, but the grid left at k * B / N from 0
+    else:
+        shift = f[0] * tau  # (f_c + f_0) * tau
+    extra = -360.0 * np.mod(shift, 1.0)
+    if drop != "reference_element":
+        zr, ar = np.deg2rad(dataset.aoa_el), np.deg2rad(dataset.aoa_az)
+        zt, at = np.deg2rad(dataset.aod_el), np.deg2rad(dataset.aod_az)
+        ref = reference_phase(ue_array, zr, ar) + reference_phase(
+            trp_array, zt, at, np.asarray(trp_orientation, np.float64)
+        )
+        extra = extra + np.rad2deg(np.nan_to_num(ref))
+    return np.where(np.isfinite(phase), np.mod(phase + extra, 360.0), np.nan)
+
+
+def from_deepmimo_channel(
+    h: np.ndarray, trp_array: ArrayConfig, ue_array: ArrayConfig, drop: str | None = None
+) -> np.ndarray:
+    """DeepMIMO channel (n_ue, M_rx, M_tx, K) -> our element order and scale (x sqrt(K))."""
+    h = np.asarray(h)
+    if drop != "reference_element":
+        h = h[:, dm_antenna_order(ue_array)][:, :, dm_antenna_order(trp_array)]
+    if drop != "sqrt_n":
+        h = h * np.sqrt(h.shape[-1])
+    return h.astype(np.complex64)
+
+
 def deepmimo_csi(
     dataset,
     *,
@@ -865,72 +962,24 @@ def deepmimo_csi(
     ue_array: ArrayConfig,
     trp_orientation: np.ndarray | Sequence[float] = (0.0, 0.0, 0.0),
     drop: str | None = None,
-):
+) -> np.ndarray:
     """DeepMIMO's channel for one TX (a ``deepmimo`` Dataset) in our conventions.
 
     Returns (n_ue, ue_ant, trp_ant, K) complex64 comparable with our ``csi[:, t]`` for absolute
-    ``frequencies_hz`` = f_c + centred offsets (uniform spacing). The four differences are
-    aligned (``drop`` skips one, to show that it matters): ``sqrt_n`` scales by sqrt(N);
-    ``subcarrier_grid`` and ``carrier_phase`` add -2pi (f_c + f_0) tau to each path's phase, so
-    DeepMIMO's k*B/N grid lands on f_c + f_0 + k*B/N; ``reference_element`` moves the array phase
-    reference from DeepMIMO's element 0 to the centre and reorders elements to Sionna's order.
-    The dataset's ``phase`` is modified in place and restored. Array spacings must be equal
-    in both directions (DeepMIMO has one spacing per panel).
+    ``frequencies_hz`` = f_c + centred offsets (uniform spacing): DeepMIMO's
+    ``compute_channels`` with :func:`deepmimo_channel_params`, fed :func:`aligned_phase`, then
+    :func:`from_deepmimo_channel`. ``drop`` skips one of :data:`CONVENTIONS`, to show that each
+    matters. The dataset's ``phase`` is restored afterwards.
     """
-    dm = _deepmimo()
-    if drop is not None and drop not in CONVENTIONS:
-        raise ConfigError(f"drop: one of {', '.join(CONVENTIONS)}")
-    f = np.asarray(frequencies_hz, np.float64)
-    k = len(f)
-    df = (f[-1] - f[0]) / (k - 1) if k > 1 else 1.0
-    for arr in (trp_array, ue_array):
-        if arr.vertical_spacing != arr.horizontal_spacing or arr.num_ant != arr.rows * arr.cols:
-            raise ConfigError("deepmimo_csi: arrays need equal spacings and one polarisation")
-    orient = np.asarray(trp_orientation, np.float64)
     phase0 = np.array(dataset.phase, copy=True)
-    tau = np.nan_to_num(np.asarray(dataset.delay, np.float64))
-    fc = f[k // 2]  # the centred grid's zero offset is index K // 2 (even and odd K)
-    # cycles to add per path: DeepMIMO's subcarrier k then sits at  (added) + k * B / N
-    if drop == "carrier_phase":
-        shift = (f[0] - fc) * tau  # centred offsets, no carrier
-    elif drop == "subcarrier_grid":
-        shift = fc * tau  # carrier, but the grid left at k * B / N from 0
-    else:
-        shift = f[0] * tau  # = (f_c + f_0) * tau
-    extra = -360.0 * np.mod(shift, 1.0)
-    if drop != "reference_element":
-        zr, ar = np.deg2rad(dataset.aoa_el), np.deg2rad(dataset.aoa_az)
-        zt, at = np.deg2rad(dataset.aod_el), np.deg2rad(dataset.aod_az)
-        ref = reference_phase(ue_array, zr, ar) + reference_phase(trp_array, zt, at, orient)
-        extra = extra + np.rad2deg(np.nan_to_num(ref))
+    params = deepmimo_channel_params(
+        frequencies_hz, trp_array, ue_array, trp_orientation, np.asarray(phase0).shape[-1]
+    )
     try:
-        dataset.phase = np.where(np.isfinite(phase0), np.mod(phase0 + extra, 360.0), np.nan)
-        yaw, pitch, roll = np.rad2deg(orient)
-        params = dm.ChannelParameters(
-            bs_antenna={
-                "shape": [trp_array.cols, trp_array.rows],
-                "spacing": trp_array.horizontal_spacing,
-                "rotation": [roll, pitch, yaw],
-            },  # verified equal to Sionna's R
-            ue_antenna={
-                "shape": [ue_array.cols, ue_array.rows],
-                "spacing": ue_array.horizontal_spacing,
-            },
-            ofdm={
-                "subcarriers": k,
-                "selected_subcarriers": np.arange(k),
-                "bandwidth": k * df,
-                "rx_filter": 0,
-            },
-            num_paths=int(np.asarray(dataset.delay).shape[-1]),
-            freq_domain=1,
-            doppler=0,
+        dataset.phase = aligned_phase(
+            dataset, frequencies_hz, trp_array, ue_array, trp_orientation, drop
         )
-        h = np.asarray(dataset.compute_channels(params))  # (n_ue, M_rx, M_tx, K)
+        h = dataset.compute_channels(params)  # (n_ue, M_rx, M_tx, K)
     finally:
         dataset.phase = phase0
-    if drop != "reference_element":
-        h = h[:, dm_antenna_order(ue_array)][:, :, dm_antenna_order(trp_array)]
-    if drop != "sqrt_n":
-        h = h * np.sqrt(k)
-    return h.astype(np.complex64)
+    return from_deepmimo_channel(h, trp_array, ue_array, drop)

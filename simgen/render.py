@@ -281,13 +281,14 @@ class Renderer:
             "num_paths": num_paths.astype(np.int16),
         }
         kept = _select_paths(pb, cfg.output.max_paths) if cfg.output.paths else None
+        phasor = channel.phasors(pb.tau, self.frequencies)  # shared by all conditions
         out = {}
         for cond, rate in self.conditions.items():
             factor = channel.rain_factor(pb.tau, pb.aod_zen, cfg.frequency_hz, rate, self.tilt)
             a = pb.a if rate == 0 else pb.a * factor[:, :, None, None, :]
             arrays = {
                 **common,
-                "csi": channel.cfr(a, pb.tau, self.frequencies),
+                "csi": channel.cfr(a, pb.tau, self.frequencies, phasor),
                 "rx_power": channel.path_gain_db(a),
             }
             if kept is not None:

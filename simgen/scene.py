@@ -94,7 +94,7 @@ def planar_array(cfg: ArrayConfig) -> rt.PlanarArray:
 def _check_materials(scene: rt.Scene, freq_hz: float) -> None:
     from sionna.rt.radio_materials.itu import ITU_MATERIALS_PROPERTIES
 
-    f_ghz = freq_hz / 1e9
+    f_ghz = float(np.float32(freq_hz)) / 1e9  # Sionna holds the frequency in float32
     for mat in scene.radio_materials.values():
         itu_type = getattr(mat, "itu_type", None)
         if itu_type is None:
@@ -103,7 +103,7 @@ def _check_materials(scene: rt.Scene, freq_hz: float) -> None:
         if not any(lo <= f_ghz <= hi for lo, hi in ranges):
             valid = ", ".join(f"{lo:g}-{hi:g} GHz" for lo, hi in ranges)
             raise ConfigError(
-                f"frequency_hz: {f_ghz:g} GHz is outside the ITU-R P.2040 validity range of "
+                f"frequency_hz: {f_ghz:.9g} GHz is outside the ITU-R P.2040 validity range of "
                 f"material '{mat.name}' ({itu_type}: {valid}); choose another scene or frequency"
             )
 

@@ -57,7 +57,7 @@ BAD_INPUTS = [
         "ofdm: give exactly one of subcarrier_spacing_hz or bandwidth_hz",
     ),
     ({"solver__max_depth": -1}, None, "solver.max_depth: Input should be greater than or equal"),
-    ({"frequency_hz": 60e9}, None, "frequency_hz: 60 GHz is outside the ITU-R P.2040"),
+    ({"frequency_hz": 60e9}, None, "frequency_hz: 60.000002 GHz is outside the ITU-R P.2040"),
     ({}, "name: [unclosed\n", "invalid YAML at line"),
 ]
 

@@ -184,8 +184,11 @@ def test_roundtrip_import_export_deepmimo_load(scen, tmp_path):
         for key, tol in (("delay", 1e-12), ("power", 1e-3), ("aod_el", 1e-3), ("inter", 0)):
             got, want = np.asarray(getattr(d, key)), m[key]
             p = max(got.shape[1], want.shape[1])
-            pad = lambda x: np.pad(x, ((0, 0), (0, p - x.shape[1])), constant_values=np.nan)  # noqa: E731
-            np.testing.assert_allclose(pad(got), pad(want), atol=tol, err_msg=key)
+            got, want = (
+                np.pad(x, ((0, 0), (0, p - x.shape[1])), constant_values=np.nan)
+                for x in (got, want)
+            )
+            np.testing.assert_allclose(got, want, atol=tol, err_msg=key)
         phase_err = np.angle(np.exp(1j * np.deg2rad(np.asarray(d.phase) - m["phase"])))
         assert np.nanmax(np.abs(phase_err)) < 1e-4
 
@@ -277,14 +280,14 @@ def test_cli_import_and_export(scen, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such DeepMIMO" in r.stderr
 
 
-def test_steering_vector_and_export_on_a_sionna_render(tmp_path):
-    """Sionna's own per-antenna gains (2x2 TRP array tilted by look_at, 1x2 UE array) are the
-    centre gain times our steering vectors; the exported folder gives DeepMIMO's channel equal
-    to the store's CSI."""
+@pytest.fixture(scope="module")
+def sionna_store(tmp_path_factory) -> Path:
+    """A real render: 2x2 TRP arrays tilted by look_at, 1x2 UE arrays, path arrays on."""
     from simgen.render import Renderer, plan
 
+    tmp = tmp_path_factory.mktemp("render")
     cfg = write_config(
-        tmp_path,
+        tmp,
         "street_canyon.yaml",
         ue__sampling={"count": 12},
         solver__batch_ues=12,
@@ -292,9 +295,14 @@ def test_steering_vector_and_export_on_a_sionna_render(tmp_path):
         ue__array={"rows": 1, "cols": 2, "pattern": "iso", "polarization": "V"},
         ofdm={"num_subcarriers": 16, "subcarrier_spacing_hz": 240e3},
     )
-    r = Renderer(plan(cfg, out=tmp_path / "sc.zarr"), "cpu")
+    r = Renderer(plan(cfg, out=tmp / "sc.zarr"), "cpu")
     r.render(r.open_store(overwrite=True))
-    st = open_store(tmp_path / "sc.zarr")
+    return tmp / "sc.zarr"
+
+
+def test_steering_vector_reproduces_sionna_synthetic_array(sionna_store):
+    """Sionna's per-antenna gains are the centre gain times our steering vectors."""
+    st = open_store(sionna_store)
     g = st.root["dry"]
     a, p = sd.element_gains(st)
     trp, ue = sd.store_arrays(dict(st.root.attrs))
@@ -310,23 +318,35 @@ def test_steering_vector_and_export_on_a_sionna_render(tmp_path):
     )
     assert np.abs(g["trp_orientation"][:, 1]).min() > 0.1  # the arrays are really tilted
     assert np.linalg.norm(rebuilt - p["path_a"]) < 1e-5 * np.linalg.norm(p["path_a"])
-    if importlib_util_find("deepmimo"):
-        ds = sd.load_with_deepmimo(
-            sd.export_scenario(tmp_path / "sc.zarr", tmp_path / "dm"), max_paths=st.layout.path
+    # a wrong convention (no orientation, or edge reference) does not reproduce them
+    wrong = sd.path_gains(
+        a,
+        p["path_aod_zen"],
+        p["path_aod_az"],
+        p["path_aoa_zen"],
+        p["path_aoa_az"],
+        trp,
+        ue,
+        np.zeros_like(g["trp_orientation"][:]),
+    )
+    assert np.linalg.norm(wrong - p["path_a"]) > 1e-2 * np.linalg.norm(p["path_a"])
+
+
+def test_parity_on_sionna_paths_through_export(sionna_store, tmp_path):
+    """Export the rendered paths, open them with deepmimo: its channel equals our store CSI."""
+    pytest.importorskip("deepmimo")
+    st = open_store(sionna_store)
+    g = st.root["dry"]
+    trp, ue = sd.store_arrays(dict(st.root.attrs))
+    folder = sd.export_scenario(sionna_store, tmp_path / "dm")
+    ds = sd.load_with_deepmimo(folder, max_paths=st.layout.path)
+    freqs = st.root.attrs["carrier_frequency_hz"] + g["subcarrier"][:]
+    for t in range(st.layout.trp):
+        h = sd.deepmimo_csi(
+            ds[t],
+            frequencies_hz=freqs,
+            trp_array=trp,
+            ue_array=ue,
+            trp_orientation=g["trp_orientation"][t],
         )
-        freqs = st.root.attrs["carrier_frequency_hz"] + g["subcarrier"][:]
-        for t in range(st.layout.trp):
-            h = sd.deepmimo_csi(
-                ds[t],
-                frequencies_hz=freqs,
-                trp_array=trp,
-                ue_array=ue,
-                trp_orientation=g["trp_orientation"][t],
-            )
-            assert rel_err(h, g["csi"][:, t]).max() < 1e-4
-
-
-def importlib_util_find(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
+        assert rel_err(h, g["csi"][:, t]).max() < 1e-4

@@ -9,6 +9,9 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # torch first, pinned: a bare "torch" requirement would pull a multi-GB CUDA build.
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" -e ".[test]"
+# DeepMIMO interop tests: deepmimo 4.0.5 caps numpy < 2.3 but runs on the numpy we use, so it
+# is installed without its pins (it is an optional extra, never imported by simgen itself).
+"${pip[@]}" --no-deps "deepmimo==4.0.5" tqdm requests
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   exit 0  # the CUDA/OptiX backend needs only the driver
 fi
