@@ -36,8 +36,9 @@ def phasors(tau: np.ndarray, frequencies_hz: np.ndarray) -> np.ndarray:
     return out
 
 
-def cfr(a: np.ndarray, tau: np.ndarray, frequencies_hz: np.ndarray,
-        phasor: np.ndarray | None = None) -> np.ndarray:
+def cfr(
+    a: np.ndarray, tau: np.ndarray, frequencies_hz: np.ndarray, phasor: np.ndarray | None = None
+) -> np.ndarray:
     """Channel frequency response.
 
     a: (..., ue_ant, trp_ant, P) complex path gains (0 for padding);

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 
 from .errors import SimgenError
-from .render import RenderPlan, Renderer
+from .render import Renderer, RenderPlan
 
 _RENDERERS: dict[tuple, Renderer] = {}  # per worker process
 
@@ -50,10 +50,8 @@ def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) ->
 
 def open_client(spec: str):
     """A distributed Client for ``local:N`` or a scheduler address; and the worker count."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
-        raise SimgenError("--cluster needs dask[distributed]: pip install 'dask[distributed]'") from exc
+    from distributed import Client, LocalCluster
+
     if spec.startswith("local:"):
         try:
             n = int(spec.split(":", 1)[1])
@@ -61,8 +59,14 @@ def open_client(spec: str):
             n = 0
         if n < 1:
             raise SimgenError(f"--cluster {spec}: expected local:N with N >= 1 workers")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None, silence_logs=40)
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=40,
+        )
         return Client(cluster), n
     if spec.startswith("tcp://"):
         try:
@@ -73,9 +77,14 @@ def open_client(spec: str):
     raise SimgenError(f"--cluster {spec!r}: use local:N or tcp://host:port")
 
 
-def render_distributed(r: Renderer, spec: str, device: str, overwrite: bool = False,
-                       progress: Callable[[int], None] | None = None,
-                       on_client: Callable | None = None) -> int:
+def render_distributed(
+    r: Renderer,
+    spec: str,
+    device: str,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_client: Callable | None = None,
+) -> int:
     """Render all pending shards of ``r``'s store on the cluster; returns samples rendered.
 
     ``on_client(client)`` is called once the tasks are submitted (tests use it to kill a worker).
@@ -87,8 +96,15 @@ def render_distributed(r: Renderer, spec: str, device: str, overwrite: bool = Fa
     client, n_workers = open_client(spec)
     threads = max((os.cpu_count() or 1) // n_workers, 1) if spec.startswith("local:") else None
     try:
-        futures = client.map(render_shard, [r.plan] * len(pending), [device] * len(pending),
-                             [threads] * len(pending), pending, pure=False, retries=3)
+        futures = client.map(
+            render_shard,
+            [r.plan] * len(pending),
+            [device] * len(pending),
+            [threads] * len(pending),
+            pending,
+            pure=False,
+            retries=3,
+        )
         if on_client is not None:
             on_client(client)
         done = 0

@@ -52,7 +52,8 @@ def summarize(path: str | Path) -> str:
             lines.append(
                 "              "
                 + "  ".join(
-                    f"{st.name} {share[:, i].min():.0f}/{share[:, i].mean():.0f}/{share[:, i].max():.0f}"
+                    f"{st.name} {share[:, i].min():.0f}/{share[:, i].mean():.0f}/"
+                    f"{share[:, i].max():.0f}"
                     for i, st in enumerate(LinkState)
                 )
             )

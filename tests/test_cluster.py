@@ -9,10 +9,10 @@ import time
 import numpy as np
 import xarray as xr
 import zarr
+from simgen_testutil import write_config
 
 from simgen.cluster import render_distributed
 from simgen.render import Renderer, plan
-from simgen_testutil import write_config
 
 
 def _same(a_path, b_path):
@@ -24,8 +24,12 @@ def _same(a_path, b_path):
 
 
 def test_local_cluster_render_is_identical_even_when_a_worker_dies(tmp_path):
-    cfg = write_config(tmp_path, "street_canyon.yaml", ue__sampling={"count": 40},
-                       output={"chunk_samples": 4, "paths": True, "max_paths": 64})
+    cfg = write_config(
+        tmp_path,
+        "street_canyon.yaml",
+        ue__sampling={"count": 40},
+        output={"chunk_samples": 4, "paths": True, "max_paths": 64},
+    )
     ref = Renderer(plan(cfg, out=tmp_path / "ref.zarr"), "cpu")
     ref.render(ref.open_store())
 
@@ -52,4 +56,5 @@ def test_local_cluster_render_is_identical_even_when_a_worker_dies(tmp_path):
     _same(ref.plan.out, victim.plan.out)
     np.testing.assert_array_equal(
         xr.open_zarr(victim.plan.out, group="dry").link_state.values,
-        xr.open_zarr(ref.plan.out, group="dry").link_state.values)
+        xr.open_zarr(ref.plan.out, group="dry").link_state.values,
+    )
