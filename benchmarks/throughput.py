@@ -75,7 +75,7 @@ def main() -> None:
         pos = r.ue_position
         links = len(pos) * len(p.cfg.trps)
         warm = time.perf_counter()
-        r.tracer.trace(pos[: p.cfg.solver.batch_ues])  # warm-up: JIT compilation
+        r.trace(pos[: p.cfg.solver.batch_ues])  # warm-up: JIT compilation
         bare_loop(r, pos[: p.cfg.solver.batch_ues])
         warm = time.perf_counter() - warm
         rows = []
