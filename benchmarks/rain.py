@@ -30,7 +30,7 @@ def timed_render(cfg_path: str, out: Path, ue_count: int, rates: list[float] | N
         weather = WeatherConfig(rain_rates_mm_h=rates, polarization=p.cfg.weather.polarization)
         p.cfg = p.cfg.model_copy(update={"weather": weather})
     r = Renderer(p, device)
-    r.trace(r.ue_position[: p.cfg.solver.batch_ues])  # warm-up: JIT kernels for a full batch
+    r.trace(r.ue_position[: r.batch_ues])  # warm-up: JIT kernels for a full batch
     store = r.open_store(overwrite=True)
     t0 = time.perf_counter()
     r.render(store)

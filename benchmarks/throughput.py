@@ -33,9 +33,9 @@ def bare_loop(renderer, positions: np.ndarray) -> float:
     solver = rt.PathSolver(deterministic=True)
     s = c.solver
     t0 = time.perf_counter()
-    for a in range(0, len(positions), s.batch_ues):
+    for a in range(0, len(positions), renderer.batch_ues):
         names = []
-        for i, p in enumerate(positions[a : a + s.batch_ues]):
+        for i, p in enumerate(positions[a : a + renderer.batch_ues]):
             names.append(f"bare{i}")
             scene.add(rt.Receiver(names[-1], position=mi.Point3f(*map(float, p))))
         paths = solver(
@@ -75,8 +75,8 @@ def main() -> None:
         pos = r.ue_position
         links = len(pos) * len(p.cfg.trps)
         warm = time.perf_counter()
-        r.trace(pos[: p.cfg.solver.batch_ues])  # warm-up: JIT compilation
-        bare_loop(r, pos[: p.cfg.solver.batch_ues])
+        r.trace(pos[: r.batch_ues])  # warm-up: JIT compilation
+        bare_loop(r, pos[: r.batch_ues])
         warm = time.perf_counter() - warm
         rows = []
         for rep in range(args.repeat):

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import channel, labels
 from .backend import Device, select_backend
-from .config import SamplingConfig, SceneConfig, load_config
+from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig, load_config
 from .errors import StoreError
 from .rain import polarization_tilt
 from .store import Layout, Store, condition_name, create_or_resume
@@ -163,6 +163,8 @@ class Renderer:
         self.ctx = scene.load(p.cfg, p.scene_path)
         self.ue_position = self.ctx.ue_position  # (n_ue, 3)
         self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
+        auto = AUTO_BATCH_CPU if self.backend.startswith("llvm") else AUTO_BATCH_GPU
+        self.batch_ues = auto if p.cfg.solver.batch_ues == "auto" else p.cfg.solver.batch_ues
         cfg = p.cfg
         self.frequencies = cfg.frequency_hz + channel.subcarrier_offsets(
             cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz
@@ -250,7 +252,7 @@ class Renderer:
         """Trace UEs at ``positions`` (B, 3) in traffic snapshot ``snapshot``, then label."""
         if self.ctx.fleet is not None:
             self.ctx.fleet.apply(snapshot)
-        n = self.plan.cfg.solver.batch_ues
+        n = self.batch_ues
         batches = []
         for a in range(0, len(positions), n):
             batches.append(self.tracer.trace(positions[a : a + n]))
