@@ -52,18 +52,27 @@ def cfr(
 
 
 def rain_factor(
-    tau: np.ndarray, aod_zen: np.ndarray, freq_hz: float, rain_rate_mm_h: float, tilt_deg: float
+    tau: np.ndarray,
+    aod_zen: np.ndarray,
+    freq_hz: float,
+    rain_rate_mm_h: float,
+    tilt_deg: float,
+    rain_cell_m: float | None = None,
 ) -> np.ndarray:
     """Linear amplitude factor per path (..., P) for rain rate R (ITU-R P.838-3).
 
-    The whole unfolded path (length c * tau) is taken to be in rain, at the elevation of the
-    path as it leaves the TRP (90 deg - zenith of departure). R = 0 gives exactly 1.
+    The unfolded path (length c * tau) is in rain over min(c * tau, rain_cell_m) metres (the
+    whole path when ``rain_cell_m`` is None), at the elevation of the path as it leaves the TRP
+    (90 deg - zenith of departure). R = 0 gives exactly 1.
     """
     if rain_rate_mm_h == 0:
         return np.ones(tau.shape, np.float32)
     elevation = np.clip(np.pi / 2 - aod_zen.astype(np.float64), -np.pi / 2, np.pi / 2)
     gamma = rain.specific_attenuation(freq_hz / 1e9, rain_rate_mm_h, elevation, tilt_deg)
-    return rain.amplitude_factor(gamma, SPEED_OF_LIGHT * tau.astype(np.float64)).astype(np.float32)
+    length = SPEED_OF_LIGHT * tau.astype(np.float64)
+    if rain_cell_m is not None:
+        length = np.minimum(length, rain_cell_m)
+    return rain.amplitude_factor(gamma, length).astype(np.float32)
 
 
 def path_gain_db(a: np.ndarray) -> np.ndarray:

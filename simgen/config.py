@@ -178,6 +178,9 @@ class WeatherConfig(Strict):
         0.0
     ]
     polarization: Literal["V", "H"] | Annotated[Real, Field(ge=0, le=90)] = "V"
+    rain_cell_km: Annotated[Real, Field(gt=0)] | None = Field(
+        None, description="length of each path that is in rain; None = the whole path"
+    )
 
 
 class LaneConfig(Strict):

@@ -171,6 +171,8 @@ class Renderer:
         )
         self.conditions = {condition_name(r): r for r in cfg.weather.rain_rates_mm_h}
         self.tilt = polarization_tilt(cfg.weather.polarization)
+        cell = cfg.weather.rain_cell_km
+        self.rain_cell_m = None if cell is None else cell * 1000.0
         fleet = self.ctx.fleet
         self.times = fleet.plan.time if fleet is not None else np.zeros(1)
         n_ue, n_snap = len(self.ue_position), len(self.times)
@@ -286,19 +288,26 @@ class Renderer:
         phasor = channel.phasors(pb.tau, self.frequencies)  # shared by all conditions
         out = {}
         for cond, rate in self.conditions.items():
-            factor = channel.rain_factor(pb.tau, pb.aod_zen, cfg.frequency_hz, rate, self.tilt)
-            a = pb.a if rate == 0 else pb.a * factor[:, :, None, None, :]
+            a = self._in_rain(pb, rate)
             arrays = {
                 **common,
                 "csi": channel.cfr(a, pb.tau, self.frequencies, phasor),
                 "rx_power": channel.path_gain_db(a),
             }
             if kept is not None:
-                kf = channel.rain_factor(kept.tau, kept.aod_zen, cfg.frequency_hz, rate, self.tilt)
-                ka = kept.a if rate == 0 else kept.a * kf[:, :, None, None, :]
+                ka = self._in_rain(kept, rate)
                 arrays.update(_path_arrays(kept, ka, cfg.output.max_paths, self.layout().depth))
             out[cond] = arrays
         return out
+
+    def _in_rain(self, pb: PathBatch, rate: float) -> np.ndarray:
+        """Path gains ``pb.a`` attenuated by rain rate ``rate`` mm/h (the same array if 0)."""
+        if rate == 0:
+            return pb.a
+        f = channel.rain_factor(
+            pb.tau, pb.aod_zen, self.plan.cfg.frequency_hz, rate, self.tilt, self.rain_cell_m
+        )
+        return pb.a * f[:, :, None, None, :]
 
     def render(self, store: Store, progress: Progress | None = None) -> RenderResult:
         t0 = time.perf_counter()

@@ -64,3 +64,24 @@ def test_zero_rain_is_bit_identical_to_dry(tmp_path, open_rain):
     b = xr.open_zarr(open_rain.plan.out, group="dry").load()
     for name in ("csi", "rx_power", "path_a", "toa"):
         assert a[name].values.tobytes() == b[name].values.tobytes(), name
+
+
+def test_rain_cell_limits_the_wet_length(tmp_path):
+    """With a 50 m rain cell every link (all longer than 50 m here) loses gamma * 50 m."""
+    cfg = write_config(
+        tmp_path,
+        OPEN_SCENE,
+        frequency_hz=28e9,
+        ue={**OPEN_SCENE["ue"], "min_distance_to_trp_m": 60.0},
+        weather={"rain_rates_mm_h": [0.0, 50.0], "polarization": "V", "rain_cell_km": 0.05},
+    )
+    r = Renderer(plan(cfg), "cpu")
+    r.render(r.open_store(overwrite=True))
+    dry = xr.open_zarr(r.plan.out, group="dry").load()
+    wet = xr.open_zarr(r.plan.out, group="rain_50mmh").load()
+    assert (dry.los_distance.values > 50).all()
+    loss = dry.rx_power.values - wet.rx_power.values
+    k, a = 0.19645, 0.92767  # P.838-3 at 28 GHz, V, horizontal path (spec table; +-2 % for tilt)
+    expect = k * 50.0**a * 0.05
+    np.testing.assert_allclose(loss, expect, rtol=0.03)
+    assert np.ptp(loss) < 0.05 * expect  # independent of link length
