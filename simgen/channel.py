@@ -51,6 +51,22 @@ def cfr(
     return np.matmul(a.astype(np.complex64, copy=False), phasor[..., None, :, :])
 
 
+def cir_taps(
+    a: np.ndarray, tau: np.ndarray, carrier_hz: float, bandwidth_hz: float, num_taps: int
+) -> np.ndarray:
+    """Channel impulse response sampled at the system bandwidth, with absolute delays.
+
+    h[..., l] = sum_p a_p exp(-j 2 pi f_c tau_p) sinc(l - W tau_p), l = 0 .. num_taps - 1,
+    tap l at l / W seconds on the common clock (Sionna's ``Paths.taps`` with
+    ``normalize_delays=False``). a: (..., ue_ant, trp_ant, P); tau: (..., P) s.
+    Returns (..., ue_ant, trp_ant, num_taps) complex64.
+    """
+    carrier = phasors(tau, np.array([carrier_hz]))[..., 0]  # (..., P)
+    x = np.arange(num_taps) - (tau.astype(np.float64) * bandwidth_hz)[..., None]  # (..., P, L)
+    kernel = (np.sinc(x).astype(np.float32) * carrier[..., None]).astype(np.complex64)
+    return np.matmul(a.astype(np.complex64, copy=False), kernel[..., None, :, :])
+
+
 def rain_factor(
     tau: np.ndarray,
     aod_zen: np.ndarray,

@@ -52,7 +52,8 @@ def render(
             err.print(text, soft_wrap=True, highlight=False)
 
     say(
-        f"[bold]{p.cfg.name}[/]: scene {p.cfg.scene}, {len(p.cfg.trps)} TRPs, "
+        f"[bold]{p.cfg.name}[/]: scene {p.cfg.scene}, "
+        f"{len(p.cfg.trps) if isinstance(p.cfg.trps, list) else p.cfg.trps.pool.count} TRPs, "
         f"{p.cfg.frequency_hz / 1e9:g} GHz, {p.cfg.ofdm.num_subcarriers} subcarriers"
     )
     r = Renderer(p, device)
@@ -85,9 +86,11 @@ def render(
             t0 = time.perf_counter()
             n = render_distributed(r, cluster, device, progress=lambda k: bar.advance(task, k))
             dt = time.perf_counter() - t0
-            links = n * len(p.cfg.trps)
-            say(f"done: {links} links in {dt:.1f} s ({links / dt:.1f} links/s) on {cluster}"
-                f" -> {p.out}")
+            links = n * len(r.ctx.trps)
+            say(
+                f"done: {links} links in {dt:.1f} s ({links / dt:.1f} links/s) on {cluster}"
+                f" -> {p.out}"
+            )
             return
         result = r.render(store, progress=lambda n: bar.advance(task, n))
     say(
@@ -181,8 +184,10 @@ def publish(
     out: Annotated[Path, typer.Option(help="release folder")] = Path("dist"),
     license: Annotated[str, typer.Option(help="dataset licence (SPDX id or URL)")] = "CC-BY-4.0",
     zip: Annotated[bool, typer.Option("--zip", help="store as one zip file, not a copy")] = False,
-    copy: Annotated[bool, typer.Option(help="copy the store into OUT (--no-copy: card, "
-                                             "figures and metadata only)")] = True,
+    copy: Annotated[
+        bool,
+        typer.Option(help="copy the store into OUT (--no-copy: card, figures and metadata only)"),
+    ] = True,
     url: Annotated[str | None, typer.Option(help="where the dataset will be hosted")] = None,
     footprints: Annotated[bool, typer.Option(help="draw buildings (loads the scene)")] = True,
     device: Annotated[str, typer.Option(help="cpu, gpu or auto (for the footprints)")] = "auto",
@@ -192,14 +197,24 @@ def publish(
     from .publish import publish as run
 
     mode = "zip" if zip else "copy" if copy else "none"
-    r = run(store, out, license_id=license, mode=mode, force=force, footprints=footprints,
-            device=device, url=url)
+    r = run(
+        store,
+        out,
+        license_id=license,
+        mode=mode,
+        force=force,
+        footprints=footprints,
+        device=device,
+        url=url,
+    )
     for note in r.notes:
         print(f"note: {note}", file=sys.stderr)
     for line in r.findings:
         print(f"warning: {line}", file=sys.stderr)
-    print(f"published {store} -> {out}/ (README.md, croissant.json, figures/, "
-          f"{r.store.name + ', ' if r.store else ''}MANIFEST.sha256); {r.croissant_check}")
+    print(
+        f"published {store} -> {out}/ (README.md, croissant.json, figures/, "
+        f"{r.store.name + ', ' if r.store else ''}MANIFEST.sha256); {r.croissant_check}"
+    )
 
 
 @app.command()

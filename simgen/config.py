@@ -91,6 +91,22 @@ class TRPConfig(Strict):
         return self
 
 
+class PoolConfig(Strict):
+    """TRPs placed at random on building roofs (VIn-Loc style), all traced in one call."""
+
+    count: Count
+    placement: Literal["rooftops"] = "rooftops"
+    region: Region | None = Field(None, description="where roofs are drawn; default: the scene")
+    height_above_roof_m: Annotated[Real, Field(ge=0)] = 3.0
+    min_spacing_m: Annotated[Real, Field(ge=0)] = 10.0
+    tx_power_dbm: Real = 44.0
+    seed: int = 0
+
+
+class TRPPoolConfig(Strict):
+    pool: PoolConfig
+
+
 class OFDMConfig(Strict):
     num_subcarriers: Count
     subcarrier_spacing_hz: Annotated[Real, Field(gt=0)] | None = None
@@ -232,6 +248,9 @@ class TreeConfig(Strict):
 
 class OutputConfig(Strict):
     path: str
+    cir_taps: Count | None = Field(
+        None, description="also store CIR taps at the system bandwidth (absolute delays)"
+    )
     chunk_samples: Count = 256
     paths: bool = Field(False, description="store path-level arrays (path_*)")
     max_paths: Count = 32
@@ -243,7 +262,7 @@ class SceneConfig(Strict):
     frequency_hz: Annotated[Real, Field(gt=0)]
     ofdm: OFDMConfig
     trp_array: ArrayConfig = ArrayConfig()
-    trps: Annotated[list[TRPConfig], Field(min_length=1)]
+    trps: Annotated[list[TRPConfig], Field(min_length=1)] | TRPPoolConfig
     ue: UEConfig
     solver: SolverConfig = SolverConfig()
     categories: CategoriesConfig = CategoriesConfig()
@@ -254,7 +273,7 @@ class SceneConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> SceneConfig:
-        names = [t.name for t in self.trps]
+        names = [t.name for t in self.trps] if isinstance(self.trps, list) else []
         if len(set(names)) != len(names):
             raise ValueError("TRP names must be unique")
         if len(set(self.weather.rain_rates_mm_h)) != len(self.weather.rain_rates_mm_h):

@@ -494,7 +494,12 @@ def preview(
                 ctx = load_geometry(cfg, scene_path, device)
             except Exception:  # noqa: BLE001 - a scene that does not load at all: config only
                 ctx = None
-    trp_pos = np.array([t.position for t in cfg.trps], np.float64)
+    trps = (
+        ctx.trps
+        if ctx is not None and ctx.trps
+        else (cfg.trps if isinstance(cfg.trps, list) else [])
+    )
+    trp_pos = np.array([t.position for t in trps], np.float64).reshape(-1, 3)
     lanes = _lanes(cfg)
     corners = [np.array([[r.x[0], r.y[0]], [r.x[1], r.y[1]]]) for r in cfg.ue.regions]
     bbox = None if ctx is None or ctx.bbox_min is None else (ctx.bbox_min, ctx.bbox_max)
@@ -567,8 +572,8 @@ def preview(
         for tree in getattr(cfg, "trees", None) or []:
             ax.add_patch(plt_circle(tree.position, tree.crown_width_m / 2))
     _finish(ax, extent)
-    look = [t.look_at for t in cfg.trps]
-    _draw_trps(ax, [t.name for t in cfg.trps], trp_pos, look_at=look)
+    look = [t.look_at for t in trps]
+    _draw_trps(ax, [t.name for t in trps], trp_pos, look_at=look)
     handles = [
         Line2D(
             [], [], marker="^", ls="", color=TRP_COLOR, markersize=9, label="TRP (arrow: look_at)"
@@ -608,8 +613,7 @@ def preview(
         else (f"{cfg.ue.sampling.count} UEs" if cfg.ue.sampling.count else "UE grid")
     )
     title = (
-        f"{cfg.name}: scene {cfg.scene}, {cfg.frequency_hz / 1e9:g} GHz, "
-        f"{len(cfg.trps)} TRPs, {n_ue}"
+        f"{cfg.name}: scene {cfg.scene}, {cfg.frequency_hz / 1e9:g} GHz, {len(trps)} TRPs, {n_ue}"
     )
     if getattr(cfg, "traffic", None) is not None:
         title += f", {len(lanes)} lanes ({cfg.traffic.snapshots} snapshots)"

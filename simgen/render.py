@@ -183,7 +183,7 @@ class Renderer:
         cfg, fleet = self.plan.cfg, self.ctx.fleet
         return Layout(
             sample=len(self.sample_position),
-            trp=len(cfg.trps),
+            trp=len(self.ctx.trps),
             ue_ant=cfg.ue.array.num_ant,
             trp_ant=cfg.trp_array.num_ant,
             subcarrier=cfg.ofdm.num_subcarriers,
@@ -192,6 +192,7 @@ class Renderer:
             chunk=cfg.output.chunk_samples,
             with_paths=cfg.output.paths,
             snapshot=len(self.times),
+            tap=cfg.output.cir_taps or 0,
             vehicle=0 if fleet is None else len(fleet.plan.vtype),
         )
 
@@ -219,10 +220,10 @@ class Renderer:
             "ue_position": self.sample_position,
             "snapshot": self.sample_snapshot,
             "time": self.times[self.sample_snapshot].astype(np.float32),
-            "trp": np.array([t.name for t in cfg.trps]),
+            "trp": np.array([t.name for t in self.ctx.trps]),
             "trp_position": self.ctx.trp_position,
             "trp_orientation": self.ctx.trp_orientation,
-            "trp_tx_power": np.array([t.tx_power_dbm for t in cfg.trps], np.float32),
+            "trp_tx_power": np.array([t.tx_power_dbm for t in self.ctx.trps], np.float32),
             "subcarrier": self.frequencies - cfg.frequency_hz,
         }
         if self.ctx.fleet is not None:
@@ -294,6 +295,11 @@ class Renderer:
                 "csi": channel.cfr(a, pb.tau, self.frequencies, phasor),
                 "rx_power": channel.path_gain_db(a),
             }
+            if cfg.output.cir_taps:
+                bandwidth = cfg.ofdm.num_subcarriers * cfg.ofdm.spacing_hz
+                arrays["cir"] = channel.cir_taps(
+                    a, pb.tau, cfg.frequency_hz, bandwidth, cfg.output.cir_taps
+                )
             if kept is not None:
                 ka = self._in_rain(kept, rate)
                 arrays.update(_path_arrays(kept, ka, cfg.output.max_paths, self.layout().depth))
@@ -317,13 +323,13 @@ class Renderer:
             sl = store.layout.shards[i]
             positions = self.sample_position[sl]
             store.write_shard(i, self.shard_arrays(positions, self.trace_samples(sl, progress)))
-            links += len(positions) * len(self.plan.cfg.trps)
+            links += len(positions) * len(self.ctx.trps)
         store.finalize()
         n_shards = len(store.layout.shards)
         return RenderResult(
             self.plan.out,
             len(self.sample_position),
-            len(self.plan.cfg.trps),
+            len(self.ctx.trps),
             links,
             len(pending),
             n_shards - len(pending),

@@ -14,7 +14,7 @@ import numpy as np
 import sionna.rt as rt
 
 from . import traffic
-from .config import EMPTY_SCENE, ArrayConfig, SceneConfig
+from .config import EMPTY_SCENE, ArrayConfig, PoolConfig, SceneConfig, TRPConfig
 from .errors import ConfigError
 from .schema import CATEGORIES
 
@@ -33,6 +33,7 @@ class SceneContext:
     names: dict[int, str]  # object id -> object name
     trp_position: np.ndarray  # (T, 3) float32, metres
     trp_orientation: np.ndarray  # (T, 3) float32, radians (yaw, pitch, roll)
+    trps: list[TRPConfig] | None = None  # the TRPs (explicit, or drawn from a pool)
     ue_position: np.ndarray | None = None  # (N, 3) float32, metres
     fleet: traffic.Fleet | None = None  # moving vehicles, if the config has traffic
     vehicle_index: dict[int, int] | None = None  # object id -> vehicle slot
@@ -154,15 +155,19 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
         np.zeros((0, 3), np.float32),
         np.zeros((0, 3), np.float32),
     )
-    _check_trps(cfg, ctx)
-    for trp in cfg.trps:
+    if isinstance(cfg.trps, list):
+        ctx.trps = list(cfg.trps)
+        _check_trps(ctx.trps, ctx)
+    else:
+        ctx.trps = rooftop_pool(cfg.trps.pool, ctx)
+    for trp in ctx.trps:
         kwargs = {"position": mi.Point3f(*trp.position), "power_dbm": trp.tx_power_dbm}
         if trp.look_at is not None:
             kwargs["look_at"] = mi.Point3f(*trp.look_at)
         elif trp.orientation_deg is not None:
             kwargs["orientation"] = mi.Point3f(*np.deg2rad(trp.orientation_deg))
         scene.add(rt.Transmitter(trp.name, **kwargs))
-    txs = [scene.get(t.name) for t in cfg.trps]
+    txs = [scene.get(t.name) for t in ctx.trps]
     ctx.trp_position = np.array([np.asarray(t.position).ravel() for t in txs], np.float32)
     ctx.trp_orientation = np.array([np.asarray(t.orientation).ravel() for t in txs], np.float32)
     ctx.ue_position = sample_ues(cfg, ctx)
@@ -226,10 +231,44 @@ def _bounds(ctx: SceneContext) -> str:
     return f"x in [{lo[0]:.1f}, {hi[0]:.1f}], y in [{lo[1]:.1f}, {hi[1]:.1f}]"
 
 
-def _check_trps(cfg: SceneConfig, ctx: SceneContext) -> None:
+def rooftop_pool(pool: PoolConfig, ctx: SceneContext) -> list[TRPConfig]:
+    """``pool.count`` TRPs at random points of building roofs in ``pool.region``, at least
+    ``min_spacing_m`` apart, ``height_above_roof_m`` above the roof. Deterministic per seed."""
+    if ctx.bbox_min is None:
+        raise ConfigError("trps.pool: rooftop placement needs a scene with buildings")
+    lo, hi = ctx.bbox_min[:2], ctx.bbox_max[:2]
+    if pool.region is not None:
+        lo = np.maximum(lo, [pool.region.x[0], pool.region.y[0]])
+        hi = np.minimum(hi, [pool.region.x[1], pool.region.y[1]])
+    rng = np.random.default_rng(pool.seed)
+    chosen: list[np.ndarray] = []
+    for _ in range(20):  # bounded rejection sampling
+        xy = lo + rng.random((max(8 * pool.count, 256), 2)) * (hi - lo)
+        z, cat = ground_level(ctx, xy)
+        for p, zi in zip(xy[cat == BUILDING], z[cat == BUILDING], strict=True):
+            if all(np.hypot(*(p - c[:2])) >= pool.min_spacing_m for c in chosen):
+                chosen.append(np.array([p[0], p[1], zi + pool.height_above_roof_m]))
+            if len(chosen) == pool.count:
+                break
+        if len(chosen) == pool.count:
+            break
+    if len(chosen) < pool.count:
+        raise ConfigError(
+            f"trps.pool: found only {len(chosen)} of {pool.count} rooftop positions "
+            f"{pool.min_spacing_m:g} m apart in the region; lower count or min_spacing_m"
+        )
+    return [
+        TRPConfig(
+            name=f"trp_{i:03d}", position=tuple(float(v) for v in c), tx_power_dbm=pool.tx_power_dbm
+        )
+        for i, c in enumerate(chosen)
+    ]
+
+
+def _check_trps(trps: list[TRPConfig], ctx: SceneContext) -> None:
     if ctx.bbox_min is None:
         return
-    pos = np.array([t.position for t in cfg.trps], dtype=np.float64)
+    pos = np.array([t.position for t in trps], dtype=np.float64)
     for i, p in enumerate(pos):
         if _outside(ctx, p[0], p[1]):
             raise ConfigError(

@@ -47,6 +47,16 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
             "absolute delays: includes exp(-j 2 pi (f_c + f_k) tau))",
         },
     ),
+    "cir": (
+        ("sample", "trp", "ue_ant", "trp_ant", "tap"),
+        np.dtype("complex64"),
+        {
+            "units": "1",
+            "long_name": "channel impulse response taps at the system bandwidth W: "
+            "h[l] = sum_p a_p exp(-j 2 pi f_c tau_p) sinc(l - W tau_p); tap l is at l / W s on "
+            "the common clock (absolute delays)",
+        },
+    ),
     "ue_position": (
         ("sample", "xyz"),
         np.dtype("float32"),
@@ -184,7 +194,8 @@ VEHICLE_VARIABLES = {
 }
 
 PATH_VARIABLES = tuple(v for v in VARIABLES if v.startswith("path_"))
-SAMPLE_VARIABLES = tuple(v for v in VARIABLES if v not in PATH_VARIABLES)
+CIR_VARIABLES = ("cir",)  # only with output.cir_taps
+SAMPLE_VARIABLES = tuple(v for v in VARIABLES if v not in PATH_VARIABLES + CIR_VARIABLES)
 
 # Coordinates and per-TRP variables written once per group at creation.
 STATIC_ATTRS = {

@@ -19,6 +19,7 @@ import zarr
 
 from .errors import StoreError
 from .schema import (
+    CIR_VARIABLES,
     FILL,
     PATH_VARIABLES,
     SAMPLE_VARIABLES,
@@ -46,6 +47,7 @@ class Layout:
     with_paths: bool
     snapshot: int = 1
     vehicle: int = 0
+    tap: int = 0
 
     def shape(self, dims: tuple[str, ...]) -> tuple[int, ...]:
         return tuple(3 if d == "xyz" else getattr(self, d) for d in dims)
@@ -176,7 +178,11 @@ def _create_group(
     group: zarr.Group, layout: Layout, rain_rate: float, static: dict[str, np.ndarray]
 ) -> None:
     group.attrs.update({"rain_rate_mm_h": rain_rate})
-    names = SAMPLE_VARIABLES + (PATH_VARIABLES if layout.with_paths else ())
+    names = (
+        SAMPLE_VARIABLES
+        + (PATH_VARIABLES if layout.with_paths else ())
+        + (CIR_VARIABLES if layout.tap else ())
+    )
     for name in names:
         dims, dtype, attrs = VARIABLES[name]
         shape = layout.shape(dims)

@@ -341,20 +341,22 @@ class _Checker:
             if not np.isfinite(pos).all():
                 self.add(f"{cond}/trp_position: non-finite values")
             elif self.bbox is not None:
-                out = _outside_bbox(pos, *self.bbox)
+                # masts may stand above the highest roof: only the floor bounds z for TRPs
+                out = _outside_bbox(pos, *self.bbox, z_hi=float(np.max(pos[:, 2])))
                 for t in np.flatnonzero(out):
                     self.add(
                         f"{cond}/trp_position: trp {t} at {_fmt(pos[t])} is outside the scene "
                         f"bounds {_fmt_bbox(*self.bbox)}"
                     )
-            if self.cfg is not None and pos.shape == (len(self.cfg.trps), 3):
+            explicit = self.cfg is not None and isinstance(self.cfg.trps, list)
+            if explicit and pos.shape == (len(self.cfg.trps), 3):
                 want = np.array([t.position for t in self.cfg.trps])
                 bad = ~np.isclose(pos, want, atol=1e-3).all(axis=1)
                 for t in np.flatnonzero(bad):
                     self.add(
                         f"{cond}/trp_position: trp {t} differs from the config ({_fmt(want[t])})"
                     )
-        if self.cfg is not None:
+        if self.cfg is not None and isinstance(self.cfg.trps, list):
             want_names = [t.name for t in self.cfg.trps]
             if self.trp_names and self.trp_names != want_names:
                 self.add(f"{cond}/trp: names {self.trp_names} differ from the config {want_names}")
