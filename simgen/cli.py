@@ -100,6 +100,48 @@ def render(
 
 
 @app.command()
+def calibrate(
+    scene: Annotated[Path, typer.Argument(help="scene YAML")],
+    links: Annotated[int | None, typer.Option(min=1, help="links to compare")] = None,
+    reference: Annotated[float | None, typer.Option(help="reference samples/source")] = None,
+    candidates: Annotated[
+        str | None, typer.Option(help="comma-separated samples/source, e.g. 1e4,1e5,1e6")
+    ] = None,
+    target: Annotated[float | None, typer.Option(help="share of links that must match")] = None,
+    device: Annotated[str, typer.Option(help="cpu, gpu or auto")] = "auto",
+) -> None:
+    """Trace a sample of links at a reference density and at candidate densities; report per
+    density the share of links within tolerance of the reference, and the cheapest that meets
+    the target (what samples_per_src: auto would use)."""
+    from .calibrate import calibrate as run
+    from .errors import ConfigError
+    from .render import Renderer, plan
+
+    p = plan(scene)
+    update = {
+        k: v
+        for k, v in {"links": links, "reference": reference, "target": target}.items()
+        if v is not None
+    }
+    if candidates:
+        try:
+            update["candidates"] = [int(float(c)) for c in candidates.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--candidates {candidates!r}: expected numbers like 1e4,1e5"
+            ) from None
+    cal_cfg = p.cfg.solver.calibration.model_validate(
+        {**p.cfg.solver.calibration.model_dump(), **update}, strict=False
+    )
+    result = run(Renderer(p, device), cal_cfg)
+    print(result.table())
+    if result.chosen is None:
+        print(f"no candidate meets the target of {100 * result.target:g} %")
+        raise typer.Exit(1)
+    print(f"cheapest density meeting the target: samples_per_src {result.chosen:.0e}")
+
+
+@app.command()
 def info(store: Annotated[Path, typer.Argument(help="a simgen Zarr store")]) -> None:
     """Sizes, link-state counts, ToA and power ranges of a store."""
     from .info import summarize

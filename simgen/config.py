@@ -158,9 +158,27 @@ class UEConfig(Strict):
     seed: int = 0
 
 
+class CalibrationConfig(Strict):
+    """How ``samples_per_src: auto`` is chosen (see ``simgen calibrate``)."""
+
+    target: Annotated[Real, Field(gt=0, le=1)] = 0.99
+    tolerance_db: Annotated[Real, Field(gt=0)] = 0.5
+    toa_tolerance_s: Annotated[Real, Field(gt=0)] = 1e-10
+    reference: Count = 10_000_000
+    candidates: Annotated[list[Count], Field(min_length=1)] = [
+        10_000,
+        30_000,
+        100_000,
+        300_000,
+        1_000_000,
+    ]
+    links: Count = 200
+
+
 class SolverConfig(Strict):
     max_depth: Annotated[int, BeforeValidator(_as_int), Field(ge=0, le=10)] = 3
-    samples_per_src: Count = 100_000
+    samples_per_src: Count | Literal["auto"] = 100_000
+    calibration: CalibrationConfig = CalibrationConfig()
     max_num_paths_per_src: Count = 1_000_000
     los: bool = True
     specular_reflection: bool = True

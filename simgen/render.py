@@ -13,9 +13,9 @@ import numpy as np
 from . import channel, labels
 from .backend import Device, select_backend
 from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig, load_config
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 from .rain import polarization_tilt
-from .store import Layout, Store, condition_name, create_or_resume
+from .store import Layout, Store, condition_name, create_or_resume, open_store
 from .trace import PathBatch, Tracer, concat
 
 Progress = Callable[[int], None]  # called with the number of samples just finished
@@ -30,6 +30,7 @@ class RenderPlan:
     scene_path: str
     out: Path
     overrides: dict = field(default_factory=dict)
+    samples_per_src: int | None = None  # resolved density when the config says "auto"
 
 
 @dataclass
@@ -163,6 +164,8 @@ class Renderer:
         self.ctx = scene.load(p.cfg, p.scene_path)
         self.ue_position = self.ctx.ue_position  # (n_ue, 3)
         self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
+        if p.samples_per_src is not None:
+            self._use_density(p.samples_per_src)
         auto = AUTO_BATCH_CPU if self.backend.startswith("llvm") else AUTO_BATCH_GPU
         self.batch_ues = auto if p.cfg.solver.batch_ues == "auto" else p.cfg.solver.batch_ues
         cfg = p.cfg
@@ -196,7 +199,37 @@ class Renderer:
             vehicle=0 if fleet is None else len(fleet.plan.vtype),
         )
 
+    def _use_density(self, samples: int) -> None:
+        self.plan.samples_per_src = int(samples)
+        self.tracer.cfg = self.plan.cfg.solver.model_copy(update={"samples_per_src": int(samples)})
+
+    def resolve_density(self, overwrite: bool = False) -> dict | None:
+        """For ``samples_per_src: auto``: the density a store being resumed used, else the
+        cheapest one meeting the calibration target (measured now). Returns the calibration."""
+        cfg, p = self.plan.cfg, self.plan
+        if cfg.solver.samples_per_src != "auto" or p.samples_per_src is not None:
+            return None
+        if p.out.exists() and not overwrite:
+            attrs = open_store(p.out).root.attrs
+            if attrs.get("config_hash") == cfg.content_hash() and "samples_per_src" in attrs:
+                self._use_density(attrs["samples_per_src"])
+                return attrs.get("calibration")
+        from .calibrate import calibrate
+
+        cal = calibrate(self, cfg.solver.calibration)
+        if cal.chosen is None:
+            best = max(cal.rows, key=lambda r: r.both_ok)
+            raise ConfigError(
+                "solver.samples_per_src: auto: no candidate density reaches the calibration "
+                f"target of {cal.target:.1%} (best {best.both_ok:.1%} at "
+                f"{best.samples_per_src:.0e}); add denser candidates or lower "
+                "solver.calibration.target"
+            )
+        self._use_density(cal.chosen)
+        return cal.as_dict()
+
     def open_store(self, overwrite: bool = False) -> Store:
+        calibration = self.resolve_density(overwrite)
         cfg, p = self.plan.cfg, self.plan
         attrs = {
             "title": f"simgen dataset: {cfg.name}",
@@ -207,6 +240,8 @@ class Renderer:
             "subcarrier_spacing_hz": cfg.ofdm.spacing_hz,
             "num_subcarriers": cfg.ofdm.num_subcarriers,
             "solver_seed": cfg.solver.seed,
+            "samples_per_src": self.tracer.cfg.samples_per_src,
+            "calibration": calibration,
             "ue_seed": cfg.ue.seed,
             "traffic_mode": None if cfg.traffic is None else cfg.traffic.mode,
             "versions": _versions(),
@@ -253,6 +288,8 @@ class Renderer:
         self, positions: np.ndarray, snapshot: int = 0, progress: Progress | None = None
     ) -> Traced:
         """Trace UEs at ``positions`` (B, 3) in traffic snapshot ``snapshot``, then label."""
+        if self.tracer.cfg.samples_per_src == "auto":
+            self.resolve_density()
         if self.ctx.fleet is not None:
             self.ctx.fleet.apply(snapshot)
         n = self.batch_ues
