@@ -204,6 +204,7 @@ class CSIStore:
 
     Attributes:
         xy: float64 (N, 2) UE location in metres (scene frame, or TRP-relative).
+        trp_xyz: float64 (n_trp_selected, 3) TRP positions in metres, same frame as ``xy``.
         link_state: int8 (N, n_trp_selected) ``simgen.schema.LinkState`` codes (-1 = not rendered).
         valid: bool (N,) finite position and at least one selected link with a path.
         shape: (G, A, C) of one sample's CSI after selection.
@@ -227,13 +228,21 @@ class CSIStore:
         xyz = np.asarray(self.ds["ue_position"].values, dtype=np.float64)
         self.xyz = xyz
         xy = xyz[:, :2].copy()
+        has_trp_pos = "trp_position" in self.ds.variables
+        all_trp = np.asarray(self.ds["trp_position"].values, np.float64) if has_trp_pos else None
+        offset = np.zeros(2)
         if frame == "trp":
-            if "trp_position" not in self.ds.variables:
+            if all_trp is None:
                 raise DataError("frame='trp' needs trp_position in the store")
-            xy -= np.asarray(self.ds["trp_position"].values, dtype=np.float64)[sel.trps[0], :2]
+            offset = all_trp[sel.trps[0], :2]
         elif frame != "absolute":
             raise ConfigError(f"unknown frame {frame!r} (absolute | trp)")
-        self.xy = xy
+        self.xy = xy - offset
+        # selected TRP positions (T, 3) m in the frame of ``xy`` (NaN when the store has none)
+        self.trp_xyz = np.full((len(sel.trps), 3), np.nan)
+        if all_trp is not None:
+            self.trp_xyz = all_trp[list(sel.trps)].copy()
+            self.trp_xyz[:, :2] -= offset
         self.link_state = np.asarray(self.ds["link_state"].isel(trp=list(sel.trps)).values, np.int8)
         has_path = (self.link_state >= 0) & (self.link_state != LinkState.NO_PATH)
         self.valid = np.isfinite(xyz).all(axis=1) & has_path.any(axis=1)
@@ -534,6 +543,22 @@ class FeatureBank:
         """Locations (*idx.shape, 2) float32 metres on the bank's device."""
         xy = self.store.xy[np.asarray(idx)]
         return torch.as_tensor(xy, dtype=torch.float32, device=self.device)
+
+    def trp_context(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-TRP side information for TRP-token models (``kind == "trp"``).
+
+        Returns (trp_xyz (*idx.shape, T, 3) float32 metres in the frame of ``xy``,
+        present (*idx.shape, T) bool: the link has a path, i.e. its state is neither
+        NO_PATH nor unrendered).
+        """
+        idx = np.asarray(idx)
+        ls = self.store.link_state[idx]
+        present = (ls >= 0) & (ls != LinkState.NO_PATH)
+        xyz = np.broadcast_to(self.store.trp_xyz, (*idx.shape, *self.store.trp_xyz.shape))
+        return (
+            torch.as_tensor(np.ascontiguousarray(xyz), dtype=torch.float32, device=self.device),
+            torch.as_tensor(present, device=self.device),
+        )
 
 
 class CSIDataset(torch.utils.data.Dataset):

@@ -85,11 +85,12 @@ def predict(
     queries = np.asarray(queries, np.int64)
     bank = FeatureBank(store, device)
     out = np.empty((len(queries), 2), np.float64)
-    if model.kind == "point":
+    if model.kind in ("point", "trp"):  # "trp": TRP-token models also get positions + mask
         for a in range(0, len(queries), batch_size):
             idx = queries[a : a + batch_size]
+            extra = bank.trp_context(idx) if model.kind == "trp" else ()
             with autocast(device, model, precision):
-                out[a : a + len(idx)] = model(bank(idx)).float().cpu().numpy()
+                out[a : a + len(idx)] = model(bank(idx), *extra)[:, :2].float().cpu().numpy()
         return out
     if database is None:
         raise ConfigError("set models need a database of embedded samples")

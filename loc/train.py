@@ -216,6 +216,9 @@ def train(
     With ``out_dir`` a checkpoint is written every ``ckpt_every`` steps and at the end; with
     ``resume`` training continues from ``out_dir/checkpoint.pt`` when it exists.
     """
+    trainer = getattr(MODELS[cfg.model][0], "trainer", None)
+    if trainer is not None:  # domain adaptation models need source + target data
+        raise ConfigError(f"model {cfg.model!r} has its own training loop: use {trainer}")
     if not sets:
         raise ConfigError("no training data given")
     shape = sets[0].store.shape
@@ -223,7 +226,10 @@ def train(
         raise DataError("all training scenarios must have the same CSI shape after selection")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, in_shape=shape, **cfg.model_kwargs).to(device)
+    model = build_model(cfg.model, in_shape=shape, **cfg.model_kwargs)
+    if hasattr(model, "fit_targets"):  # label standardisation from the training locations
+        model.fit_targets(np.concatenate([ts.store.xy[ts.train] for ts in sets]))
+    model = model.to(device)
     if cfg.init_from is not None:
         src, ck = load_checkpoint(cfg.init_from)
         if ck["model"] != cfg.model or ck["hparams"] != dict(model.hparams):
@@ -231,7 +237,10 @@ def train(
         model.load_state_dict(src.state_dict())
     set_fused_attention(model, cfg.fused_attention)
     base_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[model.kind]
-    opt = torch.optim.Adam(model.parameters(), lr=base_lr)
+    if hasattr(model, "make_optimizer"):  # the model's own optimiser (e.g. VIn-Loc's AdamW)
+        opt = model.make_optimizer(base_lr)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=base_lr)
 
     for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
         if model.kind == "set" and ts.sequences is None:
@@ -283,8 +292,9 @@ def train(
         rng = np.random.default_rng([cfg.seed, 1, step])
         idx = ts.sequences[rows] if model.kind == "set" else ts.train[rows]
         h, x = bank(idx), bank.xy(idx)
+        extra = bank.trp_context(idx) if model.kind == "trp" else ()
         with autocast(device, model, cfg.precision):
-            loss = model.training_loss(h, x, rng)
+            loss = model.training_loss(h, x, rng, *extra)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

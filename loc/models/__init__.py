@@ -1,10 +1,18 @@
 """Model zoo and registry.
 
-Two interfaces (``model.kind``):
+Three interfaces (``model.kind``):
 
 - ``"point"`` (CNN, AD_CNN, MFCNet): ``forward(h (B, G, A, C, 2)) -> (B, 2)`` metres.
 - ``"set"``   (Mateformer, ICLLoc):  ``forward(nei_h (B, P, ...), nei_x (B, P, 2),
   cur_h (B, Q, ...)) -> (B, Q, 2)``; trained on [k neighbours..., self] sequences.
+- ``"trp"``   (VIn-Loc, ResNet fingerprinting): ``forward(h (B, G, A, C, 2), trp_xyz (B, T, 3),
+  present (B, T)) -> (B, 2)``; one token / input slot per TRP, absent TRPs masked.
+
+Also "point" models: DCNN (semantic-DA supervised baseline) and MetaLoc's MLP (trained by the
+loop = the TL / RI baselines; MAML in ``loc.models.metaloc``). DANN, MDA and HDA are "point"
+models at inference but train on source + target data with ``loc.models.da.train_da``
+(``trainer`` attribute); ``loc.train.train`` refuses them. Model-based baselines (ToA
+multilateration, kNN fingerprinting) are functions in ``loc.models.multilateration``.
 
 Every model has ``training_loss(...)`` (its own sampling / loss from the spec), ``hparams``
 (the kwargs that rebuild it) and ``bf16_ok`` (whether bf16 autocast is numerically safe).
@@ -16,9 +24,12 @@ from torch import nn
 
 from loc.errors import ConfigError
 from loc.models.cnn import ADCNN, CNN
+from loc.models.da import DANN, DCNN, SemanticDA
 from loc.models.iclloc import ICLLoc
 from loc.models.mateformer import Mateformer
+from loc.models.metaloc import MetaLocNet
 from loc.models.mfcnet import MFCNet
+from loc.models.vinloc import ResNetFingerprint, VInLoc
 
 # name -> (class, fixed kwargs). "alloc" is the paper's name for the Mateformer system.
 MODELS: dict[str, tuple[type[nn.Module], dict]] = {
@@ -29,10 +40,19 @@ MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     "mfcnet": (MFCNet, {}),
     "iclloc_gen": (ICLLoc, {"scheme": "generative"}),
     "iclloc_disc": (ICLLoc, {"scheme": "discriminative"}),
+    "vinloc": (VInLoc, {}),
+    "vinloc_nopos": (VInLoc, {"use_positions": False}),
+    "resnet_fp": (ResNetFingerprint, {}),
+    "dcnn": (DCNN, {}),
+    "dann": (DANN, {}),
+    "mda": (SemanticDA, {"method": "mda"}),
+    "hda": (SemanticDA, {"method": "hda"}),
+    "metaloc": (MetaLocNet, {}),
 }
 
 # Adam learning rates of the spec: 1e-4 for ALLoc (and ICLLoc, "same settings"), 1e-3 baselines.
-DEFAULT_LR = {"set": 1e-4, "point": 1e-3}
+# VIn-Loc: 4e-4 (AdamW, its own ``make_optimizer``).
+DEFAULT_LR = {"set": 1e-4, "point": 1e-3, "trp": 4e-4}
 
 
 def build_model(name: str, in_shape: tuple[int, int, int], **overrides) -> nn.Module:
@@ -55,11 +75,17 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 __all__ = [
     "ADCNN",
     "CNN",
+    "DANN",
+    "DCNN",
     "DEFAULT_LR",
     "ICLLoc",
     "MFCNet",
     "MODELS",
     "Mateformer",
+    "MetaLocNet",
+    "ResNetFingerprint",
+    "SemanticDA",
+    "VInLoc",
     "build_model",
     "count_parameters",
 ]

@@ -1,0 +1,379 @@
+"""VIn-Loc (spec ``vinloc.md``): one token per TRP, a learnable [LOC] token, a transformer
+encoder and an MLP regressor; plus the "no TRP positions" ablation and a ResNet
+RF-fingerprinting baseline.
+
+Interface (``kind == "trp"``)::
+
+    forward(h (B, G, A, C, 2), trp_xyz (B, T, 3) m, present (B, T) bool) -> (B, out_dim) m
+
+G = T * U link groups (the store's trp and ue_ant axes merged, TRP-major), A TRP antennas,
+C subcarriers. ``present`` marks TRPs that have a path to the UE (``loc.data.FeatureBank.
+trp_context`` derives it from ``link_state``); absent TRPs are padded tokens hidden by the
+key-padding mask, so the output depends neither on their CSI/position nor on the token order.
+
+Per-TRP input (the paper's "N_TRP x 256 x 3"): the CIR of every antenna pair, i.e. the
+orthonormal inverse DFT of the CFR over subcarriers -> C taps at 1/B spacing. Simgen's CFR
+keeps absolute delays (exp(-j 2 pi (f_c + f_k) tau) on a common clock), so the taps are
+synchronized across TRPs (delays modulo C/B). The 3 per-tap features are (Re, Im, |h|)
+[spec ambiguity, our choice]. ``domain="angle_delay"`` also takes an orthonormal DFT over the
+per-TRP antenna rows (U * A), the AoA x ToF image of the paper's scenario 2.
+
+Locations are standardised with ``origin``/``scale`` buffers fitted on the training labels
+(``fit_targets``, called by ``loc.train.train``); TRP positions enter in the same units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loc.errors import ConfigError
+
+
+def cir_features(h: torch.Tensor, n_trp: int, domain: str = "delay") -> torch.Tensor:
+    """(B, G, A, C, 2) CFR features -> (B, T, 3, R, C) per-TRP (Re, Im, |h|) CIR taps.
+
+    R = U * A antenna rows (U = G / T UE antennas); taps are the orthonormal IDFT over C.
+    """
+    b, g, a, c, _ = h.shape
+    if g % n_trp:
+        raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
+    hc = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, (g // n_trp) * a, c)
+    taps = torch.fft.ifft(hc, dim=-1, norm="ortho")
+    if domain == "angle_delay":
+        taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
+    elif domain != "delay":
+        raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay)")
+    return torch.stack([taps.real, taps.imag, taps.abs()], dim=2)
+
+
+def random_subset(present: torch.Tensor, s: int, rng: np.random.Generator) -> torch.Tensor:
+    """Keep a uniformly random subset of min(s, #present) present TRPs per row.
+
+    present: (B, T) bool. Returns (B, T) bool, a subset of ``present``.
+    """
+    keys = torch.as_tensor(rng.random(present.shape), device=present.device)
+    keys = keys.masked_fill(~present, float("inf"))
+    rank = keys.argsort(dim=1).argsort(dim=1)
+    return present & (rank < s)
+
+
+class TargetNorm(nn.Module):
+    """Location standardisation: (x - origin) / scale with buffers fitted on training xy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("origin", torch.zeros(2))
+        self.register_buffer("scale", torch.ones(()))
+
+    def fit_targets(self, xy: np.ndarray) -> None:
+        """origin = mean training (x, y); scale = the larger per-axis std (>= 1 m)."""
+        xy = np.asarray(xy, np.float64)[:, :2]
+        self.origin.copy_(torch.as_tensor(xy.mean(0)))
+        self.scale.fill_(float(max(xy.std(0).max(), 1.0)))
+
+    def to_metres(self, y: torch.Tensor) -> torch.Tensor:
+        out = y * self.scale
+        return torch.cat([out[:, :2] + self.origin, out[:, 2:]], dim=1)
+
+    def normalise_xyz(self, xyz: torch.Tensor) -> torch.Tensor:
+        """(..., 3) m -> (..., 3) standardised (z only scaled)."""
+        shift = torch.cat([self.origin, self.origin.new_zeros(1)])
+        return (xyz - shift) / self.scale
+
+    def l2_loss(self, pred_m: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+        """Mean Euclidean distance in standardised units (the paper's l2-norm loss)."""
+        d = (pred_m[:, :2] - xy[:, :2]) / self.scale
+        return torch.sqrt((d**2).sum(-1) + 1e-12).mean()
+
+
+class ChannelEncoder(nn.Module):
+    """UNet-like contracting conv encoder on one TRP's (3, R, D) CIR image -> d_out.
+
+    Each of the 4 levels: Conv(k) ReLU Conv(k) ReLU MaxPool, k = 3x3 (1x3 when R == 1) and
+    pooling (2, 2) ((1, 2) once the antenna rows are down to 1); then a 1x1 conv to
+    ``out_channels`` (6), flatten, MLP -> d_out.
+    """
+
+    def __init__(
+        self,
+        rows: int,
+        taps: int,
+        channels: tuple[int, ...] = (16, 32, 64, 128),
+        out_channels: int = 6,
+        d_out: int = 256,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, r, d = 3, rows, taps
+        for c_out in channels:
+            kr = 3 if r > 1 else 1
+            layers += [
+                nn.Conv2d(c_in, c_out, (kr, 3), padding=(kr // 2, 1)),
+                nn.ReLU(),
+                nn.Conv2d(c_out, c_out, (kr, 3), padding=(kr // 2, 1)),
+                nn.ReLU(),
+                nn.MaxPool2d((2 if r > 1 else 1, 2), ceil_mode=True),
+            ]
+            r, d = (r + 1) // 2 if r > 1 else 1, (d + 1) // 2
+            c_in = c_out
+        layers += [nn.Conv2d(c_in, out_channels, 1), nn.Flatten()]
+        self.conv = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(
+            nn.Linear(out_channels * r * d, d_out), nn.ReLU(), nn.Linear(d_out, d_out)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, 3, R, D) -> (N, d_out)."""
+        return self.mlp(self.conv(x))
+
+
+def _mlp(d_in: int, hidden: int, layers: int, d_out: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    for i in range(layers - 1):
+        mods += [nn.Linear(d_in if i == 0 else hidden, hidden), nn.ReLU()]
+    mods.append(nn.Linear(hidden if layers > 1 else d_in, d_out))
+    return nn.Sequential(*mods)
+
+
+class VInLoc(TargetNorm):
+    """VIn-Loc transformer (paper Table 1). Defaults are the paper's sizes.
+
+    Args:
+        in_shape: (G, A, C) of one sample; ``n_trp`` TRPs (default G: one UE antenna).
+        d_emb: channel and position embedding width (256; tokens are 2 * d_emb = 512).
+        depth, n_heads, d_ff: transformer encoder (4 blocks, 4 heads, MLP 1024, pre-LN).
+        head_hidden, head_layers: output MLP on the [LOC] output (4 layers, hidden 256).
+        use_positions: False = the "no TRP positions" ablation (tokens carry a zero position
+            embedding slot, so the width stays 512).
+        train_subset: S, the number of present TRPs kept per training example (random subset;
+            None = all). On a TRP pool this also draws a random layout per example.
+        out_dim: 2 (x, y; the loc labels) or 3 (z regressed around 0).
+    """
+
+    kind = "trp"
+    bf16_ok = True
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        n_trp: int | None = None,
+        d_emb: int = 256,
+        depth: int = 4,
+        n_heads: int = 4,
+        d_ff: int = 1024,
+        head_hidden: int = 256,
+        head_layers: int = 4,
+        enc_channels: tuple[int, ...] = (16, 32, 64, 128),
+        enc_out: int = 6,
+        use_positions: bool = True,
+        train_subset: int | None = None,
+        domain: str = "delay",
+        out_dim: int = 2,
+    ) -> None:
+        super().__init__()
+        g, a, c = in_shape
+        n_trp = g if n_trp is None else int(n_trp)
+        if n_trp < 1 or g % n_trp:
+            raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
+        if domain not in ("delay", "angle_delay"):
+            raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay)")
+        if out_dim not in (2, 3):
+            raise ConfigError(f"out_dim must be 2 or 3, got {out_dim}")
+        self.hparams = dict(
+            in_shape=tuple(in_shape),
+            n_trp=n_trp,
+            d_emb=d_emb,
+            depth=depth,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            head_hidden=head_hidden,
+            head_layers=head_layers,
+            enc_channels=tuple(enc_channels),
+            enc_out=enc_out,
+            use_positions=use_positions,
+            train_subset=train_subset,
+            domain=domain,
+            out_dim=out_dim,
+        )
+        self.n_trp, self.domain, self.use_positions = n_trp, domain, use_positions
+        self.train_subset = train_subset
+        rows = (g // n_trp) * a
+        self.channel = ChannelEncoder(rows, c, tuple(enc_channels), enc_out, d_emb)
+        self.position = (
+            nn.Sequential(nn.Linear(3, d_emb), nn.ReLU(), nn.Linear(d_emb, d_emb))
+            if use_positions
+            else None
+        )
+        d_model = 2 * d_emb
+        self.loc_token = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, d_ff, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, depth, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+        )
+        self.head = _mlp(d_model, head_hidden, head_layers, out_dim)
+
+    def tokens(self, h: torch.Tensor, trp_xyz: torch.Tensor) -> torch.Tensor:
+        """(B, G, A, C, 2), (B, T, 3) m -> TRP tokens (B, T, 2 * d_emb); any T >= 1 with
+        G = T * U (U UE antennas, as in training)."""
+        x = cir_features(h, trp_xyz.shape[1], self.domain)  # (B, T, 3, R, C)
+        b, t = x.shape[:2]
+        emb = self.channel(x.flatten(0, 1)).view(b, t, -1)
+        if self.position is None:
+            return torch.cat([emb, torch.zeros_like(emb)], dim=-1)
+        pos = torch.nan_to_num(self.normalise_xyz(trp_xyz.float()))
+        return torch.cat([emb, self.position(pos)], dim=-1)
+
+    def forward(
+        self, h: torch.Tensor, trp_xyz: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Location (B, out_dim) m. trp_xyz (B, T, 3) m; present (B, T) bool (None: every
+        TRP). T may differ from the training n_trp: tokens are a set."""
+        tok = self.tokens(h, trp_xyz)
+        b = tok.shape[0]
+        if present is None:
+            present = torch.ones(tok.shape[:2], dtype=torch.bool, device=tok.device)
+        seq = torch.cat([self.loc_token.expand(b, -1, -1).to(tok.dtype), tok], dim=1)
+        pad = torch.cat([present.new_zeros(b, 1), ~present.bool()], dim=1)  # True = ignore
+        out = self.encoder(seq, src_key_padding_mask=pad)
+        return self.to_metres(self.head(out[:, 0]).float())
+
+    def training_loss(
+        self,
+        h: torch.Tensor,
+        xy: torch.Tensor,
+        rng: np.random.Generator,
+        trp_xyz: torch.Tensor,
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        """l2-norm loss (standardised units); a random subset of S present TRPs per example."""
+        if self.train_subset is not None:
+            present = random_subset(present, self.train_subset, rng)
+        return self.l2_loss(self(h, trp_xyz, present), xy)
+
+    def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """AdamW, weight decay 0.1, "momentum 0.99" read as beta1 (spec)."""
+        return torch.optim.AdamW(self.parameters(), lr=lr, betas=(0.99, 0.999), weight_decay=0.1)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: tuple[int, int], kr: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, (kr, 3), stride, (kr // 2, 1), bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(),
+            nn.Conv2d(c_out, c_out, (kr, 3), 1, (kr // 2, 1), bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.skip = (
+            nn.Identity()
+            if c_in == c_out and stride == (1, 1)
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.skip(x))
+
+
+class ResNetFingerprint(TargetNorm):
+    """ResNet RF-fingerprinting baseline: every TRP's CIR features stacked as channels in a
+    fixed TRP order, (B, 3T, R, C) -> ResNet (stem + 3 stages of 2 basic blocks, widths
+    ``widths``, delay stride 2 per stage) -> pool to (1, pool_taps) -> MLP -> (B, 2) m.
+
+    Absent TRPs (``present`` False) are zero inputs; TRP positions are ignored. With
+    ``train_subset`` it sees random TRP subsets in training (the paper's variable case).
+    """
+
+    kind = "trp"
+    bf16_ok = False
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        n_trp: int | None = None,
+        widths: tuple[int, ...] = (32, 64, 128),
+        pool_taps: int = 4,
+        hidden: int = 256,
+        train_subset: int | None = None,
+        domain: str = "delay",
+    ) -> None:
+        super().__init__()
+        g, a, c = in_shape
+        n_trp = g if n_trp is None else int(n_trp)
+        if n_trp < 1 or g % n_trp:
+            raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
+        self.hparams = dict(
+            in_shape=tuple(in_shape),
+            n_trp=n_trp,
+            widths=tuple(widths),
+            pool_taps=pool_taps,
+            hidden=hidden,
+            train_subset=train_subset,
+            domain=domain,
+        )
+        self.n_trp, self.domain, self.train_subset = n_trp, domain, train_subset
+        rows = (g // n_trp) * a
+        kr = 3 if rows > 1 else 1
+        layers: list[nn.Module] = [
+            nn.Conv2d(3 * n_trp, widths[0], (kr, 3), padding=(kr // 2, 1), bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        ]
+        c_in = widths[0]
+        for w in widths:
+            stride = (2 if rows > 1 else 1, 2)
+            kr = 3 if rows > 1 else 1
+            layers += [_BasicBlock(c_in, w, stride, kr), _BasicBlock(w, w, (1, 1), kr)]
+            rows, c_in = (rows + 1) // 2 if rows > 1 else 1, w
+        layers += [nn.AdaptiveAvgPool2d((1, pool_taps)), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Linear(c_in * pool_taps, hidden), nn.ReLU(), nn.Linear(hidden, 2)
+        )
+
+    def forward(
+        self, h: torch.Tensor, trp_xyz: torch.Tensor | None = None, present=None
+    ) -> torch.Tensor:
+        """Location (B, 2) m; ``trp_xyz`` is ignored (fingerprinting)."""
+        x = cir_features(h, self.n_trp, self.domain)  # (B, T, 3, R, C)
+        if present is not None:
+            x = x * present[:, :, None, None, None].to(x.dtype)
+        return self.to_metres(self.head(self.features(x.flatten(1, 2))))
+
+    def training_loss(self, h, xy, rng, trp_xyz, present) -> torch.Tensor:
+        """Same l2-norm loss and TRP subsetting as VIn-Loc."""
+        if self.train_subset is not None:
+            present = random_subset(present, self.train_subset, rng)
+        return self.l2_loss(self(h, trp_xyz, present), xy)
+
+
+@torch.no_grad()
+def predict_subsets(
+    model: nn.Module,
+    store,
+    idx: np.ndarray,
+    subset: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """(x, y) estimates (M, 2) m for a TRP-token model, optionally on a seeded random subset
+    of ``subset`` present TRPs per sample (the paper's variable-TRP test condition)."""
+    from loc.data import FeatureBank
+
+    model = model.to(device).eval()
+    bank, rng = FeatureBank(store, device), np.random.default_rng(seed)
+    idx = np.asarray(idx, np.int64)
+    out = np.empty((len(idx), 2))
+    for a in range(0, len(idx), batch_size):
+        j = idx[a : a + batch_size]
+        xyz, present = bank.trp_context(j)
+        if subset is not None:
+            present = random_subset(present, subset, rng)
+        out[a : a + len(j)] = model(bank(j), xyz, present)[:, :2].float().cpu().numpy()
+    return out
