@@ -46,6 +46,10 @@ def render(
     from .render import Renderer, plan
 
     p = plan(scene, out=out, ue_count=ue_count, batch_ues=batch_ues)
+    if cluster:
+        from .cluster import local_workers
+
+        local_workers(cluster)  # a malformed --cluster fails before anything is written
 
     def say(text: str) -> None:
         if not quiet:

@@ -48,17 +48,24 @@ def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) ->
     return sl.stop - sl.start
 
 
+def local_workers(spec: str) -> int | None:
+    """N for ``local:N``, None for ``tcp://...``; SimgenError for anything else."""
+    if spec.startswith("tcp://"):
+        return None
+    if spec.startswith("local:"):
+        n = spec.split(":", 1)[1]
+        if n.isdigit() and int(n) >= 1:
+            return int(n)
+        raise SimgenError(f"--cluster {spec}: expected local:N with N >= 1 workers")
+    raise SimgenError(f"--cluster {spec!r}: use local:N or tcp://host:port")
+
+
 def open_client(spec: str):
     """A distributed Client for ``local:N`` or a scheduler address; and the worker count."""
     from distributed import Client, LocalCluster
 
-    if spec.startswith("local:"):
-        try:
-            n = int(spec.split(":", 1)[1])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise SimgenError(f"--cluster {spec}: expected local:N with N >= 1 workers")
+    n = local_workers(spec)
+    if n is not None:
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -68,13 +75,11 @@ def open_client(spec: str):
             silence_logs=40,
         )
         return Client(cluster), n
-    if spec.startswith("tcp://"):
-        try:
-            client = Client(spec, timeout="10s")
-        except OSError as exc:
-            raise SimgenError(f"--cluster {spec}: cannot reach the scheduler ({exc})") from None
-        return client, max(len(client.scheduler_info().get("workers", {})), 1)
-    raise SimgenError(f"--cluster {spec!r}: use local:N or tcp://host:port")
+    try:
+        client = Client(spec, timeout="10s")
+    except OSError as exc:
+        raise SimgenError(f"--cluster {spec}: cannot reach the scheduler ({exc})") from None
+    return client, max(len(client.scheduler_info().get("workers", {})), 1)
 
 
 def render_distributed(

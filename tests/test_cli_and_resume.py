@@ -74,6 +74,18 @@ def test_bad_input_gives_one_line_error(tmp_path, changes, raw, expected):
     assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
 
 
+def test_bad_device_and_cluster_write_nothing(tmp_path):
+    cfg = write_config(tmp_path, "street_canyon.yaml")
+    for args, msg in (
+        (["--device", "tpu"], "--device must be cpu, gpu or auto"),
+        (["--cluster", "local:x"], "expected local:N"),
+        (["--cluster", "mpi://x"], "use local:N or tcp://host:port"),
+    ):
+        res = simgen("render", str(cfg), "-q", *args)
+        assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_missing_scene_file_and_store(tmp_path):
     res = simgen("render", str(tmp_path / "nope.yaml"))
     assert res.returncode == 2 and "no such scene file" in res.stderr
