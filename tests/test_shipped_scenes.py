@@ -1,0 +1,35 @@
+"""Every shipped scene loads: valid config, TRPs outside buildings, UEs found, objects added."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simgen.render import Renderer, plan
+
+SCENES = sorted((Path(__file__).resolve().parent.parent / "scenes").glob("*.yaml"))
+
+
+def test_the_readme_scenes_are_shipped():
+    names = {p.name for p in SCENES}
+    assert {
+        "paris.yaml",
+        "munich.yaml",
+        "street_canyon.yaml",
+        "paris_traffic.yaml",
+        "street_canyon_traffic.yaml",
+        "paris_mmwave_rain.yaml",
+        "street_canyon_rain.yaml",
+        "paris_vinloc.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", SCENES, ids=lambda p: p.stem)
+def test_scene_loads(tmp_path, path):
+    r = Renderer(plan(path, out=tmp_path / "x.zarr", ue_count=4), "cpu")
+    assert r.ue_position.shape == (4, 3)
+    assert len(r.ctx.trps) == r.layout().trp >= 1
+    assert r.layout().sample == 4 * r.layout().snapshot
+    if r.plan.cfg.traffic is not None:
+        assert r.ctx.fleet is not None and len(r.ctx.fleet.objects) > 0
