@@ -12,6 +12,7 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # DeepMIMO interop tests: deepmimo 4.0.5 caps numpy < 2.3 but runs on the numpy we use, so it
 # is installed without its pins (it is an optional extra, never imported by simgen itself).
 "${pip[@]}" --no-deps "deepmimo==4.0.5"
+echo "(pip may now report deepmimo's numpy<2.3 pin as a conflict: expected, see above)"
 "${pip[@]}" tqdm requests
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   exit 0  # the CUDA/OptiX backend needs only the driver
