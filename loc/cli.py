@@ -253,5 +253,38 @@ def eval_cmd(
         typer.echo(json.dumps({"report": str(path)}))
 
 
+@app.command()
+@_one_line_errors
+def suite(
+    protocol: str = typer.Argument(
+        ..., help="protocol name (loc/experiments/NAME.yaml) or a protocol YAML path"
+    ),
+    budget: str = typer.Option("short", help="paper (300k steps, batch 500) | short | tiny"),
+    device: str = typer.Option("auto", help="cpu | cuda | auto (training and rendering)"),
+    out: Path | None = typer.Option(
+        None, help="output directory (default: runs/suite/<protocol>_<budget>)"
+    ),
+    cache: Path = typer.Option(
+        Path("out/cache"), help="dataset cache: one store per scene + UE count, reused"
+    ),
+    models: str | None = typer.Option(None, help="comma-separated subset of the protocol's"),
+    resume: bool = typer.Option(
+        True, "--resume/--fresh", help="reuse / continue matching checkpoints"
+    ),
+    quiet: bool = typer.Option(False, help="only errors and the final table"),
+) -> None:
+    """Run a protocol: render or reuse its datasets, train and evaluate every model, write one
+    Markdown table, one CDF figure and one JSON of all numbers."""
+    from loc.suite import load_protocol, markdown_table, run_suite
+
+    _setup_logging(quiet)
+    proto = load_protocol(protocol, budget)
+    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    out_dir = out or Path("runs/suite") / f"{proto.name}_{budget}"
+    result = run_suite(proto, out_dir, cache, device=device, models=chosen, resume=resume)
+    typer.echo(markdown_table(result, chosen or proto.models))
+    typer.echo(json.dumps({"table": str(out_dir / f"{proto.name}.md")}))
+
+
 if __name__ == "__main__":
     app()

@@ -155,6 +155,9 @@ class UEConfig(Strict):
     regions: Annotated[list[Region], Field(min_length=1)]
     sampling: SamplingConfig
     min_distance_to_trp_m: Annotated[Real, Field(ge=0)] = 0.0
+    speed_mps: Annotated[Real, Field(ge=0)] = Field(
+        0.0, description="UE speed; each UE walks/drives in a seeded random horizontal direction"
+    )
     seed: int = 0
 
 

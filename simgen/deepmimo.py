@@ -586,6 +586,7 @@ def import_scenario(
     }
     static = {
         "ue_position": sc.ue_position.astype(np.float32),
+        "ue_velocity": np.zeros_like(sc.ue_position, np.float32),  # not imported (static UEs)
         "trp": np.array(sc.trp_names),
         "trp_position": sc.trp_position.astype(np.float32),
         "trp_orientation": orient.astype(np.float32),

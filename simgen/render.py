@@ -181,6 +181,11 @@ class Renderer:
         n_ue, n_snap = len(self.ue_position), len(self.times)
         self.sample_snapshot = np.repeat(np.arange(n_snap, dtype=np.int32), n_ue)
         self.sample_position = np.tile(self.ue_position, (n_snap, 1))
+        heading = np.random.default_rng([cfg.ue.seed, 1]).uniform(0, 2 * np.pi, n_ue)
+        self.ue_velocity = (
+            cfg.ue.speed_mps * np.stack([np.cos(heading), np.sin(heading), np.zeros(n_ue)], -1)
+        ).astype(np.float32)
+        self.sample_velocity = np.tile(self.ue_velocity, (n_snap, 1))
 
     def layout(self) -> Layout:
         cfg, fleet = self.plan.cfg, self.ctx.fleet
@@ -253,6 +258,7 @@ class Renderer:
         }
         static = {
             "ue_position": self.sample_position,
+            "ue_velocity": self.sample_velocity,
             "snapshot": self.sample_snapshot,
             "time": self.times[self.sample_snapshot].astype(np.float32),
             "trp": np.array([t.name for t in self.ctx.trps]),
@@ -285,9 +291,14 @@ class Renderer:
         return store
 
     def trace(
-        self, positions: np.ndarray, snapshot: int = 0, progress: Progress | None = None
+        self,
+        positions: np.ndarray,
+        snapshot: int = 0,
+        progress: Progress | None = None,
+        velocities: np.ndarray | None = None,
     ) -> Traced:
-        """Trace UEs at ``positions`` (B, 3) in traffic snapshot ``snapshot``, then label."""
+        """Trace UEs at ``positions`` (B, 3) m moving at ``velocities`` (B, 3) m/s (static if
+        None) in traffic snapshot ``snapshot``, then label."""
         if self.tracer.cfg.samples_per_src == "auto":
             self.resolve_density()
         if self.ctx.fleet is not None:
@@ -295,7 +306,8 @@ class Renderer:
         n = self.batch_ues
         batches = []
         for a in range(0, len(positions), n):
-            batches.append(self.tracer.trace(positions[a : a + n]))
+            vel = None if velocities is None else velocities[a : a + n]
+            batches.append(self.tracer.trace(positions[a : a + n], vel))
             if progress:
                 progress(len(positions[a : a + n]))
         pb = concat(batches)
@@ -306,7 +318,10 @@ class Renderer:
         """Trace the samples ``sl`` (they may span snapshots)."""
         snaps = self.sample_snapshot[sl]
         pos = self.sample_position[sl]
-        parts = [self.trace(pos[snaps == s], int(s), progress) for s in np.unique(snaps)]
+        vel = self.sample_velocity[sl]
+        parts = [
+            self.trace(pos[snaps == s], int(s), progress, vel[snaps == s]) for s in np.unique(snaps)
+        ]
         return Traced.concat(parts)
 
     def shard_arrays(

@@ -62,6 +62,11 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
         np.dtype("float32"),
         {"units": "m", "long_name": "UE position in the scene frame"},
     ),
+    "ue_velocity": (
+        ("sample", "xyz"),
+        np.dtype("float32"),
+        {"units": "m s-1", "long_name": "UE velocity (Doppler); 0 for static UEs"},
+    ),
     "link_state": (
         ("sample", "trp"),
         np.dtype("int8"),

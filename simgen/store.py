@@ -210,7 +210,7 @@ def _create_group(
         arr = group.create_array(name, shape=value.shape, dtype=dtype, dimension_names=dims)
         arr[...] = value
         arr.attrs.update(STATIC_ATTRS.get(name, {}))
-    for name in ("ue_position", "snapshot", "time"):
+    for name in ("ue_position", "ue_velocity", "snapshot", "time"):
         group[name][...] = static[name]
     if layout.vehicle:
         for name, (dims, dtype, attrs) in VEHICLE_VARIABLES.items():

@@ -45,7 +45,7 @@ class Tracer:
         self._rx: list[str] = []
         self.last_paths: rt.Paths | None = None
 
-    def _set_receivers(self, positions: np.ndarray) -> None:
+    def _set_receivers(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
         n = len(positions)
         while len(self._rx) > n:
             self.scene.remove(self._rx.pop())
@@ -53,16 +53,20 @@ class Tracer:
             name = f"_simgen_ue{len(self._rx)}"
             self.scene.add(rt.Receiver(name, position=mi.Point3f(0.0, 0.0, 0.0)))
             self._rx.append(name)
-        for name, p in zip(self._rx, positions, strict=True):
-            self.scene.get(name).position = mi.Point3f(*(float(v) for v in p))
+        vel = np.zeros((n, 3)) if velocities is None else velocities
+        for name, p, v in zip(self._rx, positions, vel, strict=True):
+            rx = self.scene.get(name)
+            rx.position = mi.Point3f(*(float(x) for x in p))
+            rx.velocity = mi.Vector3f(*(float(x) for x in v))
 
     def clear(self) -> None:
         """Remove this tracer's receivers from the scene."""
         self._set_receivers(np.zeros((0, 3)))
 
-    def trace(self, positions: np.ndarray) -> PathBatch:
-        """Trace all TRPs to UEs at ``positions`` (B, 3) metres."""
-        self._set_receivers(positions)
+    def trace(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> PathBatch:
+        """Trace all TRPs to UEs at ``positions`` (B, 3) metres moving at ``velocities``
+        (B, 3) m/s (static if None)."""
+        self._set_receivers(positions, velocities)
         c = self.cfg
         paths = self.solver(
             self.scene,

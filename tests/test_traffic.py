@@ -191,14 +191,17 @@ def test_traffic_plan_keeps_gaps_and_speeds(mode):
 def test_vehicle_poses_do_not_depend_on_move_history(tmp_path):
     """Absolute poses: snapshot 3 reached directly or via 1 and 2 gives the same vertices, so
     resumed and distributed renders (any shard order) are byte-identical."""
-    cfg = write_config(tmp_path, "street_canyon_traffic.yaml", ue__sampling={"count": 4},
-                       traffic__snapshots=4)
+    cfg = write_config(
+        tmp_path, "street_canyon_traffic.yaml", ue__sampling={"count": 4}, traffic__snapshots=4
+    )
     r = Renderer(plan(cfg), "cpu")
     params = r.ctx.scene.mi_scene_params
 
     def vertices():
-        return [np.asarray(params[o.mi_mesh.id() + ".vertex_positions"]).copy()
-                for o in r.ctx.fleet.objects]
+        return [
+            np.asarray(params[o.mi_mesh.id() + ".vertex_positions"]).copy()
+            for o in r.ctx.fleet.objects
+        ]
 
     for s in (1, 2, 3):
         r.ctx.fleet.apply(s)
@@ -207,3 +210,21 @@ def test_vehicle_poses_do_not_depend_on_move_history(tmp_path):
     r.ctx.fleet.apply(3)
     for a, b in zip(via, vertices(), strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def test_doppler_of_moving_ue_on_los(tmp_path):
+    """Free space, UEs moving at 15 m/s in seeded directions: the stored LoS Doppler equals
+    -v . k / lambda with k the unit vector from TRP to UE (approaching UEs are blue-shifted)."""
+    from simgen_testutil import OPEN_SCENE
+
+    cfg = write_config(tmp_path, OPEN_SCENE, ue={**OPEN_SCENE["ue"], "speed_mps": 15.0})
+    r = Renderer(plan(cfg), "cpu")
+    r.render(r.open_store(overwrite=True))
+    ds = xr.open_zarr(r.plan.out, group="dry").load()
+    v = ds.ue_velocity.values.astype(np.float64)  # (sample, 3)
+    assert np.allclose(np.linalg.norm(v, axis=-1), 15.0, atol=1e-4)
+    k = ds.ue_position.values[:, None] - ds.trp_position.values[None]  # (sample, trp, 3)
+    k /= np.linalg.norm(k, axis=-1, keepdims=True)
+    expected = -(k * v[:, None]).sum(-1) / (SPEED_OF_LIGHT / 3.5e9)
+    np.testing.assert_allclose(ds.path_doppler.values[..., 0], expected, rtol=1e-4, atol=0.01)
+    assert np.abs(expected).max() > 50  # ~175 Hz at 3.5 GHz for radial motion
