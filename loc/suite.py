@@ -747,6 +747,7 @@ def plot_suite_cdf(errors: dict[str, dict[str, np.ndarray]], path: Path, title: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     n = max(1, len(errors))
     ncol = min(3, n)
@@ -758,6 +759,7 @@ def plot_suite_cdf(errors: dict[str, dict[str, np.ndarray]], path: Path, title: 
             if len(e):
                 ax.plot(np.maximum(e, 1e-3), np.arange(1, len(e) + 1) / len(e), label=m)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("2-D error (m)")
         ax.set_ylabel("CDF")

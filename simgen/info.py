@@ -24,6 +24,9 @@ def summarize(path: str | Path) -> str:
         f"{lay.trp_ant} TRP ant; path arrays: {'yes' if lay.with_paths else 'no'}",
         f"complete   {done}/{len(lay.shards)} shards"
         + ("" if done == len(lay.shards) else "  (incomplete: re-run render to finish)"),
+        f"solver     samples/source {attrs.get('samples_per_src', '?')}"
+        + (" (calibrated)" if attrs.get("calibration") else "")
+        + (f", traffic {attrs['traffic_mode']}" if attrs.get("traffic_mode") else ""),
         f"versions   simgen {v.get('simgen')}, sionna-rt {v.get('sionna-rt')}, "
         f"mitsuba {v.get('mitsuba')}, drjit {v.get('drjit')}",
     ]

@@ -1,0 +1,230 @@
+"""loc suite: shipped protocols, typed errors, the snapshot filter / UE split, and the whole
+tiny-budget path (render a street canyon with simgen -> train every model -> table, CDF, JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from typer.testing import CliRunner
+
+from loc.cli import app
+from loc.data import CSIStore, Selection, split_indices
+from loc.errors import ConfigError, DataError
+from loc.models import MODELS
+from loc.suite import (
+    EXPERIMENTS_DIR,
+    REPO_ROOT,
+    _Prepared,
+    load_protocol,
+    ordered_samples,
+    run_suite,
+    snapshot_mask,
+    ue_ids,
+)
+
+from .conftest import make_store
+
+runner = CliRunner()
+PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
+PAPER_MODELS = {"mateformer", "iclloc_gen", "iclloc_disc", "cnn", "ad_cnn", "mfcnet"}
+
+
+def _finite_numbers(obj) -> list[float]:
+    """Every number in a JSON tree (bools and None excluded)."""
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _finite_numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _finite_numbers(v)]
+    if isinstance(obj, int | float) and not isinstance(obj, bool):
+        return [float(obj)]
+    return []
+
+
+def test_shipped_protocols_and_budgets():
+    assert sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")) == PROTOCOLS
+    for name in PROTOCOLS:
+        paper = load_protocol(name, "paper")
+        assert (paper.steps, paper.batch_size) == (300_000, 500)
+        assert set(paper.models) == PAPER_MODELS
+        assert paper.data["k"] == 64 and paper.data["selection"]["subcarriers"] == tuple(range(32))
+        short, tiny = load_protocol(name, "short"), load_protocol(name, "tiny")
+        assert short.steps < paper.steps and tiny.steps <= 100
+        assert tiny.models == paper.models
+        for spec in tiny.datasets.values():  # tiny renders a street canyon on a CPU
+            assert spec.scene.name.startswith("street_canyon") and spec.ue_count <= 256
+        for e in tiny.experiments.values():
+            assert all(sc.n <= 256 for sc in (*e.train, *e.test.values()))
+    single = load_protocol("single_scenario", "paper")
+    assert [e.train[0].n for e in single.experiments.values()] == [10_000, 20_000, 40_000]
+    assert {sc.n for e in single.experiments.values() for sc in e.test.values()} == {20_000}
+    assert single.datasets["paris"].ue_count >= 60_000  # 40k train + 20k test
+    multi = load_protocol("multi_cell", "paper")
+    (e,) = multi.experiments.values()
+    train_cells = {sc.trps for sc in e.train}
+    assert len(train_cells) == 3 and e.test["unseen_cell"].trps not in train_cells
+    rain = load_protocol("rain", "paper")
+    assert [sc.group for sc in rain.experiments["dry"].test.values()] == [
+        "dry",
+        "rain_10mmh",
+        "rain_25mmh",
+        "rain_50mmh",
+        "rain_90mmh",
+    ]
+    dyn = load_protocol("dynamic_traffic", "paper")
+    assert dyn.data["split"] == "ue"
+    e = dyn.experiments["snapshots_0_9"]
+    assert set(e.train[0].snapshots).isdisjoint(e.test["later_snapshots"].snapshots)
+    with pytest.raises(ConfigError, match="unknown budget"):
+        load_protocol("rain", "huge")
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        load_protocol("no_such_protocol")
+
+
+def _write_protocol(tmp_path, **changes) -> str:
+    base = yaml.safe_load((EXPERIMENTS_DIR / "single_scenario.yaml").read_text())
+    for key, value in changes.items():
+        node = base
+        *parents, leaf = key.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    path = tmp_path / "proto.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return str(path)
+
+
+def test_bad_protocols_are_one_line_typed_errors(tmp_path, store_path):
+    bad = _write_protocol(tmp_path, models=["mateformer", "transformer_xl"])
+    with pytest.raises(ConfigError, match="unknown model 'transformer_xl'"):
+        load_protocol(bad, "tiny")
+    r = runner.invoke(app, ["suite", bad, "--budget", "tiny", "--device", "cpu"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert r.output.startswith("error: unknown model 'transformer_xl'")
+    with pytest.raises(ConfigError, match="budgets lack tiny"):
+        load_protocol(_write_protocol(tmp_path, budgets={"paper": {}, "short": {}}), "paper")
+    with pytest.raises(ConfigError, match="unknown dataset 'nowhere'"):
+        load_protocol(_write_protocol(tmp_path, experiments__10k__train__dataset="nowhere"))
+    with pytest.raises(ConfigError, match="data.split"):
+        load_protocol(_write_protocol(tmp_path, data__split="by_week"))
+
+    # data-level checks run on a store (the synthetic 2-TRP 8x8 store) before any training
+    def prepared(**changes):
+        proto = load_protocol(
+            _write_protocol(tmp_path, data__selection={"trps": "0"}, **changes), "tiny"
+        )
+        e = next(iter(proto.experiments.values()))
+        return _Prepared(proto, e, {"paris": store_path})
+
+    p = prepared()
+    assert len(p.train[0][1]) == 48 and len(p.test["paris"][2]) == 64
+    with pytest.raises(DataError, match="group 'rain_5mmh' not in store"):
+        prepared(budgets__tiny__experiments__10k__test__paris__group="rain_5mmh")
+    with pytest.raises(DataError, match="too few samples.*needs 48 \\+ 400"):
+        prepared(budgets__tiny__experiments__10k__test__paris__n=400)
+    with pytest.raises(DataError, match="need 8 neighbours but the database has 6"):
+        prepared(budgets__tiny__experiments__10k__test__paris__db=6)
+    with pytest.raises(DataError, match="batch size 16 exceeds"):
+        prepared(budgets__tiny__experiments__10k__train__n=10)
+
+
+def test_snapshot_filter_and_ue_split(tmp_path):
+    path = make_store(tmp_path / "snap.zarr", n=240)
+    st0 = CSIStore(path, "dry", Selection(trps=(0,)))
+    with pytest.raises(DataError, match="no snapshot variable"):
+        snapshot_mask(st0, (0,))
+    # 4 snapshots of the same 60 UEs (snapshot-major, as simgen writes traffic stores)
+    ds = xr.open_zarr(str(path), group="dry", consolidated=False)
+    ue_pos = ds["ue_position"].values[:60]
+    snap = np.repeat(np.arange(4, dtype=np.int32), 60)
+    xr.Dataset(
+        {
+            "snapshot": (("sample",), snap),
+            "ue_position": (("sample", "xyz"), np.tile(ue_pos, (4, 1))),
+        }
+    ).to_zarr(str(path), group="dry", mode="a", consolidated=False, zarr_format=3)
+    st = CSIStore(path, "dry", Selection(trps=(0,)))
+    m = snapshot_mask(st, (1, 2))
+    assert m.sum() == 120 and set(snap[m]) == {1, 2} and not m[:60].any()
+    with pytest.raises(DataError, match="snapshot\\(s\\) 7 not in"):
+        snapshot_mask(st, (0, 7))
+    ue = ue_ids(st)
+    assert len(np.unique(ue)) == 60 and (ue[:60] == ue[60:120]).all()
+    # UE split: head/tail of one filter never share a UE, and two filters agree on the UE order
+    early = ordered_samples(snapshot_mask(st, (0, 1)), 3, "ue", ue)
+    late = ordered_samples(snapshot_mask(st, (2, 3)), 3, "ue", ue)
+    assert np.array_equal(ue[early], ue[late])
+    train, test = early[:80], late[-30:]
+    assert np.intersect1d(ue[train], ue[test]).size == 0
+    naive = ordered_samples(snapshot_mask(st, (0, 1)), 3, "sample")
+    assert np.intersect1d(ue[naive[:80]], ue[naive[-30:]]).size > 0  # what the UE split avoids
+    # sample split == loc.data.split_indices (the same split as `loc train`)
+    ref = split_indices(st.valid, 50, 40, seed=5)
+    order = ordered_samples(st.valid, 5, "sample")
+    assert np.array_equal(order[:50], ref.train) and np.array_equal(order[-40:], ref.test)
+
+
+def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
+    """Render street_canyon (256 UEs, CPU) via `loc suite`, train all six models on three
+    training sizes, then a second protocol reuses the cached store without rendering."""
+    cache, out = tmp_path / "cache", tmp_path / "single"
+    monkeypatch.chdir(tmp_path)  # relative scene paths must resolve from anywhere
+    r = runner.invoke(
+        app,
+        [
+            "suite",
+            "single_scenario",
+            "--budget",
+            "tiny",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--cache",
+            str(cache),
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    stores = list(cache.glob("street_canyon_ue256_*.zarr"))
+    assert len(stores) == 1
+    md = (out / "single_scenario.md").read_text()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert rows[0] == "| model | 10k | 20k | 40k |"
+    assert sorted(ln.split(" | ")[0][2:] for ln in rows[1:]) == sorted(PAPER_MODELS)
+    assert all(ln.count(" / ") == 6 for ln in rows[1:])  # mean / median / p90 in all 3 cells
+    res = json.loads((out / "single_scenario.json").read_text())
+    assert res["complete"] and res["budget"] == "tiny" and res["steps"] == 50
+    for label in ("10k", "20k", "40k"):
+        assert set(res["results"][label]) == PAPER_MODELS
+        for m in PAPER_MODELS:
+            o = res["results"][label][m]["overall"]
+            assert o["n"] == 64 and 0 <= o["median"] <= o["p90"] and math.isfinite(o["mean"])
+    nums = _finite_numbers(res["results"]) + _finite_numbers(res["training"])
+    assert nums and all(math.isfinite(x) for x in nums)
+    assert (out / "single_scenario_cdf.png").stat().st_size > 10_000
+    assert (out / "runs" / "40k" / "mateformer" / "checkpoint.pt").exists()
+
+    # second protocol on the same dataset: the cached store is reused, never re-rendered
+    import simgen.render
+
+    def no_render(*a, **k):
+        raise AssertionError("the cached store should have been reused")
+
+    monkeypatch.setattr(simgen.render, "Renderer", no_render)
+    shutil.copytree(EXPERIMENTS_DIR, tmp_path / "exp")  # protocol outside the package
+    proto = load_protocol(tmp_path / "exp" / "multi_cell.yaml", "tiny")
+    assert proto.datasets["paris"].scene == (REPO_ROOT / "scenes" / "street_canyon.yaml")
+    res = run_suite(proto, tmp_path / "multi", cache, device="cpu", models=["mateformer", "cnn"])
+    assert set(res["results"]) == {"seen_cell", "unseen_cell"}
+    assert res["datasets"]["paris"] == str(stores[0])
+    for col in res["results"].values():
+        assert set(col) == {"mateformer", "cnn"}
+        assert all(math.isfinite(x) for x in _finite_numbers(col))
+    md = (tmp_path / "multi" / "multi_cell.md").read_text()
+    assert "| mateformer |" in md and "| cnn |" in md and "| mfcnet |" not in md
