@@ -26,31 +26,20 @@ def bare_loop(renderer, positions: np.ndarray) -> float:
     import sionna.rt as rt
 
     from simgen.channel import subcarrier_offsets
+    from simgen.trace import solver_kwargs
 
     renderer.tracer.clear()  # only the bare loop's receivers may be in the scene
     scene, c = renderer.ctx.scene, renderer.plan.cfg
     freqs = subcarrier_offsets(c.ofdm.num_subcarriers, c.ofdm.spacing_hz).astype(np.float32)
     solver = rt.PathSolver(deterministic=True)
-    s = c.solver
+    kwargs = solver_kwargs(renderer.tracer.cfg)  # the very settings the render uses
     t0 = time.perf_counter()
     for a in range(0, len(positions), renderer.batch_ues):
         names = []
         for i, p in enumerate(positions[a : a + renderer.batch_ues]):
             names.append(f"bare{i}")
             scene.add(rt.Receiver(names[-1], position=mi.Point3f(*map(float, p))))
-        paths = solver(
-            scene,
-            max_depth=s.max_depth,
-            max_num_paths_per_src=s.max_num_paths_per_src,
-            samples_per_src=s.samples_per_src,
-            los=s.los,
-            specular_reflection=s.specular_reflection,
-            diffuse_reflection=s.diffuse_reflection,
-            refraction=s.refraction,
-            diffraction=s.diffraction,
-            edge_diffraction=s.edge_diffraction,
-            seed=s.seed,
-        )
+        paths = solver(scene, **kwargs)
         h = paths.cfr(frequencies=freqs, normalize_delays=False, out_type="numpy")
         np.asarray(h)
         for n in names:

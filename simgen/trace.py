@@ -67,24 +67,27 @@ class Tracer:
         """Trace all TRPs to UEs at ``positions`` (B, 3) metres moving at ``velocities``
         (B, 3) m/s (static if None)."""
         self._set_receivers(positions, velocities)
-        c = self.cfg
-        paths = self.solver(
-            self.scene,
-            max_depth=c.max_depth,
-            max_num_paths_per_src=c.max_num_paths_per_src,
-            samples_per_src=c.samples_per_src,
-            synthetic_array=True,
-            los=c.los,
-            specular_reflection=c.specular_reflection,
-            diffuse_reflection=c.diffuse_reflection,
-            refraction=c.refraction,
-            diffraction=c.diffraction,
-            edge_diffraction=c.edge_diffraction,
-            seed=c.seed,
-        )
+        paths = self.solver(self.scene, **solver_kwargs(self.cfg))
         self.calls += 1
         self.last_paths = paths  # the raw Sionna result of the latest call (tests, debugging)
         return _to_batch(paths, len(positions), len(self.scene.transmitters))
+
+
+def solver_kwargs(c: SolverConfig) -> dict:
+    """Keyword arguments of ``PathSolver.__call__`` for a solver config (one place)."""
+    return dict(
+        max_depth=c.max_depth,
+        max_num_paths_per_src=c.max_num_paths_per_src,
+        samples_per_src=c.samples_per_src,
+        synthetic_array=True,
+        los=c.los,
+        specular_reflection=c.specular_reflection,
+        diffuse_reflection=c.diffuse_reflection,
+        refraction=c.refraction,
+        diffraction=c.diffraction,
+        edge_diffraction=c.edge_diffraction,
+        seed=c.seed,
+    )
 
 
 def _np(x) -> np.ndarray:
