@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -368,14 +369,24 @@ class Renderer:
         return pb.a * f[:, :, None, None, :]
 
     def render(self, store: Store, progress: Progress | None = None) -> RenderResult:
+        """Render every pending shard. Writing shard i (compression, I/O) overlaps tracing shard
+        i + 1 in one background thread; at most one write is in flight, and a shard is marked
+        done only by its own completed write."""
         t0 = time.perf_counter()
         pending = store.pending()
         links = 0
-        for i in pending:
-            sl = store.layout.shards[i]
-            positions = self.sample_position[sl]
-            store.write_shard(i, self.shard_arrays(positions, self.trace_samples(sl, progress)))
-            links += len(positions) * len(self.ctx.trps)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simgen-write") as writer:
+            in_flight = None
+            for i in pending:
+                sl = store.layout.shards[i]
+                positions = self.sample_position[sl]
+                arrays = self.shard_arrays(positions, self.trace_samples(sl, progress))
+                if in_flight is not None:
+                    in_flight.result()  # re-raises a failed write
+                in_flight = writer.submit(store.write_shard, i, arrays)
+                links += len(positions) * len(self.ctx.trps)
+            if in_flight is not None:
+                in_flight.result()
         store.finalize()
         n_shards = len(store.layout.shards)
         return RenderResult(
