@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from loc.cli import app
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError, DataError
-from loc.models import MODELS
 from loc.suite import (
     EXPERIMENTS_DIR,
     REPO_ROOT,
@@ -27,8 +26,6 @@ from loc.suite import (
     snapshot_mask,
     ue_ids,
 )
-
-from .conftest import make_store
 
 runner = CliRunner()
 PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
@@ -133,15 +130,16 @@ def test_bad_protocols_are_one_line_typed_errors(tmp_path, store_path):
         prepared(budgets__tiny__experiments__10k__train__n=10)
 
 
-def test_snapshot_filter_and_ue_split(tmp_path):
-    path = make_store(tmp_path / "snap.zarr", n=240)
+def test_snapshot_filter_and_ue_split(tmp_path, store_path):
+    path = tmp_path / "snap.zarr"
+    shutil.copytree(store_path, path)  # 384 samples, no snapshot variable
     st0 = CSIStore(path, "dry", Selection(trps=(0,)))
     with pytest.raises(DataError, match="no snapshot variable"):
         snapshot_mask(st0, (0,))
-    # 4 snapshots of the same 60 UEs (snapshot-major, as simgen writes traffic stores)
+    # 4 snapshots of the same 96 UEs (snapshot-major, as simgen writes traffic stores)
     ds = xr.open_zarr(str(path), group="dry", consolidated=False)
-    ue_pos = ds["ue_position"].values[:60]
-    snap = np.repeat(np.arange(4, dtype=np.int32), 60)
+    ue_pos = ds["ue_position"].values[:96]
+    snap = np.repeat(np.arange(4, dtype=np.int32), 96)
     xr.Dataset(
         {
             "snapshot": (("sample",), snap),
@@ -150,19 +148,19 @@ def test_snapshot_filter_and_ue_split(tmp_path):
     ).to_zarr(str(path), group="dry", mode="a", consolidated=False, zarr_format=3)
     st = CSIStore(path, "dry", Selection(trps=(0,)))
     m = snapshot_mask(st, (1, 2))
-    assert m.sum() == 120 and set(snap[m]) == {1, 2} and not m[:60].any()
+    assert m.sum() == 192 and set(snap[m]) == {1, 2} and not m[:96].any()
     with pytest.raises(DataError, match="snapshot\\(s\\) 7 not in"):
         snapshot_mask(st, (0, 7))
     ue = ue_ids(st)
-    assert len(np.unique(ue)) == 60 and (ue[:60] == ue[60:120]).all()
+    assert len(np.unique(ue)) == 96 and (ue[:96] == ue[96:192]).all()
     # UE split: head/tail of one filter never share a UE, and two filters agree on the UE order
     early = ordered_samples(snapshot_mask(st, (0, 1)), 3, "ue", ue)
     late = ordered_samples(snapshot_mask(st, (2, 3)), 3, "ue", ue)
     assert np.array_equal(ue[early], ue[late])
-    train, test = early[:80], late[-30:]
+    train, test = early[:120], late[-60:]
     assert np.intersect1d(ue[train], ue[test]).size == 0
     naive = ordered_samples(snapshot_mask(st, (0, 1)), 3, "sample")
-    assert np.intersect1d(ue[naive[:80]], ue[naive[-30:]]).size > 0  # what the UE split avoids
+    assert np.intersect1d(ue[naive[:120]], ue[naive[-60:]]).size > 0  # what the UE split avoids
     # sample split == loc.data.split_indices (the same split as `loc train`)
     ref = split_indices(st.valid, 50, 40, seed=5)
     order = ordered_samples(st.valid, 5, "sample")
