@@ -90,7 +90,7 @@ def test_hda_weights_finite_and_loss_bounded_on_toy_problem():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         assert torch.isfinite(wts.s).all() and torch.isfinite(loss)
     s = wts.s.detach().clamp(-S_BOUND, S_BOUND)
     with torch.no_grad():
