@@ -295,15 +295,15 @@ def ground_level(ctx: SceneContext, xy: np.ndarray) -> tuple[np.ndarray, np.ndar
     n = len(xy)
     if ctx.bbox_min is None:
         return np.zeros(n), np.full(n, NO_HIT, np.uint8)
-    top = np.column_stack([xy, np.full(n, ctx.bbox_max[2] + 10.0)])
-    bottom = np.column_stack([xy, np.full(n, ctx.bbox_min[2] - 10.0)])
-    first = ctx.hits(top, bottom, max_hits=1)[:, 0]
-    # z of the first hit: one more downward ray test with distances
-    o = mi.Point3f(*(np.ascontiguousarray(top[:, i], np.float32) for i in range(3)))
-    d = mi.Vector3f(0.0, 0.0, -1.0)
-    si = ctx.scene.mi_scene.ray_intersect(mi.Ray3f(o, d))
-    t = np.asarray(si.t, dtype=np.float64)
-    z = np.where(np.isfinite(t), top[:, 2] - t, 0.0)
+    z_top = ctx.bbox_max[2] + 10.0
+    o = mi.Point3f(
+        *(np.ascontiguousarray(c, np.float32) for c in (xy[:, 0], xy[:, 1])),
+        np.full(n, z_top, np.float32),
+    )
+    si = ctx.scene.mi_scene.ray_intersect(mi.Ray3f(o, mi.Vector3f(0.0, 0.0, -1.0)))
+    hit = np.asarray(si.is_valid(), dtype=bool)
+    first = np.where(hit, np.asarray(dr.reinterpret_array(mi.UInt32, si.shape), np.int64), -1)
+    z = np.where(hit, z_top - np.asarray(si.t, dtype=np.float64), 0.0)
     return z, ctx.categories_of(first)
 
 
