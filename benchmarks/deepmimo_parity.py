@@ -119,12 +119,19 @@ def main() -> None:
     ap.add_argument("--ues", type=int, default=5000, help="UEs (links = 2 x UEs)")
     ap.add_argument("--subcarriers", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3, help="timing: best of N runs")
+    ap.add_argument(
+        "--threads", type=int, help="threads for our numpy code (default: channel.THREADS)"
+    )
     ap.add_argument("--csv", type=Path, help="write the per-link errors here")
     ap.add_argument("--store", type=Path, help="reuse a rendered store instead of rendering")
     args = ap.parse_args()
     ues = 48 if args.quick else args.ues
 
     select_backend("cpu")
+    from simgen import channel
+
+    if args.threads:
+        channel.THREADS = args.threads
     import deepmimo  # noqa: F401 - fail early when the optional extra is missing
 
     from simgen import deepmimo as sd
@@ -213,7 +220,7 @@ def main() -> None:
     print(f"\ntiming, same {links} links, best of {args.repeat} (CSI of shape {csi.shape})")
     print(f"  deepmimo compute_channels (CPU, numpy)  {t_dm:8.3f} s")
     print(
-        f"  simgen steering + cfr     (CPU, numpy)  {t_np:8.3f} s   "
+        f"  simgen steering + cfr     (CPU, numpy, {channel.THREADS} threads)  {t_np:8.3f} s   "
         f"speed-up x{t_dm / t_np:.1f}   (vs store CSI: {same:.1e})"
     )
     try:

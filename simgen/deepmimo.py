@@ -115,13 +115,20 @@ def steering_vector(
     arrival) alike. Dual polarisation repeats the response for the second polarisation
     (Sionna's pattern-major antenna order). NaN angles give 0.
     """
-    u = direction(zen, az)  # (..., 3)
-    rot = rotation_matrix(np.asarray(orientation, np.float64))  # (..., 3, 3)
-    # (R r_n) . u = r_n . (R^T u): rotate the direction into the array frame
-    local = np.einsum("...ji,...j->...i", rot, u)
-    phase = 2 * np.pi * (local @ element_positions(array).T)  # (..., rows*cols)
-    s = np.exp(1j * phase)
-    s = np.where(np.isfinite(phase), s, 0).astype(np.complex64)
+    # (R r_n) . u = r_n . (R^T u); r_n has no x component, so only the array-frame y and z of u
+    # (u dotted with columns 1 and 2 of R) are needed. float32 is enough: |phase| < 2 pi * size.
+    zen, az = np.asarray(zen, np.float32), np.asarray(az, np.float32)
+    sin_zen = np.sin(zen)
+    u = (sin_zen * np.cos(az), sin_zen * np.sin(az), np.cos(zen))
+    rot = rotation_matrix(np.asarray(orientation, np.float64)).astype(np.float32)
+    local_y = u[0] * rot[..., 0, 1] + u[1] * rot[..., 1, 1] + u[2] * rot[..., 2, 1]
+    local_z = u[0] * rot[..., 0, 2] + u[1] * rot[..., 1, 2] + u[2] * rot[..., 2, 2]
+    pos = (2 * np.pi * element_positions(array)).astype(np.float32)  # (n, 3)
+    phase = local_y[..., None] * pos[:, 1] + local_z[..., None] * pos[:, 2]  # (..., n)
+    s = np.empty(phase.shape, np.complex64)
+    np.cos(phase, out=s.real)
+    np.sin(phase, out=s.imag)
+    s[~np.isfinite(phase)] = 0
     if array.num_ant != array.rows * array.cols:
         s = np.concatenate([s] * (array.num_ant // (array.rows * array.cols)), axis=-1)
     return s
@@ -150,15 +157,24 @@ def path_gains(
 ) -> np.ndarray:
     """Per-antenna-pair gains (B, T, ue_ant, trp_ant, P) from single-element gains a (B, T, P).
 
-    trp_orientation (T, 3) radians; UEs are unrotated (as our renders place them)."""
-    s_t = steering_vector(trp_array, aod_zen, aod_az, np.asarray(trp_orientation)[:, None, :])
-    s_r = steering_vector(ue_array, aoa_zen, aoa_az)
-    a = np.where(np.isfinite(a), a, 0).astype(np.complex64)
-    return (
-        a[:, :, None, None, :]
-        * np.moveaxis(s_r, -1, 2)[:, :, :, None, :]
-        * np.moveaxis(s_t, -1, 2)[:, :, None, :, :]
-    )
+    trp_orientation (T, 3) radians; UEs are unrotated (as our renders place them). Large
+    batches are split over threads along B."""
+    rot = np.asarray(trp_orientation)[:, None, :]
+    out = np.empty(a.shape[:2] + (ue_array.num_ant, trp_array.num_ant, a.shape[-1]), np.complex64)
+
+    def work(rows: slice) -> None:
+        s_t = steering_vector(trp_array, aod_zen[rows], aod_az[rows], rot)
+        s_r = steering_vector(ue_array, aoa_zen[rows], aoa_az[rows])
+        ar = a[rows]
+        ar = np.where(np.isfinite(ar), ar, 0).astype(np.complex64)
+        np.multiply(
+            (ar[:, :, None, :] * np.moveaxis(s_r, -1, 2))[:, :, :, None, :],
+            np.moveaxis(s_t, -1, 2)[:, :, None, :, :],
+            out=out[rows],
+        )
+
+    channel.by_rows(work, a.shape[0])
+    return out
 
 
 # --------------------------------------------------------------------------- codes
