@@ -70,7 +70,10 @@ def train(
         ["dry"], "--group", "-g", help="condition group(s); several = multi-scenario training"
     ),
     model: str = typer.Option(
-        "mateformer", help="mateformer | cnn | ad_cnn | mfcnet | iclloc_gen | iclloc_disc"
+        "mateformer",
+        help="mateformer | iclloc_gen | iclloc_disc | cnn | ad_cnn | mfcnet | vinloc | "
+        "vinloc_nopos | resnet_fp | dcnn | metaloc (DANN/MDA/HDA, MAML and the model-based "
+        "baselines run in `loc suite` protocols: semantic_da, metaloc, vinloc)",
     ),
     model_kwargs: str = typer.Option("{}", help="JSON model options, e.g. '{\"depth\": 4}'"),
     n_train: int = typer.Option(40_000, help="training samples per group (also the database)"),

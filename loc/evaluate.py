@@ -39,12 +39,12 @@ def localization_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 def error_metrics(errors: np.ndarray) -> dict[str, float]:
-    """n, mean, median, p10, p90, p95, max of an error array (metres)."""
+    """n, mean, RMSE, median, p10, p90, p95, max of an error array (metres)."""
     e = np.sort(np.asarray(errors, np.float64))
     n = len(e)
     if n == 0:
         return {"n": 0}
-    out: dict[str, float] = {"n": n, "mean": float(e.mean())}
+    out: dict[str, float] = {"n": n, "mean": float(e.mean()), "rmse": float(np.sqrt((e**2).mean()))}
     for name, r in QUANTILES.items():
         out[name] = float(e[min(int(r * n), n - 1)])
     out["max"] = float(e[-1])
@@ -149,15 +149,27 @@ def evaluate(
         coarse_xy=coarse,
         **kw,
     )
+    return summarize(
+        getattr(model, "name", type(model).__name__),
+        store,
+        test,
+        pred,
+        mode=mode if model.kind == "set" else "direct",
+        coarse_error_l_m=coarse_error if mode == "neighbour" and model.kind == "set" else None,
+        n_neighbours=k if model.kind == "set" else None,
+        n_database=None if database is None else int(len(database)),
+    )
+
+
+def summarize(name: str, store: CSIStore, test: np.ndarray, pred: np.ndarray, **fields):
+    """Report dict (overall and per link state metrics, ``fields`` merged in) and errors (M,)
+    metres of location estimates ``pred`` (M, 2) m for the samples ``test`` of ``store``."""
     errors = localization_errors(pred, store.xy[test])
     states = link_states(store, test)
     report = {
-        "model": getattr(model, "name", type(model).__name__),
+        "model": name,
         "store": store.describe(),
-        "mode": mode if model.kind == "set" else "direct",
-        "coarse_error_l_m": coarse_error if mode == "neighbour" and model.kind == "set" else None,
-        "n_neighbours": k if model.kind == "set" else None,
-        "n_database": None if database is None else int(len(database)),
+        **fields,
         "overall": error_metrics(errors),
         "by_link_state": {
             s.name: error_metrics(errors[states == s]) for s in LinkState if (states == s).any()

@@ -61,6 +61,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,9 @@ DATA_DEFAULTS = {
     "lr": None,
     "split": "sample",
     "split_seed": 1,
+    "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
+    "adapt_steps": 20,  # MetaLoc: SGD steps of fast adaptation
+    "adapt_lr": 0.01,  # MetaLoc: step size alpha of fast adaptation
 }
 SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db"}
 
@@ -253,7 +257,7 @@ def _scenario(d, where: str, datasets: dict, default_db: int | None = None) -> S
 def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     """Read, merge the budget's overrides into, and validate a protocol. ConfigError on any
     inconsistency (one line, naming the key)."""
-    from loc.models import MODELS
+    from loc.runners import known_models
 
     path = find_protocol(name)
     try:
@@ -283,12 +287,10 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{path.name}: models must be a non-empty list")
     for m in models:
-        if m not in MODELS:
+        if m not in known_models():
             raise ConfigError(
-                f"unknown model {m!r} in {path.name} (choose from {', '.join(MODELS)})"
+                f"unknown model {m!r} in {path.name} (choose from {', '.join(known_models())})"
             )
-        if getattr(MODELS[m][0], "trainer", None) is not None:
-            raise ConfigError(f"model {m!r} has its own training loop and cannot run in a suite")
     if len(set(models)) != len(models):
         raise ConfigError(f"{path.name}: a model is listed twice")
     mkw = cfg.get("model_kwargs") or {}
@@ -319,6 +321,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if data["split"] not in ("sample", "ue"):
         raise ConfigError(f"data.split must be sample | ue, got {data['split']!r}")
     _count(data["k"], "data.k")
+    shots = data["k_shots"]
+    if not isinstance(shots, list) or not shots:
+        raise ConfigError("data.k_shots must be a non-empty list of sample counts")
+    data["k_shots"] = [_count(v, "data.k_shots[]") for v in shots]
+    _count(data["adapt_steps"], "data.adapt_steps", 0)
     sel = data["selection"]
     if set(sel) - set(DATA_DEFAULTS["selection"]):
         raise ConfigError(f"data.selection: unknown key(s) in {sorted(sel)}")
@@ -594,7 +601,8 @@ def run_suite(
 ) -> dict:
     """Render/reuse datasets, train and evaluate every model of every experiment, and write
     ``<name>.md``, ``<name>_cdf.png`` and ``<name>.json`` to ``out_dir``. Returns the JSON dict."""
-    from loc.evaluate import evaluate
+    from loc.evaluate import evaluate, summarize
+    from loc.runners import RUNNERS, family
     from loc.train import TrainConfig, TrainSet, resolve_device, train
 
     say = on_progress or log.info
@@ -644,8 +652,9 @@ def run_suite(
         result["training"][ename] = {}
         for m in models:
             run_dir = out / "runs" / ename / m
+            fam = family(m)
             cfg = TrainConfig(
-                model=m,
+                model="metaloc" if fam != "train" else m,  # only the signature for the others
                 model_kwargs=proto.model_kwargs.get(m, {}),
                 steps=proto.steps,
                 batch_size=proto.batch_size,
@@ -656,43 +665,51 @@ def run_suite(
                 log_every=max(1, min(1000, proto.steps // 10)),
                 ckpt_every=min(5000, proto.steps),
             )
-            sig = _run_signature(cfg, prep, tf)
+            sig = {"family": fam, "name": m, "data": data, **_run_signature(cfg, prep, tf)}
+            sig = json.loads(json.dumps(sig, default=str))
             sig_path = run_dir / "suite_run.json"
             same = sig_path.exists() and json.loads(sig_path.read_text()) == sig
-            if not (resume and same) and (run_dir / "checkpoint.pt").exists():
-                (run_dir / "checkpoint.pt").unlink()
+            if not (resume and same) and run_dir.exists():
+                shutil.rmtree(run_dir)  # stale checkpoints of another configuration
             run_dir.mkdir(parents=True, exist_ok=True)
             sig_path.write_text(json.dumps(sig, indent=1))
             sets = [
                 TrainSet(st, tr, meta={"suite": proto.name, "experiment": ename})
                 for st, tr in prep.train
             ]
-            say(f"{proto.name}: {ename}: training {m} ({proto.steps} steps) on {dev}")
+            say(f"{proto.name}: {ename}: fitting {m} ({fam}, {proto.steps} steps) on {dev}")
             t0 = time.perf_counter()
-            res = train(cfg, sets, out_dir=run_dir, resume=True)
-            secs = time.perf_counter() - t0
-            hist = res.history
-            result["training"][ename][m] = {
-                "seconds": secs,
-                "final_loss": hist[-1]["loss"] if hist else None,
-                "samples_per_s": hist[-1]["samples_per_s"] if hist else None,
-                "peak_memory_bytes": res.peak_memory_bytes,
-                "checkpoint": str(res.checkpoint),
-            }
+            if fam == "train":
+                res = train(cfg, sets, out_dir=run_dir, resume=True)
+                fitted = None
+                hist = res.history
+                training = {
+                    "final_loss": hist[-1]["loss"] if hist else None,
+                    "samples_per_s": hist[-1]["samples_per_s"] if hist else None,
+                    "peak_memory_bytes": res.peak_memory_bytes,
+                    "checkpoint": str(res.checkpoint),
+                }
+            else:
+                fitted = RUNNERS[fam](m, proto, sets, prep.test, dev, run_dir)
+                training = dict(fitted.training)
+            result["training"][ename][m] = {"seconds": time.perf_counter() - t0, **training}
             for tname, (st, db, te) in prep.test.items():
-                report, err = evaluate(
-                    res.model,
-                    st,
-                    te,
-                    db,
-                    k=data["k"],
-                    coarse_error=data["coarse_error"],
-                    device=dev,
-                )
+                if fitted is None:
+                    report, err = evaluate(
+                        res.model,
+                        st,
+                        te,
+                        db,
+                        k=data["k"],
+                        coarse_error=data["coarse_error"],
+                        device=dev,
+                    )
+                else:
+                    report, err = summarize(m, st, te, fitted.predictions[tname])
+                    report.update(fitted.extra.get(tname, {}))
                 label = labels[(ename, tname)]
                 result["results"][label][m] = {
-                    "overall": report["overall"],
-                    "by_link_state": report["by_link_state"],
+                    k: v for k, v in report.items() if k not in ("model", "store")
                 }
                 errors[label][m] = err
                 o = report["overall"]
@@ -732,6 +749,7 @@ def markdown_table(result: dict, models: list[str]) -> str:
     for m in models:
         cells = [_cell(result["results"][c["label"]].get(m)) for c in cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _extra_tables(result, models)
     lines.append("")
     for c in cols:
         lines.append(
@@ -739,6 +757,59 @@ def markdown_table(result: dict, models: list[str]) -> str:
             f"n={c['n_test']}, database {c['n_database']}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _extra_tables(result: dict, models: list[str]) -> list[str]:
+    """RMSE and link-state (PCP) accuracy of DA models; error vs K of MetaLoc models."""
+    cols, res = result["columns"], result["results"]
+    lines = []
+    if any("pcp_accuracy" in (res[c["label"]].get(m) or {}) for c in cols for m in models):
+        da = models
+        lines += [
+            "",
+            "Domain adaptation: RMSE (m) / link-state (PCP) accuracy (%).",
+            "",
+            "| model | " + " | ".join(c["label"] for c in cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
+        for m in da:
+            cells = []
+            for c in cols:
+                r = res[c["label"]].get(m)
+                acc = (r or {}).get("pcp_accuracy")
+                cells.append(
+                    "–"
+                    if not r
+                    else f"{r['overall']['rmse']:.2f} / "
+                    + ("–" if acc is None else f"{100 * acc:.1f}")
+                )
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    meta = [
+        m for m in models if any("adaptation_curve" in (res[c["label"]].get(m) or {}) for c in cols)
+    ]
+    if meta:
+        heads = [
+            (c["label"], k)
+            for c in cols
+            for k in next(
+                (res[c["label"]][m]["adaptation_curve"] for m in meta if m in res[c["label"]]),
+                {},
+            )
+        ]
+        lines += [
+            "",
+            "Fast adaptation: mean error (m) vs K labelled target samples.",
+            "",
+            "| model | " + " | ".join(f"{lab} K={k}" for lab, k in heads) + " |",
+            "|---|" + "---|" * len(heads),
+        ]
+        for m in meta:
+            cells = []
+            for lab, k in heads:
+                curve = (res[lab].get(m) or {}).get("adaptation_curve", {})
+                cells.append(f"{curve[k]['mean']:.2f}" if k in curve else "–")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_suite_cdf(errors: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> Path:

@@ -218,7 +218,10 @@ def train(
     """
     trainer = getattr(MODELS[cfg.model][0], "trainer", None)
     if trainer is not None:  # domain adaptation models need source + target data
-        raise ConfigError(f"model {cfg.model!r} has its own training loop: use {trainer}")
+        raise ConfigError(
+            f"model {cfg.model!r} adapts to an unlabelled target domain: run it in a protocol "
+            "(loc suite semantic_da) or from Python with loc.models.da.train_da"
+        )
     if not sets:
         raise ConfigError("no training data given")
     shape = sets[0].store.shape

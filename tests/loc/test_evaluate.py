@@ -25,7 +25,8 @@ from loc.train import TrainConfig, TrainSet, train
 def test_error_metrics_hand_computed():
     e = np.arange(20, 0, -1, dtype=float)  # 20..1, unsorted on purpose
     m = error_metrics(e)
-    # sorted = 1..20; convention sorted[int(r * N)]
+    # sorted = 1..20; convention sorted[int(r * N)]; RMSE = sqrt(sum k^2 / 20) = sqrt(143.5)
+    assert m.pop("rmse") == pytest.approx(np.sqrt(143.5))
     assert m == {
         "n": 20,
         "mean": 10.5,

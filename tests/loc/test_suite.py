@@ -28,7 +28,8 @@ from loc.suite import (
 )
 
 runner = CliRunner()
-PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
+PAPER_PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
+FAMILY_PROTOCOLS = ["metaloc", "semantic_da", "vinloc"]  # issue 7: own runners (loc.runners)
 PAPER_MODELS = {"mateformer", "iclloc_gen", "iclloc_disc", "cnn", "ad_cnn", "mfcnet"}
 
 
@@ -44,8 +45,13 @@ def _finite_numbers(obj) -> list[float]:
 
 
 def test_shipped_protocols_and_budgets():
-    assert sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")) == PROTOCOLS
-    for name in PROTOCOLS:
+    assert sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")) == sorted(
+        PAPER_PROTOCOLS + FAMILY_PROTOCOLS
+    )
+    for name in FAMILY_PROTOCOLS:
+        paper, tiny = load_protocol(name, "paper"), load_protocol(name, "tiny")
+        assert tiny.models == paper.models and tiny.steps <= 100 < paper.steps
+    for name in PAPER_PROTOCOLS:
         paper = load_protocol(name, "paper")
         assert (paper.steps, paper.batch_size) == (300_000, 500)
         assert set(paper.models) == PAPER_MODELS
@@ -226,3 +232,38 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
         assert all(math.isfinite(x) for x in _finite_numbers(col))
     md = (tmp_path / "multi" / "multi_cell.md").read_text()
     assert "| mateformer |" in md and "| cnn |" in md and "| mfcnet |" not in md
+
+
+def test_suite_model_families_tiny(tmp_path):
+    """DA (one model per target column, unlabelled target), MetaLoc (adaptation on the same K
+    samples for every init) and the model-based baselines run through the suite on rendered
+    street-canyon stores, with their extra numbers in the JSON and tables."""
+    cache = tmp_path / "cache"
+    da = run_suite(load_protocol("semantic_da", "tiny"), tmp_path / "da", cache, device="cpu")
+    for col in ("target", "source"):
+        r = da["results"][col]
+        assert set(r) == {"dcnn", "dann", "mda", "hda"}
+        for m in ("mda", "hda"):
+            assert 0 <= r[m]["pcp_accuracy"] <= 1
+        assert "pcp_accuracy" not in r["dcnn"]
+    # one checkpoint per target domain, trained with that column's database as the target
+    assert (tmp_path / "da" / "runs" / "source_0_4" / "hda" / "target" / "checkpoint.pt").exists()
+    md = (tmp_path / "da" / "semantic_da.md").read_text()
+    assert "link-state (PCP) accuracy" in md and "| hda |" in md
+
+    meta = run_suite(load_protocol("metaloc", "tiny"), tmp_path / "meta", cache, device="cpu")
+    res = meta["results"]["unseen_cell"]
+    assert set(res) == {"maml", "maml_ts", "maml_dg", "metaloc_tl", "metaloc_ri"}
+    for r in res.values():
+        assert sorted(r["adaptation_curve"]) == [4, 16] and r["k_shot"] == 16
+        assert r["adaptation_curve"][16]["mean"] == pytest.approx(r["overall"]["mean"])
+    assert "K labelled target samples" in (tmp_path / "meta" / "metaloc.md").read_text()
+
+    vin = run_suite(load_protocol("vinloc", "tiny"), tmp_path / "vin", cache, device="cpu")
+    res = vin["results"]["all_trps"]
+    assert set(res) == {"vinloc", "vinloc_nopos", "resnet_fp", "knn_fp", "multilat"}
+    for r in res.values():
+        assert r["overall"]["n"] == 64 and math.isfinite(r["overall"]["rmse"])
+    # synchronized ToA from 3 TRPs in a street canyon: most UEs within a metre
+    assert res["multilat"]["overall"]["median"] < 2.0
+    assert res["knn_fp"]["overall"]["median"] < res["knn_fp"]["overall"]["p90"]

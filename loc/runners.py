@@ -1,0 +1,200 @@
+"""How ``loc suite`` fits and evaluates the model families that the shared training loop
+(``loc.train.train``) does not cover, on one experiment's scenarios.
+
+Every runner gets the same inputs as the shared loop: the experiment's training scenarios
+(``TrainSet`` list: store + training indices) and, per test column, the test scenario's store,
+its *database* indices (the head of that scenario's sample order) and its *test* indices (the
+tail, disjoint). Each returns, per test column, the location estimates (M, 2) m of the test
+samples plus extra numbers for the JSON.
+
+- ``"da"`` (DANN, MDA, HDA): one model per test column, trained by ``loc.models.da.train_da``
+  on the labelled first training scenario (source) and the test scenario's database samples as
+  the *unlabelled* target (their labels are never read). Extra: link-state (PCP) accuracy.
+- ``"meta"`` (MAML, MAML-TS, MAML-DG and the TL / RI baselines of the MetaLoc paper): the
+  training scenarios are the environments; per test column the initialisation is adapted on K
+  labelled samples of the test scenario's database, for every K in ``data.k_shots`` (the same
+  K samples for every model); the table shows the largest K, the JSON the whole curve.
+  TL = MetaLoc's MLP trained on the pooled environments; RI = the MLP from a random init.
+- ``"model_based"``: ToA multilateration over the selected TRPs (``multilat``) and kNN
+  fingerprinting with the database as reference (``knn_fp``). Nothing is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+
+from loc.errors import ConfigError, DataError
+
+log = logging.getLogger("loc.suite")
+
+META = {
+    "maml": "maml",
+    "maml_ts": "maml_ts",
+    "maml_dg": "maml_dg",
+    "metaloc_tl": None,
+    "metaloc_ri": None,
+}  # suite name -> MAML paradigm (None: a baseline init)
+MODEL_BASED = ("multilat", "knn_fp")
+SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.models.MODELS
+KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
+
+
+def family(name: str) -> str:
+    """ "train" (shared loop), "da", "meta" or "model_based" for a suite model name."""
+    from loc.models import MODELS
+
+    if name in META:
+        return "meta"
+    if name in MODEL_BASED:
+        return "model_based"
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}")
+    return "da" if getattr(MODELS[name][0], "trainer", None) else "train"
+
+
+def known_models() -> list[str]:
+    from loc.models import MODELS
+
+    return [*MODELS, *SUITE_ONLY]
+
+
+@dataclasses.dataclass
+class Fitted:
+    """Per test column: estimates (M, 2) m and extra numbers; plus training numbers."""
+
+    predictions: dict[str, np.ndarray]
+    extra: dict[str, dict]
+    training: dict
+
+
+# ----------------------------------------------------------------------------- DA
+
+
+def run_da(name, proto, train_sets, tests, device, run_dir) -> Fitted:
+    from loc.evaluate import predict
+    from loc.models.da import DAConfig, evaluate_da, train_da
+    from loc.train import TrainSet, load_checkpoint
+
+    if len(train_sets) != 1:
+        raise ConfigError(f"{name}: domain adaptation needs exactly one (source) training scenario")
+    source = train_sets[0]
+    preds, extra, training = {}, {}, {}
+    for tname, (st, db, te) in tests.items():
+        cfg = DAConfig(
+            model=name,
+            model_kwargs=proto.model_kwargs.get(name, {}),
+            steps=proto.steps,
+            batch_size=min(proto.batch_size, len(db)),
+            lr=proto.data["lr"] or DAConfig.lr,
+            seed=proto.seed,
+            device=str(device),
+            log_every=max(1, min(1000, proto.steps // 10)),
+        )
+        out = run_dir / tname
+        ckpt = out / "checkpoint.pt"
+        if ckpt.exists():
+            model, _ = load_checkpoint(ckpt, device)
+        else:
+            target = TrainSet(st, db, meta={"role": "unlabelled target"})
+            model = train_da(cfg, source, target, out_dir=out).model
+        preds[tname] = predict(model, st, te, device=device)
+        extra[tname] = {
+            "pcp_accuracy": evaluate_da(model, st, te, device=device).get("pcp_accuracy")
+        }
+        training[tname] = {"checkpoint": str(ckpt), "target_samples": int(len(db))}
+    return Fitted(preds, extra, training)
+
+
+# ----------------------------------------------------------------------------- meta
+
+
+def run_meta(name, proto, train_sets, tests, device, run_dir) -> Fitted:
+    from loc.data import FeatureBank
+    from loc.models.metaloc import MetaConfig, MetaLocNet, adapt, meta_train, select_init
+    from loc.train import TrainConfig, train
+
+    data = proto.data
+    kw = dict(proto.model_kwargs.get(name, {}))
+    meta_kw = kw.pop("meta", {})
+    paradigm = META[name]
+    if paradigm is not None:
+        cfg = MetaConfig(
+            paradigm=paradigm,
+            model_kwargs=kw,
+            meta_steps=proto.steps,
+            seed=proto.seed,
+            device=str(device),
+            log_every=max(1, min(1000, proto.steps // 10)),
+            **meta_kw,
+        )
+        init = meta_train(cfg, train_sets)
+    elif name == "metaloc_tl":
+        cfg = TrainConfig(
+            model="metaloc",
+            model_kwargs=kw,
+            steps=proto.steps,
+            batch_size=proto.batch_size,
+            lr=data["lr"],
+            seed=proto.seed,
+            device=str(device),
+            log_every=max(1, min(1000, proto.steps // 10)),
+            ckpt_every=proto.steps,
+        )
+        init = train(cfg, train_sets, out_dir=run_dir, resume=True).model
+    else:  # metaloc_ri: a fresh network, targets normalised on the pooled environments
+        torch.manual_seed(proto.seed)
+        init = MetaLocNet(train_sets[0].store.shape, **kw)
+        init.fit_targets(np.concatenate([s.store.xy[s.train] for s in train_sets]))
+    ks = sorted(data["k_shots"])
+    preds, extra = {}, {}
+    for tname, (st, db, te) in tests.items():
+        if ks[-1] > len(db):
+            raise DataError(f"{tname}: K = {ks[-1]} exceeds the {len(db)} database samples")
+        bank = FeatureBank(st, device)
+        curve = {}
+        for k in ks:  # the same K samples for every model: seeded by (split seed, K)
+            sup = np.random.default_rng([data["split_seed"], k]).choice(db, k, replace=False)
+            h, xy = bank(sup), bank.xy(sup)
+            base = init
+            if hasattr(init, "models"):  # MetaResult: MAML-TS picks its env by MMD
+                base = init.models[select_init(init, h)]
+            m = adapt(base.to(device), h, xy, data["adapt_steps"], data["adapt_lr"])
+            with torch.no_grad():
+                p = np.concatenate(
+                    [m(bank(te[a : a + 1024])).cpu().numpy() for a in range(0, len(te), 1024)]
+                )
+            e = np.linalg.norm(p - st.xy[te], axis=1)
+            curve[k] = {"mean": float(e.mean()), "median": float(np.median(e))}
+        preds[tname] = p  # the largest K
+        extra[tname] = {"k_shot": ks[-1], "adaptation_curve": curve}
+    return Fitted(preds, extra, {"paradigm": paradigm or name})
+
+
+# ----------------------------------------------------------------------------- model-based
+
+
+def run_model_based(name, proto, train_sets, tests, device, run_dir) -> Fitted:
+    from loc.models.multilateration import knn_localize, toa_multilateration
+
+    preds, extra = {}, {}
+    for tname, (st, db, te) in tests.items():
+        if name == "knn_fp":
+            preds[tname] = knn_localize(st, db, te, k=min(KNN_K, len(db)))
+            extra[tname] = {"k": min(KNN_K, len(db)), "reference_samples": int(len(db))}
+            continue
+        if len(st.selection.trps) < 3:
+            raise ConfigError(f"multilat needs >= 3 TRPs, the selection has {st.selection.trps}")
+        res = toa_multilateration(st, te)
+        p = res.xyz[:, :2].copy()
+        failed = ~np.isfinite(p).all(axis=1)  # no usable ToA at all: the database centroid
+        p[failed] = st.xy[db].mean(axis=0)
+        preds[tname] = p
+        extra[tname] = {"no_toa": int(failed.sum()), "fallback": "database centroid"}
+    return Fitted(preds, extra, {})
+
+
+RUNNERS = {"da": run_da, "meta": run_meta, "model_based": run_model_based}
