@@ -262,7 +262,11 @@ def suite(
     protocol: str = typer.Argument(
         ..., help="protocol name (loc/experiments/NAME.yaml) or a protocol YAML path"
     ),
-    budget: str = typer.Option("short", help="paper (300k steps, batch 500) | short | tiny"),
+    budget: str = typer.Option(
+        "short",
+        help="paper (300k steps, batch 500) | short | tiny, or another budget the protocol "
+        "defines (vinloc and semantic_da: cpu)",
+    ),
     device: str = typer.Option("auto", help="cpu | cuda | auto (training and rendering)"),
     out: Path | None = typer.Option(
         None, help="output directory (default: runs/suite/<protocol>_<budget>)"
