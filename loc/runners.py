@@ -43,10 +43,33 @@ SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.mode
 KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
 
 
+def base_model(name: str) -> str:
+    """A suite model name may carry a variant tag, ``name@tag`` (own row, own
+    ``model_kwargs`` entry, e.g. ``vinloc@subsets: {train_subset: 4}``); this strips it."""
+    return name.split("@", 1)[0]
+
+
+def trp_subset_mask(store, idx: np.ndarray, s: int, seed: int) -> np.ndarray:
+    """(M, T) bool: a seeded random subset of ``s`` TRPs among each sample's present ones
+    (links with a path), the variable-TRP test condition."""
+    from loc.models.vinloc import random_subset
+    from simgen.schema import LinkState
+
+    ls = store.link_state[np.asarray(idx)]
+    present = torch.as_tensor((ls >= 0) & (ls != LinkState.NO_PATH))
+    return random_subset(present, s, np.random.default_rng([seed, s])).numpy()
+
+
+def _no_masks(name: str, masks: dict | None) -> None:
+    if masks and any(v is not None for v in masks.values()):
+        raise ConfigError(f"{name}: trp_subset test columns need a TRP-token or model-based model")
+
+
 def family(name: str) -> str:
     """ "train" (shared loop), "da", "meta" or "model_based" for a suite model name."""
     from loc.models import MODELS
 
+    name = base_model(name)
     if name in META:
         return "meta"
     if name in MODEL_BASED:
@@ -74,18 +97,19 @@ class Fitted:
 # ----------------------------------------------------------------------------- DA
 
 
-def run_da(name, proto, train_sets, tests, device, run_dir) -> Fitted:
+def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.evaluate import predict
     from loc.models.da import DAConfig, evaluate_da, train_da
     from loc.train import TrainSet, load_checkpoint
 
+    _no_masks(name, masks)
     if len(train_sets) != 1:
         raise ConfigError(f"{name}: domain adaptation needs exactly one (source) training scenario")
     source = train_sets[0]
     preds, extra, training = {}, {}, {}
     for tname, (st, db, te) in tests.items():
         cfg = DAConfig(
-            model=name,
+            model=base_model(name),
             model_kwargs=proto.model_kwargs.get(name, {}),
             steps=proto.steps,
             batch_size=min(proto.batch_size, len(db)),
@@ -112,7 +136,7 @@ def run_da(name, proto, train_sets, tests, device, run_dir) -> Fitted:
 # ----------------------------------------------------------------------------- meta
 
 
-def run_meta(name, proto, train_sets, tests, device, run_dir) -> Fitted:
+def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.data import FeatureBank
     from loc.models.metaloc import MetaConfig, MetaLocNet, adapt, meta_train, select_init
     from loc.train import TrainConfig, train
@@ -120,7 +144,8 @@ def run_meta(name, proto, train_sets, tests, device, run_dir) -> Fitted:
     data = proto.data
     kw = dict(proto.model_kwargs.get(name, {}))
     meta_kw = kw.pop("meta", {})
-    paradigm = META[name]
+    _no_masks(name, masks)
+    paradigm = META[base_model(name)]
     if paradigm is not None:
         cfg = MetaConfig(
             paradigm=paradigm,
@@ -132,7 +157,7 @@ def run_meta(name, proto, train_sets, tests, device, run_dir) -> Fitted:
             **meta_kw,
         )
         init = meta_train(cfg, train_sets)
-    elif name == "metaloc_tl":
+    elif base_model(name) == "metaloc_tl":
         cfg = TrainConfig(
             model="metaloc",
             model_kwargs=kw,
@@ -177,18 +202,25 @@ def run_meta(name, proto, train_sets, tests, device, run_dir) -> Fitted:
 # ----------------------------------------------------------------------------- model-based
 
 
-def run_model_based(name, proto, train_sets, tests, device, run_dir) -> Fitted:
-    from loc.models.multilateration import knn_localize, toa_multilateration
+def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
+    from loc.models.multilateration import KNNFingerprint, fingerprints, toa_multilateration
 
     preds, extra = {}, {}
     for tname, (st, db, te) in tests.items():
-        if name == "knn_fp":
-            preds[tname] = knn_localize(st, db, te, k=min(KNN_K, len(db)))
-            extra[tname] = {"k": min(KNN_K, len(db)), "reference_samples": int(len(db))}
+        mask = (masks or {}).get(tname)
+        if base_model(name) == "knn_fp":
+            k = min(KNN_K, len(db))
+            query = st.read(te)
+            if mask is not None:  # absent TRPs give no signal: zero features (trp-major G)
+                g = query.shape[1] // mask.shape[1]
+                query = query * np.repeat(mask, g, axis=1)[:, :, None, None, None]
+            knn = KNNFingerprint(k).fit(fingerprints(st.read(db)), st.xy[db])
+            preds[tname] = knn.predict(fingerprints(query))
+            extra[tname] = {"k": k, "reference_samples": int(len(db))}
             continue
         if len(st.selection.trps) < 3:
             raise ConfigError(f"multilat needs >= 3 TRPs, the selection has {st.selection.trps}")
-        res = toa_multilateration(st, te)
+        res = toa_multilateration(st, te, present=mask)
         p = res.xyz[:, :2].copy()
         failed = ~np.isfinite(p).all(axis=1)  # no usable ToA at all: the database centroid
         p[failed] = st.xy[db].mean(axis=0)

@@ -102,7 +102,7 @@ DATA_DEFAULTS = {
     "adapt_steps": 20,  # MetaLoc: SGD steps of fast adaptation
     "adapt_lr": 0.01,  # MetaLoc: step size alpha of fast adaptation
 }
-SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db"}
+SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db", "trp_subset"}
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -127,6 +127,7 @@ class Scenario:
     trps: tuple[int, ...] | None = None
     snapshots: tuple[int, ...] | None = None
     db: int | None = None
+    trp_subset: int | None = None  # test only: a seeded random subset of S present TRPs/sample
 
     @property
     def key(self) -> tuple:
@@ -139,6 +140,8 @@ class Scenario:
             s += f" TRP {','.join(map(str, self.trps))}"
         if self.snapshots is not None:
             s += f" snapshots {_ranges(self.snapshots)}"
+        if self.trp_subset is not None:
+            s += f", {self.trp_subset} random TRPs per sample"
         return s
 
 
@@ -251,13 +254,14 @@ def _scenario(d, where: str, datasets: dict, default_db: int | None = None) -> S
         trps=_index_tuple(d.get("trps"), f"{where}.trps"),
         snapshots=_index_tuple(d.get("snapshots"), f"{where}.snapshots"),
         db=None if db is None else _count(db, f"{where}.db"),
+        trp_subset=None if d.get("trp_subset") is None else _count(d["trp_subset"], where),
     )
 
 
 def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     """Read, merge the budget's overrides into, and validate a protocol. ConfigError on any
     inconsistency (one line, naming the key)."""
-    from loc.runners import known_models
+    from loc.runners import base_model, known_models
 
     path = find_protocol(name)
     try:
@@ -287,7 +291,7 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{path.name}: models must be a non-empty list")
     for m in models:
-        if m not in known_models():
+        if base_model(m) not in known_models():
             raise ConfigError(
                 f"unknown model {m!r} in {path.name} (choose from {', '.join(known_models())})"
             )
@@ -341,6 +345,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
         if not tr:
             raise ConfigError(f"{where}.train: empty")
         train = tuple(_scenario(t, f"{where}.train[{i}]", datasets) for i, t in enumerate(tr))
+        if any(t.trp_subset is not None for t in train):
+            raise ConfigError(
+                f"{where}.train: trp_subset is a test condition (use the model's "
+                "train_subset option for training)"
+            )
         if not isinstance(e["test"], dict) or not e["test"]:
             raise ConfigError(f"{where}.test: expected a non-empty mapping name -> scenario")
         test = {
@@ -602,7 +611,8 @@ def run_suite(
     """Render/reuse datasets, train and evaluate every model of every experiment, and write
     ``<name>.md``, ``<name>_cdf.png`` and ``<name>.json`` to ``out_dir``. Returns the JSON dict."""
     from loc.evaluate import evaluate, summarize
-    from loc.runners import RUNNERS, family
+    from loc.models.vinloc import predict_subsets
+    from loc.runners import RUNNERS, base_model, family, trp_subset_mask
     from loc.train import TrainConfig, TrainSet, resolve_device, train
 
     say = on_progress or log.info
@@ -649,12 +659,18 @@ def run_suite(
     labels = {(c["experiment"], c["test"]): c["label"] for c in result["columns"]}
     for ename, prep in prepared.items():
         tf = prep.fit_transform()
+        masks = {  # the same random TRP subsets for every model of a column
+            t: None
+            if proto.experiments[ename].test[t].trp_subset is None
+            else trp_subset_mask(st, te, proto.experiments[ename].test[t].trp_subset, proto.seed)
+            for t, (st, db, te) in prep.test.items()
+        }
         result["training"][ename] = {}
         for m in models:
             run_dir = out / "runs" / ename / m
             fam = family(m)
             cfg = TrainConfig(
-                model="metaloc" if fam != "train" else m,  # only the signature for the others
+                model=base_model(m) if fam == "train" else "metaloc",  # others: signature only
                 model_kwargs=proto.model_kwargs.get(m, {}),
                 steps=proto.steps,
                 batch_size=proto.batch_size,
@@ -690,11 +706,16 @@ def run_suite(
                     "checkpoint": str(res.checkpoint),
                 }
             else:
-                fitted = RUNNERS[fam](m, proto, sets, prep.test, dev, run_dir)
+                fitted = RUNNERS[fam](m, proto, sets, prep.test, dev, run_dir, masks=masks)
                 training = dict(fitted.training)
             result["training"][ename][m] = {"seconds": time.perf_counter() - t0, **training}
             for tname, (st, db, te) in prep.test.items():
-                if fitted is None:
+                if fitted is None and masks[tname] is not None:
+                    if res.model.kind != "trp":
+                        raise ConfigError(f"{m}: trp_subset needs a TRP-token model")
+                    pred = predict_subsets(res.model, st, te, present=masks[tname], device=dev)
+                    report, err = summarize(m, st, te, pred)
+                elif fitted is None:
                     report, err = evaluate(
                         res.model,
                         st,

@@ -427,7 +427,7 @@ def train_da(
         terms["loss"].backward()
         opt.step()
         for k, v in terms.items():
-            acc[k] = acc.get(k, 0.0) + float(v)
+            acc[k] = acc.get(k, 0.0) + float(torch.as_tensor(v).detach())
         acc["n"] = acc.get("n", 0) + 1
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             n = acc.pop("n")

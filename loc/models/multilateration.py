@@ -187,13 +187,18 @@ def multilaterate(
     return MultilatResult(xyz=xyz, n_used=n_used, ok=ok, rms=rms)
 
 
-def toa_multilateration(store, idx: np.ndarray, **kw) -> MultilatResult:
+def toa_multilateration(
+    store, idx: np.ndarray, present: np.ndarray | None = None, **kw
+) -> MultilatResult:
     """``multilaterate`` on samples ``idx`` of a ``loc.data.CSIStore`` (its selected TRPs,
-    ``toa`` and ``link_state``; TRP positions in the store's frame)."""
+    ``toa`` and ``link_state``; TRP positions in the store's frame). ``present`` (M, T) bool
+    keeps only those TRPs' ToAs (the others count as no path)."""
     if "toa" not in store.ds.variables:
         raise DataError(f"{store.path} group {store.group!r} has no toa variable")
     idx = np.asarray(idx, np.int64)
     toa = np.asarray(store.ds["toa"].isel(trp=list(store.selection.trps)).values)[idx]
+    if present is not None:
+        toa = np.where(present, toa, np.nan)
     if not np.isfinite(store.trp_xyz).all():
         raise DataError("ToA multilateration needs trp_position in the store")
     return multilaterate(toa, store.trp_xyz, store.link_state[idx], **kw)

@@ -361,9 +361,11 @@ def predict_subsets(
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    present: np.ndarray | None = None,
 ) -> np.ndarray:
     """(x, y) estimates (M, 2) m for a TRP-token model, optionally on a seeded random subset
-    of ``subset`` present TRPs per sample (the paper's variable-TRP test condition)."""
+    of ``subset`` present TRPs per sample (the paper's variable-TRP test condition) or on a
+    given (M, T) bool mask ``present``."""
     from loc.data import FeatureBank
 
     model = model.to(device).eval()
@@ -372,8 +374,10 @@ def predict_subsets(
     out = np.empty((len(idx), 2))
     for a in range(0, len(idx), batch_size):
         j = idx[a : a + batch_size]
-        xyz, present = bank.trp_context(j)
-        if subset is not None:
-            present = random_subset(present, subset, rng)
-        out[a : a + len(j)] = model(bank(j), xyz, present)[:, :2].float().cpu().numpy()
+        xyz, here = bank.trp_context(j)
+        if present is not None:
+            here = torch.as_tensor(present[a : a + len(j)], device=here.device) & here
+        elif subset is not None:
+            here = random_subset(here, subset, rng)
+        out[a : a + len(j)] = model(bank(j), xyz, here)[:, :2].float().cpu().numpy()
     return out

@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import yaml
 from typer.testing import CliRunner
@@ -260,10 +261,22 @@ def test_suite_model_families_tiny(tmp_path):
     assert "K labelled target samples" in (tmp_path / "meta" / "metaloc.md").read_text()
 
     vin = run_suite(load_protocol("vinloc", "tiny"), tmp_path / "vin", cache, device="cpu")
-    res = vin["results"]["all_trps"]
-    assert set(res) == {"vinloc", "vinloc_nopos", "resnet_fp", "knn_fp", "multilat"}
-    for r in res.values():
-        assert r["overall"]["n"] == 64 and math.isfinite(r["overall"]["rmse"])
-    # synchronized ToA from 3 TRPs in a street canyon: most UEs within a metre
-    assert res["multilat"]["overall"]["median"] < 2.0
-    assert res["knn_fp"]["overall"]["median"] < res["knn_fp"]["overall"]["p90"]
+    models = {"vinloc", "vinloc_nopos", "resnet_fp", "knn_fp", "multilat"}
+    models |= {f"{m}@variable" for m in ("vinloc", "vinloc_nopos", "resnet_fp")}
+    for col in ("fixed", "variable"):
+        res = vin["results"][col]
+        assert set(res) == models
+        for r in res.values():
+            assert r["overall"]["n"] == 64 and math.isfinite(r["overall"]["rmse"])
+    assert vin["columns"][1]["test_scenario"].endswith("2 random TRPs per sample")
+    # synchronized ToA from 3 TRPs in a street canyon: most UEs within a metre; with 2 of the
+    # 3 TRPs (z unknown) the position is underdetermined and the error grows
+    fixed, variable = vin["results"]["fixed"], vin["results"]["variable"]
+    assert fixed["multilat"]["overall"]["median"] < 2.0
+    assert variable["multilat"]["overall"]["median"] > fixed["multilat"]["overall"]["median"]
+    # the variant row is a model of its own, trained with random TRP subsets
+    ck = torch.load(
+        tmp_path / "vin" / "runs" / "all_trps" / "vinloc@variable" / "checkpoint.pt",
+        weights_only=False,
+    )
+    assert ck["hparams"]["train_subset"] == 2
