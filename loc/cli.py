@@ -48,10 +48,12 @@ def _setup_logging(quiet: bool) -> None:
     )
 
 
-def _open_store(path, group, selection, transform, frame):
+def _open_store(path, group, selection, transform, frame, variable="csi"):
     from loc.data import CSIStore
 
-    return CSIStore(path, group, selection=selection, transform=transform, frame=frame)
+    return CSIStore(
+        path, group, selection=selection, transform=transform, frame=frame, variable=variable
+    )
 
 
 def _summary(report: dict) -> str:
@@ -95,6 +97,9 @@ def train(
     ),
     domain: str = typer.Option("freq", help="freq | angle_delay (input transform)"),
     frame: str = typer.Option("absolute", help="absolute | trp (locations relative to TRP)"),
+    variable: str = typer.Option(
+        "csi", help="csi | cir (stored CIR taps; VIn-Loc then needs domain 'taps')"
+    ),
     sampling: str = typer.Option("neighbour", help="neighbour | random sequences (set models)"),
     k: int = typer.Option(64, help="embedded samples per sequence"),
     seed: int = typer.Option(1, help="training seed"),
@@ -158,7 +163,7 @@ def train(
     )
     sets, splits = [], []
     for g in group:
-        st = _open_store(store, g, selection, transform, frame)
+        st = _open_store(store, g, selection, transform, frame, variable)
         sp = split_indices(st.valid, n_train, n_test, seed=split_seed, test_start=test_start)
         if not sets:
             transform = st.fit_transform(sp.train)  # scale from the first group's training CSI
@@ -222,6 +227,7 @@ def eval_cmd(
         Selection.from_dict(meta["selection"]),
         CSITransform(**meta["transform"]),
         meta["frame"],
+        meta.get("variable", "csi"),
     )
     if list(st.shape) != list(model.hparams["in_shape"]):
         raise DataError(

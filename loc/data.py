@@ -208,6 +208,10 @@ class CSIStore:
         link_state: int8 (N, n_trp_selected) ``simgen.schema.LinkState`` codes (-1 = not rendered).
         valid: bool (N,) finite position and at least one selected link with a path.
         shape: (G, A, C) of one sample's CSI after selection.
+
+    ``variable`` = "cir" reads simgen's stored CIR taps (``output.cir_taps``) instead of the
+    CFR: C is then the tap axis (the ``subcarriers`` selection picks taps), and the transform's
+    "freq" domain means "as stored".
     """
 
     def __init__(
@@ -218,13 +222,24 @@ class CSIStore:
         transform: CSITransform = CSITransform(),
         frame: Frame = "absolute",
         cache_mb: float = 256.0,
+        variable: str = "csi",
     ) -> None:
-        self.path, self.group, self.frame = str(path), group, frame
+        self.path, self.group, self.frame, self.variable = str(path), group, frame, variable
         self.ds = open_group(path, group)
-        self.selection = selection.resolve(dict(self.ds["csi"].sizes))
+        if variable not in ("csi", "cir"):
+            raise ConfigError(f"unknown channel variable {variable!r} (csi | cir)")
+        if variable not in self.ds.variables:
+            raise DataError(
+                f"{path} group {group!r} has no {variable} variable"
+                + (" (render with output.cir_taps)" if variable == "cir" else "")
+            )
+        data = self.ds[variable]
+        if "tap" in data.dims:
+            data = data.rename(tap="subcarrier")  # one channel axis C for both variables
+        self.selection = selection.resolve(dict(data.sizes))
         self.transform = transform
         sel = self.selection
-        self._csi = self.ds["csi"].isel(**{k: v for k, v in sel.isel().items()})  # still lazy
+        self._csi = data.isel(**{k: v for k, v in sel.isel().items()})  # still lazy
         xyz = np.asarray(self.ds["ue_position"].values, dtype=np.float64)
         self.xyz = xyz
         xy = xyz[:, :2].copy()
@@ -248,7 +263,7 @@ class CSIStore:
         self.valid = np.isfinite(xyz).all(axis=1) & has_path.any(axis=1)
         n_t, n_u = len(sel.trps), len(sel.ue_ants)
         self.shape = (n_t * n_u, len(sel.trp_ants), len(sel.subcarriers))
-        enc = self.ds["csi"].encoding.get("chunks") or (256,)
+        enc = self.ds[variable].encoding.get("chunks") or (256,)
         self.chunk = int(min(max(enc[0], 1), 4096))
         per_chunk_mb = self.chunk * math.prod(self.shape) * 2 * 4 / 2**20
         self._cache_chunks = max(1, int(cache_mb / max(per_chunk_mb, 1e-9)))
@@ -321,6 +336,7 @@ class CSIStore:
             "path": self.path,
             "group": self.group,
             "frame": self.frame,
+            "variable": self.variable,
             "selection": self.selection.to_dict(),
             "transform": dataclasses.asdict(self.transform),
             "shape": list(self.shape),

@@ -98,6 +98,7 @@ DATA_DEFAULTS = {
     "lr": None,
     "split": "sample",
     "split_seed": 1,
+    "variable": "csi",  # csi | cir (simgen's stored CIR taps, output.cir_taps)
     "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
     "adapt_steps": 20,  # MetaLoc: SGD steps of fast adaptation
     "adapt_lr": 0.01,  # MetaLoc: step size alpha of fast adaptation
@@ -529,6 +530,7 @@ class _Prepared:
                         Selection(**sel),
                         _transform(data, None),
                         data["frame"],
+                        variable=data["variable"],
                     )
                 st = self._stores[skey]
                 mask = snapshot_mask(st, sc.snapshots)

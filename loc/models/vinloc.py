@@ -33,19 +33,23 @@ from loc.errors import ConfigError
 
 
 def cir_features(h: torch.Tensor, n_trp: int, domain: str = "delay") -> torch.Tensor:
-    """(B, G, A, C, 2) CFR features -> (B, T, 3, R, C) per-TRP (Re, Im, |h|) CIR taps.
+    """(B, G, A, C, 2) channel features -> (B, T, 3, R, C) per-TRP (Re, Im, |h|) CIR taps.
 
-    R = U * A antenna rows (U = G / T UE antennas); taps are the orthonormal IDFT over C.
+    R = U * A antenna rows (U = G / T UE antennas). domain "delay": the input is a CFR and the
+    taps are its orthonormal IDFT over C; "angle_delay": then also a DFT over the antenna rows;
+    "taps": the input already is a CIR (simgen's ``cir`` variable), used as is.
     """
     b, g, a, c, _ = h.shape
     if g % n_trp:
         raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
     hc = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, (g // n_trp) * a, c)
+    if domain == "taps":
+        return torch.stack([hc.real, hc.imag, hc.abs()], dim=2)
     taps = torch.fft.ifft(hc, dim=-1, norm="ortho")
     if domain == "angle_delay":
         taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
     elif domain != "delay":
-        raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay)")
+        raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay | taps)")
     return torch.stack([taps.real, taps.imag, taps.abs()], dim=2)
 
 
@@ -178,8 +182,8 @@ class VInLoc(TargetNorm):
         n_trp = g if n_trp is None else int(n_trp)
         if n_trp < 1 or g % n_trp:
             raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
-        if domain not in ("delay", "angle_delay"):
-            raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay)")
+        if domain not in ("delay", "angle_delay", "taps"):
+            raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay | taps)")
         if out_dim not in (2, 3):
             raise ConfigError(f"out_dim must be 2 or 3, got {out_dim}")
         self.hparams = dict(

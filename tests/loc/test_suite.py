@@ -274,6 +274,15 @@ def test_suite_model_families_tiny(tmp_path):
     fixed, variable = vin["results"]["fixed"], vin["results"]["variable"]
     assert fixed["multilat"]["overall"]["median"] < 2.0
     assert variable["multilat"]["overall"]["median"] > fixed["multilat"]["overall"]["median"]
+    # the TRP models read simgen's stored CIR taps (data.variable: cir) as they are
+    import zarr
+
+    st = CSIStore(vin["datasets"]["vinloc"], "dry", variable="cir")
+    assert st.shape == (3, 4, 32)  # 3 TRPs x 1 UE antenna, 4 TRP antennas, 32 taps
+    stored = zarr.open_group(vin["datasets"]["vinloc"], mode="r")["dry"]["cir"][:5]
+    np.testing.assert_array_equal(st.read_raw(np.arange(5)), stored.reshape(5, 3, 4, 32))
+    with pytest.raises(DataError, match="no cir variable.*output.cir_taps"):
+        CSIStore(da["datasets"]["traffic"], "dry", variable="cir")
     # the variant row is a model of its own, trained with random TRP subsets
     ck = torch.load(
         tmp_path / "vin" / "runs" / "all_trps" / "vinloc@variable" / "checkpoint.pt",
