@@ -99,6 +99,8 @@ DATA_DEFAULTS = {
     "split": "sample",
     "split_seed": 1,
     "variable": "csi",  # csi | cir (simgen's stored CIR taps, output.cir_taps)
+    "finetune_sizes": [],  # transfer-learning curve: fine-tune on n test-scenario samples
+    "finetune_steps": 1000,  # steps of each fine-tuning run (constant LR)
     "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
     "adapt_steps": 20,  # MetaLoc: SGD steps of fast adaptation
     "adapt_lr": 0.01,  # MetaLoc: step size alpha of fast adaptation
@@ -331,6 +333,10 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
         raise ConfigError("data.k_shots must be a non-empty list of sample counts")
     data["k_shots"] = [_count(v, "data.k_shots[]") for v in shots]
     _count(data["adapt_steps"], "data.adapt_steps", 0)
+    _count(data["finetune_steps"], "data.finetune_steps")
+    if not isinstance(data["finetune_sizes"], list):
+        raise ConfigError("data.finetune_sizes must be a list of sample counts")
+    data["finetune_sizes"] = [_count(v, "data.finetune_sizes[]", 2) for v in data["finetune_sizes"]]
     sel = data["selection"]
     if set(sel) - set(DATA_DEFAULTS["selection"]):
         raise ConfigError(f"data.selection: unknown key(s) in {sorted(sel)}")
@@ -614,7 +620,7 @@ def run_suite(
     ``<name>.md``, ``<name>_cdf.png`` and ``<name>.json`` to ``out_dir``. Returns the JSON dict."""
     from loc.evaluate import evaluate, summarize
     from loc.models.vinloc import predict_subsets
-    from loc.runners import RUNNERS, base_model, family, trp_subset_mask
+    from loc.runners import RUNNERS, base_model, family, transfer_curve, trp_subset_mask
     from loc.train import TrainConfig, TrainSet, resolve_device, train
 
     say = on_progress or log.info
@@ -730,6 +736,16 @@ def run_suite(
                 else:
                     report, err = summarize(m, st, te, fitted.predictions[tname])
                     report.update(fitted.extra.get(tname, {}))
+                if fitted is None and data["finetune_sizes"]:
+                    report["transfer_curve"] = transfer_curve(
+                        cfg,
+                        res.checkpoint,
+                        (st, db, te),
+                        dev,
+                        run_dir / tname,
+                        data["finetune_sizes"],
+                        data["finetune_steps"],
+                    )
                 label = labels[(ename, tname)]
                 result["results"][label][m] = {
                     k: v for k, v in report.items() if k not in ("model", "store")
@@ -783,7 +799,8 @@ def markdown_table(result: dict, models: list[str]) -> str:
 
 
 def _extra_tables(result: dict, models: list[str]) -> list[str]:
-    """RMSE and link-state (PCP) accuracy of DA models; error vs K of MetaLoc models."""
+    """RMSE and link-state (PCP) accuracy of DA models; error vs K of MetaLoc models; error
+    vs fine-tuning samples (transfer-learning curves)."""
     cols, res = result["columns"], result["results"]
     lines = []
     if any("pcp_accuracy" in (res[c["label"]].get(m) or {}) for c in cols for m in models):
@@ -807,31 +824,50 @@ def _extra_tables(result: dict, models: list[str]) -> list[str]:
                     + ("–" if acc is None else f"{100 * acc:.1f}")
                 )
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    meta = [
-        m for m in models if any("adaptation_curve" in (res[c["label"]].get(m) or {}) for c in cols)
+    lines += _curve_table(
+        res,
+        cols,
+        models,
+        "adaptation_curve",
+        "Fast adaptation: mean error (m) vs K labelled target samples.",
+    )
+    lines += _curve_table(
+        res,
+        cols,
+        models,
+        "transfer_curve",
+        "Transfer learning: mean error (m) after "
+        "fine-tuning on n samples of the test scenario (n = 0: direct reuse).",
+    )
+    return lines
+
+
+def _curve_table(res: dict, cols: list, models: list[str], key: str, title: str) -> list[str]:
+    """Models x (column, size) table of the mean errors in each result's ``key`` curve; a
+    transfer curve also gets n = 0 (the model as trained, no fine-tuning)."""
+    rows = [m for m in models if any(key in (res[c["label"]].get(m) or {}) for c in cols)]
+    if not rows:
+        return []
+    direct = key == "transfer_curve"
+    heads = []
+    for c in cols:
+        sizes = sorted({n for m in rows for n in (res[c["label"]].get(m) or {}).get(key, {})})
+        heads += [(c["label"], n) for n in ([0] if direct else []) + sizes]
+    sym = "n" if direct else "K"
+    lines = [
+        "",
+        title,
+        "",
+        "| model | " + " | ".join(f"{lab} {sym}={n}" for lab, n in heads) + " |",
+        "|---|" + "---|" * len(heads),
     ]
-    if meta:
-        heads = [
-            (c["label"], k)
-            for c in cols
-            for k in next(
-                (res[c["label"]][m]["adaptation_curve"] for m in meta if m in res[c["label"]]),
-                {},
-            )
-        ]
-        lines += [
-            "",
-            "Fast adaptation: mean error (m) vs K labelled target samples.",
-            "",
-            "| model | " + " | ".join(f"{lab} K={k}" for lab, k in heads) + " |",
-            "|---|" + "---|" * len(heads),
-        ]
-        for m in meta:
-            cells = []
-            for lab, k in heads:
-                curve = (res[lab].get(m) or {}).get("adaptation_curve", {})
-                cells.append(f"{curve[k]['mean']:.2f}" if k in curve else "–")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for m in rows:
+        cells = []
+        for lab, n in heads:
+            r = res[lab].get(m) or {}
+            curve = {0: r["overall"], **r.get(key, {})} if direct and r else r.get(key, {})
+            cells.append(f"{curve[n]['mean']:.2f}" if n in curve else "–")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -231,8 +231,14 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     for col in res["results"].values():
         assert set(col) == {"mateformer", "cnn"}
         assert all(math.isfinite(x) for x in _finite_numbers(col))
+        for r in col.values():  # transfer-learning curve: fine-tuned on 16 and 64 samples
+            assert sorted(r["transfer_curve"]) == [16, 64]
+    ft = tmp_path / "multi" / "runs" / "cells_0_1_2" / "cnn" / "unseen_cell" / "finetune_64"
+    ck = torch.load(ft / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 5 and ck["config"]["init_from"].endswith("checkpoint.pt")
     md = (tmp_path / "multi" / "multi_cell.md").read_text()
     assert "| mateformer |" in md and "| cnn |" in md and "| mfcnet |" not in md
+    assert "| model | seen_cell n=0 | seen_cell n=16 | seen_cell n=64 | unseen_cell n=0 |" in md
 
 
 def test_suite_model_families_tiny(tmp_path):
