@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -262,6 +263,11 @@ def _maml_loop(cfg: MetaConfig, envs, model: MetaLocNet, dg: bool) -> list[dict]
         loss.backward()
         opt.step()
         run += float(loss.detach())
+        if not math.isfinite(run):
+            raise ConfigError(
+                f"meta-training diverged at meta step {step + 1} (query loss {float(loss)}); "
+                f"lower alpha (inner step, now {cfg.alpha}) or beta (now {cfg.beta})"
+            )
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.meta_steps:
             n = (step % cfg.log_every) + 1
             history.append({"step": step + 1, "loss": run / n})

@@ -101,6 +101,13 @@ def test_centralized_and_distributed_agree_on_one_environment(store_path):
         MetaConfig(paradigm="reptile")
 
 
+def test_diverging_meta_training_is_a_one_line_error(store_path):
+    env, _ = _env(store_path, "dry")
+    kw = dict(SMALL, meta_steps=50, meta_batch=2, inner_steps=5, alpha=1e4, beta=1e-3)
+    with pytest.raises(ConfigError, match="diverged at meta step .* lower alpha"):
+        meta_train(MetaConfig(paradigm="maml", **kw), [env])
+
+
 def test_mmd_selects_the_matching_environment():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(200, 4, generator=g), torch.randn(200, 4, generator=g) + 3.0
