@@ -106,16 +106,16 @@ def cfr(
     the leading axis.
     """
     a = np.asarray(a)
-    if a.ndim < 4:
-        ph = _phasors(tau, frequencies_hz) if phasor is None else phasor
-        return np.matmul(a.astype(np.complex64, copy=False), ph[..., None, :, :])
     out = np.empty(a.shape[:-1] + (len(frequencies_hz),), np.complex64)
 
     def work(rows: slice) -> None:
         ph = _phasors(tau[rows], frequencies_hz) if phasor is None else phasor[rows]
         np.matmul(a[rows].astype(np.complex64, copy=False), ph[..., None, :, :], out=out[rows])
 
-    by_rows(work, a.shape[0])
+    if a.ndim < 4:  # no batch axis in front of (ue_ant, trp_ant, P)
+        work(slice(None))
+    else:
+        by_rows(work, a.shape[0])
     return out
 
 
