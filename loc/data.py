@@ -206,6 +206,7 @@ class CSIStore:
         xy: float64 (N, 2) UE location in metres (scene frame, or TRP-relative).
         trp_xyz: float64 (n_trp_selected, 3) TRP positions in metres, same frame as ``xy``.
         link_state: int8 (N, n_trp_selected) ``simgen.schema.LinkState`` codes (-1 = not rendered).
+        has_path: bool (N, n_trp_selected) the link has a path (neither NO_PATH nor unrendered).
         valid: bool (N,) finite position and at least one selected link with a path.
         shape: (G, A, C) of one sample's CSI after selection.
 
@@ -259,8 +260,8 @@ class CSIStore:
             self.trp_xyz = all_trp[list(sel.trps)].copy()
             self.trp_xyz[:, :2] -= offset
         self.link_state = np.asarray(self.ds["link_state"].isel(trp=list(sel.trps)).values, np.int8)
-        has_path = (self.link_state >= 0) & (self.link_state != LinkState.NO_PATH)
-        self.valid = np.isfinite(xyz).all(axis=1) & has_path.any(axis=1)
+        self.has_path = (self.link_state >= 0) & (self.link_state != LinkState.NO_PATH)
+        self.valid = np.isfinite(xyz).all(axis=1) & self.has_path.any(axis=1)
         n_t, n_u = len(sel.trps), len(sel.ue_ants)
         self.shape = (n_t * n_u, len(sel.trp_ants), len(sel.subcarriers))
         enc = self.ds[variable].encoding.get("chunks") or (256,)
@@ -568,8 +569,7 @@ class FeatureBank:
         NO_PATH nor unrendered).
         """
         idx = np.asarray(idx)
-        ls = self.store.link_state[idx]
-        present = (ls >= 0) & (ls != LinkState.NO_PATH)
+        present = self.store.has_path[idx]
         xyz = np.broadcast_to(self.store.trp_xyz, (*idx.shape, *self.store.trp_xyz.shape))
         return (
             torch.as_tensor(np.ascontiguousarray(xyz), dtype=torch.float32, device=self.device),

@@ -73,22 +73,29 @@ def predict(
     device: torch.device | str = "cpu",
     coarse_xy: np.ndarray | None = None,
     precision: str = "auto",
+    present: np.ndarray | None = None,
 ) -> np.ndarray:
     """Location estimates (M, 2) in metres for the query samples.
 
     For set models ``database`` (global indices, normally the training split of ``store``)
     supplies the embedded samples; ``coarse_xy`` (M, 2) replaces the noisy true location in
-    neighbour mode (used by iterative search). ``coarse_error`` is l in metres.
+    neighbour mode (used by iterative search). ``coarse_error`` is l in metres. ``present``
+    (M, T) bool keeps only those TRPs of each query (TRP-token models: the variable-TRP test).
     """
     device = torch.device(device)
     model = model.to(device).eval()
     queries = np.asarray(queries, np.int64)
+    if present is not None and model.kind != "trp":
+        raise ConfigError(f"a TRP subset needs a TRP-token model, not a {model.kind!r} model")
     bank = FeatureBank(store, device)
     out = np.empty((len(queries), 2), np.float64)
     if model.kind in ("point", "trp"):  # "trp": TRP-token models also get positions + mask
         for a in range(0, len(queries), batch_size):
             idx = queries[a : a + batch_size]
             extra = bank.trp_context(idx) if model.kind == "trp" else ()
+            if present is not None:
+                keep = torch.as_tensor(present[a : a + len(idx)], device=device)
+                extra = (extra[0], extra[1] & keep)
             with autocast(device, model, precision):
                 out[a : a + len(idx)] = model(bank(idx), *extra)[:, :2].float().cpu().numpy()
         return out
@@ -129,8 +136,10 @@ def evaluate(
     device: torch.device | str = "cpu",
     coarse_model: nn.Module | None = None,
     batch_size: int = 256,
+    present: np.ndarray | None = None,
 ) -> tuple[dict, np.ndarray]:
-    """Predict the test samples and summarise. Returns (report dict, errors (M,) metres)."""
+    """Predict the test samples and summarise. Returns (report dict, errors (M,) metres).
+    ``present``: see :func:`predict`."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r} ({' | '.join(MODES)})")
     kw = dict(k=k, seed=seed, batch_size=batch_size, device=device)
@@ -147,6 +156,7 @@ def evaluate(
         mode="random" if mode == "random" else "neighbour",
         coarse_error=coarse_error,
         coarse_xy=coarse,
+        present=present,
         **kw,
     )
     return summarize(

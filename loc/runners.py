@@ -53,10 +53,8 @@ def trp_subset_mask(store, idx: np.ndarray, s: int, seed: int) -> np.ndarray:
     """(M, T) bool: a seeded random subset of ``s`` TRPs among each sample's present ones
     (links with a path), the variable-TRP test condition."""
     from loc.models.vinloc import random_subset
-    from simgen.schema import LinkState
 
-    ls = store.link_state[np.asarray(idx)]
-    present = torch.as_tensor((ls >= 0) & (ls != LinkState.NO_PATH))
+    present = torch.as_tensor(store.has_path[np.asarray(idx)])
     return random_subset(present, s, np.random.default_rng([seed, s])).numpy()
 
 

@@ -619,7 +619,6 @@ def run_suite(
     """Render/reuse datasets, train and evaluate every model of every experiment, and write
     ``<name>.md``, ``<name>_cdf.png`` and ``<name>.json`` to ``out_dir``. Returns the JSON dict."""
     from loc.evaluate import evaluate, summarize
-    from loc.models.vinloc import predict_subsets
     from loc.runners import RUNNERS, base_model, family, transfer_curve, trp_subset_mask
     from loc.train import TrainConfig, TrainSet, resolve_device, train
 
@@ -669,8 +668,8 @@ def run_suite(
         tf = prep.fit_transform()
         masks = {  # the same random TRP subsets for every model of a column
             t: None
-            if proto.experiments[ename].test[t].trp_subset is None
-            else trp_subset_mask(st, te, proto.experiments[ename].test[t].trp_subset, proto.seed)
+            if prep.exp.test[t].trp_subset is None
+            else trp_subset_mask(st, te, prep.exp.test[t].trp_subset, proto.seed)
             for t, (st, db, te) in prep.test.items()
         }
         result["training"][ename] = {}
@@ -718,12 +717,7 @@ def run_suite(
                 training = dict(fitted.training)
             result["training"][ename][m] = {"seconds": time.perf_counter() - t0, **training}
             for tname, (st, db, te) in prep.test.items():
-                if fitted is None and masks[tname] is not None:
-                    if res.model.kind != "trp":
-                        raise ConfigError(f"{m}: trp_subset needs a TRP-token model")
-                    pred = predict_subsets(res.model, st, te, present=masks[tname], device=dev)
-                    report, err = summarize(m, st, te, pred)
-                elif fitted is None:
+                if fitted is None:
                     report, err = evaluate(
                         res.model,
                         st,
@@ -732,6 +726,7 @@ def run_suite(
                         k=data["k"],
                         coarse_error=data["coarse_error"],
                         device=dev,
+                        present=masks[tname],
                     )
                 else:
                     report, err = summarize(m, st, te, fitted.predictions[tname])
@@ -804,7 +799,6 @@ def _extra_tables(result: dict, models: list[str]) -> list[str]:
     cols, res = result["columns"], result["results"]
     lines = []
     if any("pcp_accuracy" in (res[c["label"]].get(m) or {}) for c in cols for m in models):
-        da = models
         lines += [
             "",
             "Domain adaptation: RMSE (m) / link-state (PCP) accuracy (%).",
@@ -812,7 +806,7 @@ def _extra_tables(result: dict, models: list[str]) -> list[str]:
             "| model | " + " | ".join(c["label"] for c in cols) + " |",
             "|---|" + "---|" * len(cols),
         ]
-        for m in da:
+        for m in models:
             cells = []
             for c in cols:
                 r = res[c["label"]].get(m)

@@ -31,6 +31,20 @@ from torch import nn
 
 from loc.errors import ConfigError
 
+DOMAINS = ("delay", "angle_delay", "taps")  # channel input of the TRP-token models
+
+
+def trp_layout(in_shape: tuple[int, int, int], n_trp: int | None, domain: str) -> tuple[int, int]:
+    """(n_trp, R) for samples of shape (G, A, C) split into ``n_trp`` TRPs (default G: one UE
+    antenna), R = (G / n_trp) * A antenna rows per TRP; checks the split and ``domain``."""
+    g, a, _ = in_shape
+    n_trp = g if n_trp is None else int(n_trp)
+    if n_trp < 1 or g % n_trp:
+        raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
+    if domain not in DOMAINS:
+        raise ConfigError(f"unknown VIn-Loc domain {domain!r} ({' | '.join(DOMAINS)})")
+    return n_trp, (g // n_trp) * a
+
 
 def cir_features(h: torch.Tensor, n_trp: int, domain: str = "delay") -> torch.Tensor:
     """(B, G, A, C, 2) channel features -> (B, T, 3, R, C) per-TRP (Re, Im, |h|) CIR taps.
@@ -40,16 +54,13 @@ def cir_features(h: torch.Tensor, n_trp: int, domain: str = "delay") -> torch.Te
     "taps": the input already is a CIR (simgen's ``cir`` variable), used as is.
     """
     b, g, a, c, _ = h.shape
-    if g % n_trp:
-        raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
-    hc = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, (g // n_trp) * a, c)
+    n_trp, rows = trp_layout((g, a, c), n_trp, domain)
+    hc = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
     if domain == "taps":
         return torch.stack([hc.real, hc.imag, hc.abs()], dim=2)
     taps = torch.fft.ifft(hc, dim=-1, norm="ortho")
     if domain == "angle_delay":
         taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
-    elif domain != "delay":
-        raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay | taps)")
     return torch.stack([taps.real, taps.imag, taps.abs()], dim=2)
 
 
@@ -178,12 +189,8 @@ class VInLoc(TargetNorm):
         out_dim: int = 2,
     ) -> None:
         super().__init__()
-        g, a, c = in_shape
-        n_trp = g if n_trp is None else int(n_trp)
-        if n_trp < 1 or g % n_trp:
-            raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
-        if domain not in ("delay", "angle_delay", "taps"):
-            raise ConfigError(f"unknown VIn-Loc domain {domain!r} (delay | angle_delay | taps)")
+        n_trp, rows = trp_layout(in_shape, n_trp, domain)
+        c = in_shape[2]
         if out_dim not in (2, 3):
             raise ConfigError(f"out_dim must be 2 or 3, got {out_dim}")
         self.hparams = dict(
@@ -204,7 +211,6 @@ class VInLoc(TargetNorm):
         )
         self.n_trp, self.domain, self.use_positions = n_trp, domain, use_positions
         self.train_subset = train_subset
-        rows = (g // n_trp) * a
         self.channel = ChannelEncoder(rows, c, tuple(enc_channels), enc_out, d_emb)
         self.position = (
             nn.Sequential(nn.Linear(3, d_emb), nn.ReLU(), nn.Linear(d_emb, d_emb))
@@ -307,10 +313,7 @@ class ResNetFingerprint(TargetNorm):
         domain: str = "delay",
     ) -> None:
         super().__init__()
-        g, a, c = in_shape
-        n_trp = g if n_trp is None else int(n_trp)
-        if n_trp < 1 or g % n_trp:
-            raise ConfigError(f"{g} link groups do not split into {n_trp} TRPs")
+        n_trp, rows = trp_layout(in_shape, n_trp, domain)
         self.hparams = dict(
             in_shape=tuple(in_shape),
             n_trp=n_trp,
@@ -321,7 +324,6 @@ class ResNetFingerprint(TargetNorm):
             domain=domain,
         )
         self.n_trp, self.domain, self.train_subset = n_trp, domain, train_subset
-        rows = (g // n_trp) * a
         kr = 3 if rows > 1 else 1
         layers: list[nn.Module] = [
             nn.Conv2d(3 * n_trp, widths[0], (kr, 3), padding=(kr // 2, 1), bias=False),
@@ -370,18 +372,10 @@ def predict_subsets(
     """(x, y) estimates (M, 2) m for a TRP-token model, optionally on a seeded random subset
     of ``subset`` present TRPs per sample (the paper's variable-TRP test condition) or on a
     given (M, T) bool mask ``present``."""
-    from loc.data import FeatureBank
+    from loc.evaluate import predict
 
-    model = model.to(device).eval()
-    bank, rng = FeatureBank(store, device), np.random.default_rng(seed)
     idx = np.asarray(idx, np.int64)
-    out = np.empty((len(idx), 2))
-    for a in range(0, len(idx), batch_size):
-        j = idx[a : a + batch_size]
-        xyz, here = bank.trp_context(j)
-        if present is not None:
-            here = torch.as_tensor(present[a : a + len(j)], device=here.device) & here
-        elif subset is not None:
-            here = random_subset(here, subset, rng)
-        out[a : a + len(j)] = model(bank(j), xyz, here)[:, :2].float().cpu().numpy()
-    return out
+    if present is None and subset is not None:
+        here = torch.as_tensor(store.has_path[idx])
+        present = random_subset(here, subset, np.random.default_rng(seed)).numpy()
+    return predict(model, store, idx, batch_size=batch_size, device=device, present=present)
