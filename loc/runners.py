@@ -114,7 +114,7 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
             lr=proto.data["lr"] or DAConfig.lr,
             seed=proto.seed,
             device=str(device),
-            log_every=max(1, min(1000, proto.steps // 10)),
+            log_every=proto.log_every,
         )
         out = run_dir / tname
         ckpt = out / "checkpoint.pt"
@@ -136,6 +136,7 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
 
 def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.data import FeatureBank
+    from loc.evaluate import predict
     from loc.models.metaloc import MetaConfig, MetaLocNet, adapt, meta_train, select_init
     from loc.train import TrainConfig, train
 
@@ -151,7 +152,7 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
             meta_steps=proto.steps,
             seed=proto.seed,
             device=str(device),
-            log_every=max(1, min(1000, proto.steps // 10)),
+            log_every=proto.log_every,
             **meta_kw,
         )
         init = meta_train(cfg, train_sets)
@@ -164,7 +165,7 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
             lr=data["lr"],
             seed=proto.seed,
             device=str(device),
-            log_every=max(1, min(1000, proto.steps // 10)),
+            log_every=proto.log_every,
             ckpt_every=proto.steps,
         )
         init = train(cfg, train_sets, out_dir=run_dir, resume=True).model
@@ -186,10 +187,7 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
             if hasattr(init, "models"):  # MetaResult: MAML-TS picks its env by MMD
                 base = init.models[select_init(init, h)]
             m = adapt(base.to(device), h, xy, data["adapt_steps"], data["adapt_lr"])
-            with torch.no_grad():
-                p = np.concatenate(
-                    [m(bank(te[a : a + 1024])).cpu().numpy() for a in range(0, len(te), 1024)]
-                )
+            p = predict(m, st, te, device=device)
             e = np.linalg.norm(p - st.xy[te], axis=1)
             curve[k] = {"mean": float(e.mean()), "median": float(np.median(e))}
         preds[tname] = p  # the largest K

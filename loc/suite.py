@@ -170,6 +170,11 @@ class Protocol:
     experiments: dict[str, Experiment]
     path: Path
 
+    @property
+    def log_every(self) -> int:
+        """Training log interval: ~10 records per run, at most every 1,000 steps."""
+        return max(1, min(1000, self.steps // 10))
+
 
 def _ranges(idx: tuple[int, ...]) -> str:
     """(0, 1, 2, 5) -> '0-2,5'."""
@@ -685,7 +690,7 @@ def run_suite(
                 n_neighbours=data["k"],
                 seed=proto.seed,
                 device=str(dev),
-                log_every=max(1, min(1000, proto.steps // 10)),
+                log_every=proto.log_every,
                 ckpt_every=min(5000, proto.steps),
             )
             sig = {"family": fam, "name": m, "data": data, **_run_signature(cfg, prep, tf)}
