@@ -62,7 +62,7 @@ def data_seconds(sets, cfg, bank_cls, steps: int) -> float:
     """Seconds to gather ``steps`` batches the way the training loop does (indices -> tensors)."""
     import torch
 
-    from loc.train import _Batches
+    from loc.fit.supervised import _Batches
 
     ts = sets[0]
     bank = bank_cls(ts.store, cfg.device, preload=ts.train)
@@ -95,7 +95,7 @@ def main() -> None:
     import torch
 
     from loc.data import CSIStore, FeatureBank, Selection, parse_index_list
-    from loc.train import TrainConfig, TrainSet, build_sequences, resolve_device, train
+    from loc.fit.supervised import TrainConfig, TrainSet, build_sequences, resolve_device, train
 
     dev = resolve_device(args.device)
     path = args.store or synthetic_store(

@@ -4,7 +4,7 @@ Modules (read them in this order):
 
 - ``loc.data``      store access, CSI transforms, splits, neighbour sequences
 - ``loc.models``    Mateformer/ALLoc, ICLLoc, CNN, AD_CNN, MFCNet
-- ``loc.train``     one training loop for every model
+- ``loc.fit.supervised``     one training loop for every model
 - ``loc.evaluate``  error metrics, per-link-state breakdown, JSON report, CDF plot
 - ``loc.cli``       the ``loc`` command line (typer)
 """

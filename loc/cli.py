@@ -122,8 +122,8 @@ def train(
     """Train one model on one or more condition groups of a store."""
     from loc.data import CSITransform, Selection, parse_index_list, split_indices
     from loc.evaluate import evaluate, write_report
-    from loc.train import BUDGETS, TrainConfig, TrainSet
-    from loc.train import train as run_train
+    from loc.fit.supervised import BUDGETS, TrainConfig, TrainSet
+    from loc.fit.supervised import train as run_train
 
     _setup_logging(quiet)
     if budget not in BUDGETS:
@@ -215,7 +215,7 @@ def eval_cmd(
     """Evaluate a checkpoint: mean/median/p10/p90/p95 error, per link state, JSON + CDF PNG."""
     from loc.data import CSITransform, Selection, split_indices
     from loc.evaluate import evaluate, write_report
-    from loc.train import load_checkpoint, resolve_device
+    from loc.fit.supervised import load_checkpoint, resolve_device
 
     _setup_logging(quiet)
     dev = resolve_device(device)

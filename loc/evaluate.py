@@ -25,7 +25,8 @@ from torch import nn
 
 from loc.data import CSIStore, FeatureBank, coarse_locations, knn, random_sequences
 from loc.errors import ConfigError, DataError
-from loc.train import autocast
+from loc.fit.supervised import autocast
+from loc.models.vinloc import random_subset
 from simgen.schema import LinkState
 
 QUANTILES = {"p10": 0.10, "median": 0.50, "p90": 0.90, "p95": 0.95}
@@ -122,6 +123,27 @@ def predict(
             pred = model(bank(nb), bank.xy(nb), bank(q))
         out[a : a + len(q)] = pred[:, 0].float().cpu().numpy()
     return out
+
+
+@torch.no_grad()
+def predict_subsets(
+    model: nn.Module,
+    store,
+    idx: np.ndarray,
+    subset: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    present: np.ndarray | None = None,
+) -> np.ndarray:
+    """(x, y) estimates (M, 2) m for a TRP-token model, optionally on a seeded random subset
+    of ``subset`` present TRPs per sample (the paper's variable-TRP test condition) or on a
+    given (M, T) bool mask ``present``."""
+    idx = np.asarray(idx, np.int64)
+    if present is None and subset is not None:
+        here = torch.as_tensor(store.has_path[idx])
+        present = random_subset(here, subset, np.random.default_rng(seed)).numpy()
+    return predict(model, store, idx, batch_size=batch_size, device=device, present=present)
 
 
 def evaluate(

@@ -9,9 +9,9 @@ Three interfaces (``model.kind``):
   present (B, T)) -> (B, 2)``; one token / input slot per TRP, absent TRPs masked.
 
 Also "point" models: DCNN (semantic-DA supervised baseline) and MetaLoc's MLP (trained by the
-loop = the TL / RI baselines; MAML in ``loc.models.metaloc``). DANN, MDA and HDA are "point"
-models at inference but train on source + target data with ``loc.models.da.train_da``
-(``trainer`` attribute); ``loc.train.train`` refuses them. Model-based baselines (ToA
+loop = the TL / RI baselines; MAML in ``loc.fit.meta``). DANN, MDA and HDA are "point"
+models at inference but train on source + target data with ``loc.fit.da.train_da``
+(``trainer`` attribute); ``loc.fit.supervised.train`` refuses them. Model-based baselines (ToA
 multilateration, kNN fingerprinting) are functions in ``loc.models.multilateration``.
 
 Every model has ``training_loss(...)`` (its own sampling / loss from the spec), ``hparams``

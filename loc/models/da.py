@@ -21,21 +21,22 @@ HDA: 0.5 exp(-s1) L_CR + 0.5 s1 + exp(-s2) L_PCP + s2 with s = log σ² clamped 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loc.data import FeatureBank, dft_matrices
-from loc.errors import ConfigError, DataError
-from loc.models.vinloc import TargetNorm
+from loc.data import dft_matrices
+from loc.errors import ConfigError
+from loc.models.targets import TargetNorm
 from simgen.schema import LinkState
+
+if TYPE_CHECKING:  # the loss weights come from the fitting options
+    from loc.fit.da import DAConfig
 
 log = logging.getLogger("loc.da")
 
@@ -220,7 +221,7 @@ class DCNN(_ADPModel):
     """DCNN supervised baseline (Vieira et al.; the authors' DR_net): Θ1 + 512-128-16-2 head,
     MSE on standardised coordinates. 207,378 parameters on a (1, 64, 64) ADP.
 
-    Also trainable by the standard loop (``loc.train.train``, labelled data only).
+    Also trainable by the standard loop (``loc.fit.supervised.train``, labelled data only).
     """
 
     def __init__(
@@ -257,7 +258,7 @@ class DANN(DCNN):
     512-128-2 (log-softmax). Loss = MSE + NLL(source = 0) + NLL(target = 1).
     273,556 parameters on a (1, 64, 64) ADP."""
 
-    trainer = "loc.models.da.train_da"
+    trainer = "loc.fit.da.train_da"
 
     def __init__(self, in_shape=(1, 64, 64), domain_hidden: int = 128, **kw) -> None:
         super().__init__(in_shape, **kw)
@@ -296,7 +297,7 @@ class SemanticDA(_ADPModel):
     Parameters on a (1, 64, 64) ADP: 1,300,662 (unshared, 3 classes); HDA adds 2.
     """
 
-    trainer = "loc.models.da.train_da"
+    trainer = "loc.fit.da.train_da"
 
     def __init__(
         self,
@@ -348,146 +349,3 @@ class SemanticDA(_ADPModel):
         if self.weights is not None:
             out["s1"], out["s2"] = self.weights.s.detach().clamp(-S_BOUND, S_BOUND)
         return out
-
-
-@dataclasses.dataclass
-class DAConfig:
-    """Options of ``train_da``. Paper: batch 256, lr 1e-3, weight decay 1e-4 (as L_WR),
-    2000 epochs; λ_CR 0.7 / λ_PCP 0.3 (Tab. II), focal γ = 2; ``label_trp`` = which selected
-    TRP's link state gives the PCP label (the paper has one BS)."""
-
-    model: str = "hda"
-    model_kwargs: dict = dataclasses.field(default_factory=dict)
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    gamma: float = 2.0
-    lambda_cr: float = 0.7
-    lambda_pcp: float = 0.3
-    label_trp: int = 0
-    seed: int = 1
-    device: str = "auto"
-    log_every: int = 100
-
-
-def train_da(
-    cfg: DAConfig,
-    source,
-    target,
-    out_dir: str | Path | None = None,
-    on_log: Callable[[dict], None] | None = None,
-):
-    """Train MDA / HDA / DANN (or DCNN, which ignores the target) with Adam.
-
-    Args:
-        source: ``loc.train.TrainSet`` of labelled source samples (locations, link states).
-        target: ``TrainSet`` whose ``train`` indices are the unlabelled target samples (their
-            labels are never read); same CSI shape and transform as the source.
-    Returns ``loc.train.TrainResult``; the checkpoint (if ``out_dir``) loads with
-    ``loc.train.load_checkpoint`` and evaluates with ``loc.evaluate.evaluate``.
-    """
-    from loc.models import build_model
-    from loc.train import (
-        CHECKPOINT_FORMAT,
-        CHECKPOINT_NAME,
-        TrainResult,
-        _Batches,
-        resolve_device,
-        save_checkpoint,
-    )
-
-    if source.store.shape != target.store.shape:
-        raise DataError("source and target must have the same CSI shape after selection")
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, source.store.shape, **cfg.model_kwargs)
-    if not hasattr(model, "da_loss") and not isinstance(model, DCNN):
-        raise ConfigError(f"model {cfg.model!r} is not a DA model (dcnn | dann | mda | hda)")
-    model.fit_targets(source.store.xy[source.train])
-    model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    labels = semantic_labels(source.store.link_state[:, cfg.label_trp])
-    bank_s, bank_t = FeatureBank(source.store, device), FeatureBank(target.store, device)
-    bs = _Batches(len(source.train), cfg.batch_size, cfg.seed, 0)
-    bt = _Batches(len(target.train), cfg.batch_size, cfg.seed, 1)
-    history: list[dict] = []
-    acc: dict[str, float] = {}
-    for step in range(cfg.steps):
-        i_s, i_t = source.train[bs.rows(step)], target.train[bt.rows(step)]
-        hs = bank_s(i_s)
-        zs = (bank_s.xy(i_s) - model.origin) / model.scale
-        if hasattr(model, "da_loss"):
-            ds = torch.as_tensor(labels[i_s], device=device)
-            lam = lambda_ramp(step / cfg.steps)
-            terms = model.da_loss(hs, zs, ds, bank_t(i_t), lam, cfg)
-        else:
-            terms = {"loss": model.training_loss(hs, bank_s.xy(i_s))}
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        opt.step()
-        for k, v in terms.items():
-            acc[k] = acc.get(k, 0.0) + float(torch.as_tensor(v).detach())
-        acc["n"] = acc.get("n", 0) + 1
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            n = acc.pop("n")
-            rec = {"step": step + 1, **{k: v / n for k, v in acc.items()}}
-            if not all(math.isfinite(v) for v in rec.values()):
-                raise ConfigError(f"DA training diverged at step {step + 1}: {rec}")
-            history.append(rec)
-            if on_log is not None:
-                on_log(rec)
-            log.info("step %d/%d %s", step + 1, cfg.steps, rec)
-            acc = {}
-    model.eval()
-    path = None
-    if out_dir is not None:
-        path = Path(out_dir) / CHECKPOINT_NAME
-        save_checkpoint(
-            path,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "model": cfg.model,
-                "hparams": dict(model.hparams),
-                "state_dict": model.state_dict(),
-                "step": cfg.steps,
-                "config": {**dataclasses.asdict(cfg), "n_neighbours": 0},
-                "data": [
-                    {**source.store.describe(), **source.meta},
-                    {**target.store.describe(), **target.meta},
-                ],
-                "history": history,
-            },
-        )
-    return TrainResult(model=model, history=history, checkpoint=path)
-
-
-@torch.no_grad()
-def evaluate_da(
-    model: nn.Module,
-    store,
-    idx: np.ndarray,
-    label_trp: int = 0,
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
-) -> dict:
-    """Tab. II metrics on ``idx``: Euclidean RMSE sqrt(mean ||p - p_hat||^2) (m), mean error,
-    and PCP accuracy over samples with a label (models with a classifier only)."""
-    model = model.to(device).eval()
-    bank = FeatureBank(store, device)
-    idx = np.asarray(idx, np.int64)
-    pred, cls = [], []
-    for a in range(0, len(idx), batch_size):
-        h = bank(idx[a : a + batch_size])
-        pred.append(model(h).cpu().numpy())
-        if hasattr(model, "classify"):
-            cls.append(model.classify(h).argmax(1).cpu().numpy())
-    err = np.linalg.norm(np.concatenate(pred) - store.xy[idx], axis=1)
-    out = {"n": len(idx), "rmse": float(np.sqrt(np.mean(err**2))), "mean": float(err.mean())}
-    if cls:
-        lab = semantic_labels(store.link_state[idx, label_trp])
-        ok = lab >= 0
-        out["pcp_accuracy"] = (
-            float((np.concatenate(cls)[ok] == lab[ok]).mean()) if ok.any() else None
-        )
-    return out

@@ -19,7 +19,7 @@ synchronized across TRPs (delays modulo C/B). The 3 per-tap features are (Re, Im
 per-TRP antenna rows (U * A), the AoA x ToF image of the paper's scenario 2.
 
 Locations are standardised with ``origin``/``scale`` buffers fitted on the training labels
-(``fit_targets``, called by ``loc.train.train``); TRP positions enter in the same units.
+(``fit_targets``, called by ``loc.fit.supervised.train``); TRP positions enter in the same units.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loc.errors import ConfigError
+from loc.models.targets import TargetNorm
 
 DOMAINS = ("delay", "angle_delay", "taps")  # channel input of the TRP-token models
 
@@ -73,35 +74,6 @@ def random_subset(present: torch.Tensor, s: int, rng: np.random.Generator) -> to
     keys = keys.masked_fill(~present, float("inf"))
     rank = keys.argsort(dim=1).argsort(dim=1)
     return present & (rank < s)
-
-
-class TargetNorm(nn.Module):
-    """Location standardisation: (x - origin) / scale with buffers fitted on training xy."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("origin", torch.zeros(2))
-        self.register_buffer("scale", torch.ones(()))
-
-    def fit_targets(self, xy: np.ndarray) -> None:
-        """origin = mean training (x, y); scale = the larger per-axis std (>= 1 m)."""
-        xy = np.asarray(xy, np.float64)[:, :2]
-        self.origin.copy_(torch.as_tensor(xy.mean(0)))
-        self.scale.fill_(float(max(xy.std(0).max(), 1.0)))
-
-    def to_metres(self, y: torch.Tensor) -> torch.Tensor:
-        out = y * self.scale
-        return torch.cat([out[:, :2] + self.origin, out[:, 2:]], dim=1)
-
-    def normalise_xyz(self, xyz: torch.Tensor) -> torch.Tensor:
-        """(..., 3) m -> (..., 3) standardised (z only scaled)."""
-        shift = torch.cat([self.origin, self.origin.new_zeros(1)])
-        return (xyz - shift) / self.scale
-
-    def l2_loss(self, pred_m: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-        """Mean Euclidean distance in standardised units (the paper's l2-norm loss)."""
-        d = (pred_m[:, :2] - xy[:, :2]) / self.scale
-        return torch.sqrt((d**2).sum(-1) + 1e-12).mean()
 
 
 class ChannelEncoder(nn.Module):
@@ -356,26 +328,3 @@ class ResNetFingerprint(TargetNorm):
         if self.train_subset is not None:
             present = random_subset(present, self.train_subset, rng)
         return self.l2_loss(self(h, trp_xyz, present), xy)
-
-
-@torch.no_grad()
-def predict_subsets(
-    model: nn.Module,
-    store,
-    idx: np.ndarray,
-    subset: int | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    present: np.ndarray | None = None,
-) -> np.ndarray:
-    """(x, y) estimates (M, 2) m for a TRP-token model, optionally on a seeded random subset
-    of ``subset`` present TRPs per sample (the paper's variable-TRP test condition) or on a
-    given (M, T) bool mask ``present``."""
-    from loc.evaluate import predict
-
-    idx = np.asarray(idx, np.int64)
-    if present is None and subset is not None:
-        here = torch.as_tensor(store.has_path[idx])
-        present = random_subset(here, subset, np.random.default_rng(seed)).numpy()
-    return predict(model, store, idx, batch_size=batch_size, device=device, present=present)

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError
+from loc.fit.da import DAConfig, evaluate_da, train_da
+from loc.fit.supervised import TrainConfig, TrainSet, load_checkpoint, train
 from loc.models import build_model, count_parameters
 from loc.models.da import (
     S_BOUND,
-    DAConfig,
     HomoscedasticWeights,
-    evaluate_da,
     focal_loss,
     global_alignment,
     grad_reverse,
@@ -24,9 +24,7 @@ from loc.models.da import (
     local_alignment,
     semantic_labels,
     skl,
-    train_da,
 )
-from loc.train import TrainConfig, TrainSet, load_checkpoint, train
 from simgen.schema import LinkState
 
 

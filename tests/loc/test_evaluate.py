@@ -18,8 +18,8 @@ from loc.evaluate import (
     predict,
     write_report,
 )
+from loc.fit.supervised import TrainConfig, TrainSet, train
 from loc.models import build_model
-from loc.train import TrainConfig, TrainSet, train
 
 
 def test_error_metrics_hand_computed():

@@ -10,10 +10,8 @@ import torch
 
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError
-from loc.models import build_model, count_parameters
-from loc.models.metaloc import (
+from loc.fit.meta import (
     MetaConfig,
-    MetaLocNet,
     _call_loss,
     adapt,
     adaptation_curve,
@@ -24,7 +22,9 @@ from loc.models.metaloc import (
     params_of,
     select_init,
 )
-from loc.train import TrainConfig, TrainSet, train
+from loc.fit.supervised import TrainConfig, TrainSet, train
+from loc.models import build_model, count_parameters
+from loc.models.metaloc import MetaLocNet
 
 
 def _toy_net():
@@ -112,7 +112,7 @@ def test_mmd_selects_the_matching_environment():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(200, 4, generator=g), torch.randn(200, 4, generator=g) + 3.0
     assert mmd2(a[:100], a[100:]) < 0.1 * mmd2(a[:100], b[:100])
-    from loc.models.metaloc import MetaResult
+    from loc.fit.meta import MetaResult
 
     m = _toy_net()
     fp = lambda h: m.fingerprint(h)  # noqa: E731

@@ -19,18 +19,18 @@ from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError, DataError
 from loc.suite import (
     EXPERIMENTS_DIR,
-    REPO_ROOT,
-    _Prepared,
     load_protocol,
     ordered_samples,
     run_suite,
     snapshot_mask,
     ue_ids,
 )
+from loc.suite.protocol import REPO_ROOT
+from loc.suite.run import _Prepared
 
 runner = CliRunner()
 PAPER_PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
-FAMILY_PROTOCOLS = ["metaloc", "semantic_da", "vinloc"]  # issue 7: own runners (loc.runners)
+FAMILY_PROTOCOLS = ["metaloc", "semantic_da", "vinloc"]  # issue 7: own runners (loc.suite.runners)
 PAPER_MODELS = {"mateformer", "iclloc_gen", "iclloc_disc", "cnn", "ad_cnn", "mfcnet"}
 
 

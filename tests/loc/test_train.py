@@ -8,7 +8,7 @@ import torch
 
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import CheckpointError, ConfigError, DataError
-from loc.train import (
+from loc.fit.supervised import (
     TrainConfig,
     TrainSet,
     _Batches,

@@ -9,10 +9,10 @@ import torch
 
 from loc.data import CSIStore, FeatureBank, Selection, split_indices
 from loc.errors import ConfigError
-from loc.evaluate import evaluate
+from loc.evaluate import evaluate, predict_subsets
+from loc.fit.supervised import TrainConfig, TrainSet, load_checkpoint, train
 from loc.models import build_model, count_parameters
-from loc.models.vinloc import cir_features, predict_subsets, random_subset
-from loc.train import TrainConfig, TrainSet, load_checkpoint, train
+from loc.models.vinloc import cir_features, random_subset
 
 TINY = dict(
     d_emb=16, depth=2, n_heads=2, d_ff=32, head_hidden=32, head_layers=2, enc_channels=(4, 8)

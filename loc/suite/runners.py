@@ -1,5 +1,5 @@
 """How ``loc suite`` fits and evaluates the model families that the shared training loop
-(``loc.train.train``) does not cover, on one experiment's scenarios.
+(``loc.fit.supervised.train``) does not cover, on one experiment's scenarios.
 
 Every runner gets the same inputs as the shared loop: the experiment's training scenarios
 (``TrainSet`` list: store + training indices) and, per test column, the test scenario's store,
@@ -7,7 +7,7 @@ its *database* indices (the head of that scenario's sample order) and its *test*
 tail, disjoint). Each returns, per test column, the location estimates (M, 2) m of the test
 samples plus extra numbers for the JSON.
 
-- ``"da"`` (DANN, MDA, HDA): one model per test column, trained by ``loc.models.da.train_da``
+- ``"da"`` (DANN, MDA, HDA): one model per test column, trained by ``loc.fit.da.train_da``
   on the labelled first training scenario (source) and the test scenario's database samples as
   the *unlabelled* target (their labels are never read). Extra: link-state (PCP) accuracy.
 - ``"meta"`` (MAML, MAML-TS, MAML-DG and the TL / RI baselines of the MetaLoc paper): the
@@ -97,8 +97,8 @@ class Fitted:
 
 def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.evaluate import predict
-    from loc.models.da import DAConfig, evaluate_da, train_da
-    from loc.train import TrainSet, load_checkpoint
+    from loc.fit.da import DAConfig, evaluate_da, train_da
+    from loc.fit.supervised import TrainSet, load_checkpoint
 
     _no_masks(name, masks)
     if len(train_sets) != 1:
@@ -137,8 +137,9 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
 def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.data import FeatureBank
     from loc.evaluate import predict
-    from loc.models.metaloc import MetaConfig, MetaLocNet, adapt, meta_train, select_init
-    from loc.train import TrainConfig, train
+    from loc.fit.meta import MetaConfig, adapt, meta_train, select_init
+    from loc.fit.supervised import TrainConfig, train
+    from loc.models.metaloc import MetaLocNet
 
     data = proto.data
     kw = dict(proto.model_kwargs.get(name, {}))
@@ -229,35 +230,3 @@ RUNNERS = {"da": run_da, "meta": run_meta, "model_based": run_model_based}
 
 
 # ----------------------------------------------------------------------------- transfer
-
-
-def transfer_curve(cfg, checkpoint, test, device, run_dir, sizes, steps) -> dict:
-    """Transfer-learning curve of a model trained by the shared loop: for each n in ``sizes``,
-    fine-tune every parameter from ``checkpoint`` on the first n database samples of the test
-    scenario (constant LR, ``steps`` steps) and evaluate on its test samples with that
-    scenario's database. Returns {n: {"mean", "median"}} (m); sizes above the database are
-    skipped. Fine-tuned checkpoints go to ``run_dir/finetune_<n>``."""
-    from loc.evaluate import evaluate
-    from loc.train import TrainSet, train
-
-    st, db, te = test
-    curve = {}
-    for n in sorted(sizes):
-        if n > len(db):
-            continue
-        ft = dataclasses.replace(
-            cfg,
-            steps=steps,
-            batch_size=min(cfg.batch_size, n),
-            n_neighbours=min(cfg.n_neighbours, n - 1),
-            lr_milestones=(),
-            init_from=str(checkpoint),
-            log_every=max(1, min(1000, steps // 5)),
-            ckpt_every=steps,
-        )
-        res = train(
-            ft, [TrainSet(st, db[:n], meta={"finetune": n})], run_dir / f"finetune_{n}", resume=True
-        )
-        report, _ = evaluate(res.model, st, te, db, k=cfg.n_neighbours, device=device)
-        curve[n] = {"mean": report["overall"]["mean"], "median": report["overall"]["median"]}
-    return curve

@@ -31,7 +31,7 @@ from loc.errors import CheckpointError, ConfigError, DataError
 from loc.models import DEFAULT_LR, MODELS, build_model
 from loc.models.attention import set_fused_attention
 
-log = logging.getLogger("loc.train")
+log = logging.getLogger("loc.fit.supervised")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "loc-checkpoint-1"
@@ -220,7 +220,7 @@ def train(
     if trainer is not None:  # domain adaptation models need source + target data
         raise ConfigError(
             f"model {cfg.model!r} adapts to an unlabelled target domain: run it in a protocol "
-            "(loc suite semantic_da) or from Python with loc.models.da.train_da"
+            "(loc suite semantic_da) or from Python with loc.fit.da.train_da"
         )
     if not sets:
         raise ConfigError("no training data given")

@@ -1,0 +1,334 @@
+"""Protocol YAMLs (``loc/experiments/``): loading, budgets, validation."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from pathlib import Path
+
+import yaml
+
+from loc.data import CSITransform, parse_index_list
+from loc.errors import ConfigError
+
+log = logging.getLogger("loc.suite")
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+BUDGET_NAMES = ("paper", "short", "tiny")
+TOP_KEYS = {
+    "name",
+    "description",
+    "models",
+    "model_kwargs",
+    "seed",
+    "datasets",
+    "data",
+    "experiments",
+    "budgets",
+}
+DATA_DEFAULTS = {
+    "selection": {"trps": "all", "ue_ants": "all", "trp_ants": "all", "subcarriers": "all"},
+    "scale": "auto",
+    "domain": "freq",
+    "frame": "absolute",
+    "k": 64,
+    "coarse_error": 1.0,
+    "lr": None,
+    "split": "sample",
+    "split_seed": 1,
+    "variable": "csi",  # csi | cir (simgen's stored CIR taps, output.cir_taps)
+    "finetune_sizes": [],  # transfer-learning curve: fine-tune on n test-scenario samples
+    "finetune_steps": 1000,  # steps of each fine-tuning run (constant LR)
+    "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
+    "adapt_steps": 20,  # MetaLoc: SGD steps of fast adaptation
+    "adapt_lr": 0.01,  # MetaLoc: step size alpha of fast adaptation
+}
+SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db", "trp_subset"}
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset to render or reuse: a scene YAML, a UE count (None: the scene's own) and
+    optional nested changes to the scene YAML (e.g. ``{traffic: null}``)."""
+
+    name: str
+    scene: Path
+    ue_count: int | None = None
+    scene_overrides: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    dataset: str
+    n: int
+    group: str = "dry"
+    trps: tuple[int, ...] | None = None
+    snapshots: tuple[int, ...] | None = None
+    db: int | None = None
+    trp_subset: int | None = None  # test only: a seeded random subset of S present TRPs/sample
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the sample population (not the sizes)."""
+        return (self.dataset, self.group, self.trps, self.snapshots)
+
+    def describe(self) -> str:
+        s = f"{self.dataset}/{self.group}"
+        if self.trps is not None:
+            s += f" TRP {','.join(map(str, self.trps))}"
+        if self.snapshots is not None:
+            s += f" snapshots {ranges_text(self.snapshots)}"
+        if self.trp_subset is not None:
+            s += f", {self.trp_subset} random TRPs per sample"
+        return s
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    train: tuple[Scenario, ...]
+    test: dict[str, Scenario]
+
+
+@dataclasses.dataclass
+class Protocol:
+    name: str
+    description: str
+    budget: str
+    steps: int
+    batch_size: int
+    models: list[str]
+    model_kwargs: dict[str, dict]
+    seed: int
+    datasets: dict[str, DatasetSpec]
+    data: dict
+    experiments: dict[str, Experiment]
+    path: Path
+
+    @property
+    def log_every(self) -> int:
+        """Training log interval: ~10 records per run, at most every 1,000 steps."""
+        return max(1, min(1000, self.steps // 10))
+
+
+def ranges_text(idx: tuple[int, ...]) -> str:
+    """(0, 1, 2, 5) -> '0-2,5'."""
+    out, start = [], None
+    for i, v in enumerate(idx):
+        if start is None:
+            start = v
+        if i + 1 == len(idx) or idx[i + 1] != v + 1:
+            out.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ",".join(out)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Recursive dict merge: mappings merge, anything else (lists included) replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def list_protocols() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def find_protocol(name: str | Path) -> Path:
+    """A protocol YAML path, or the name of one under ``loc/experiments/``."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    q = EXPERIMENTS_DIR / f"{p.name}.yaml"
+    if q.is_file() and p.suffix == "":
+        return q
+    raise ConfigError(f"unknown protocol {str(name)!r} (shipped: {', '.join(list_protocols())})")
+
+
+def _index_tuple(value, what: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: expected indices, got {value!r}")
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    if isinstance(value, str):
+        return parse_index_list(value)
+    raise ConfigError(f"{what}: expected an index, a list or a string like '0:32', got {value!r}")
+
+
+def _count(value, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _resolve_scene(scene: str, protocol_path: Path) -> Path:
+    p = Path(scene)
+    for base in (Path.cwd(), REPO_ROOT, protocol_path.parent):
+        if (base / p).is_file():
+            return (base / p).resolve()
+    raise ConfigError(f"datasets: scene file {scene!r} not found (relative to CWD or the repo)")
+
+
+def _scenario(d, where: str, datasets: dict, default_db: int | None = None) -> Scenario:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {d!r}")
+    bad = set(d) - SCENARIO_KEYS
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))}")
+    ds = d.get("dataset")
+    if ds not in datasets:
+        raise ConfigError(f"{where}: unknown dataset {ds!r} (protocol has: {', '.join(datasets)})")
+    group = d.get("group", "dry")
+    if not isinstance(group, str):
+        raise ConfigError(f"{where}: group must be a string, got {group!r}")
+    db = d.get("db", default_db)
+    return Scenario(
+        dataset=ds,
+        n=_count(d.get("n"), f"{where}.n"),
+        group=group,
+        trps=_index_tuple(d.get("trps"), f"{where}.trps"),
+        snapshots=_index_tuple(d.get("snapshots"), f"{where}.snapshots"),
+        db=None if db is None else _count(db, f"{where}.db"),
+        trp_subset=None if d.get("trp_subset") is None else _count(d["trp_subset"], where),
+    )
+
+
+def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
+    """Read, merge the budget's overrides into, and validate a protocol. ConfigError on any
+    inconsistency (one line, naming the key)."""
+    from loc.suite.runners import base_model, known_models
+
+    path = find_protocol(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a protocol must be a YAML mapping")
+    bad = set(raw) - TOP_KEYS
+    if bad:
+        raise ConfigError(f"{path.name}: unknown key(s) {', '.join(sorted(bad))}")
+    budgets = raw.get("budgets") or {}
+    missing = [b for b in BUDGET_NAMES if b not in budgets]
+    if missing:
+        raise ConfigError(f"{path.name}: budgets lack {', '.join(missing)}")
+    if budget not in budgets:
+        raise ConfigError(f"unknown budget {budget!r} ({' | '.join(budgets)})")
+    b = dict(budgets[budget] or {})
+    steps = _count(b.pop("steps", None), f"budgets.{budget}.steps")
+    batch = _count(b.pop("batch_size", None), f"budgets.{budget}.batch_size")
+    bad = set(b) - (TOP_KEYS - {"name", "budgets"})
+    if bad:
+        raise ConfigError(f"budgets.{budget}: unknown key(s) {', '.join(sorted(bad))}")
+    cfg = deep_merge({k: v for k, v in raw.items() if k != "budgets"}, b)
+
+    models = cfg.get("models")
+    if not isinstance(models, list) or not models:
+        raise ConfigError(f"{path.name}: models must be a non-empty list")
+    for m in models:
+        if base_model(m) not in known_models():
+            raise ConfigError(
+                f"unknown model {m!r} in {path.name} (choose from {', '.join(known_models())})"
+            )
+    if len(set(models)) != len(models):
+        raise ConfigError(f"{path.name}: a model is listed twice")
+    mkw = cfg.get("model_kwargs") or {}
+    if not isinstance(mkw, dict) or any(not isinstance(v, dict) for v in mkw.values()):
+        raise ConfigError("model_kwargs must map model names to mappings")
+
+    datasets = {}
+    for dname, d in (cfg.get("datasets") or {}).items():
+        if not isinstance(d, dict) or "scene" not in d:
+            raise ConfigError(f"datasets.{dname}: needs a scene")
+        bad = set(d) - {"scene", "ue_count", "scene_overrides"}
+        if bad:
+            raise ConfigError(f"datasets.{dname}: unknown key(s) {', '.join(sorted(bad))}")
+        ue = d.get("ue_count")
+        datasets[dname] = DatasetSpec(
+            dname,
+            _resolve_scene(d["scene"], path),
+            None if ue is None else _count(ue, f"datasets.{dname}.ue_count"),
+            dict(d.get("scene_overrides") or {}),
+        )
+    if not datasets:
+        raise ConfigError(f"{path.name}: no datasets")
+
+    data = deep_merge(DATA_DEFAULTS, cfg.get("data") or {})
+    bad = set(data) - set(DATA_DEFAULTS)
+    if bad:
+        raise ConfigError(f"data: unknown key(s) {', '.join(sorted(bad))}")
+    if data["split"] not in ("sample", "ue"):
+        raise ConfigError(f"data.split must be sample | ue, got {data['split']!r}")
+    _count(data["k"], "data.k")
+    shots = data["k_shots"]
+    if not isinstance(shots, list) or not shots:
+        raise ConfigError("data.k_shots must be a non-empty list of sample counts")
+    data["k_shots"] = [_count(v, "data.k_shots[]") for v in shots]
+    _count(data["adapt_steps"], "data.adapt_steps", 0)
+    _count(data["finetune_steps"], "data.finetune_steps")
+    if not isinstance(data["finetune_sizes"], list):
+        raise ConfigError("data.finetune_sizes must be a list of sample counts")
+    data["finetune_sizes"] = [_count(v, "data.finetune_sizes[]", 2) for v in data["finetune_sizes"]]
+    sel = data["selection"]
+    if set(sel) - set(DATA_DEFAULTS["selection"]):
+        raise ConfigError(f"data.selection: unknown key(s) in {sorted(sel)}")
+    data["selection"] = {k: _index_tuple(v, f"data.selection.{k}") for k, v in sel.items()}
+    csi_transform(data, None)  # validates scale / domain
+
+    experiments = {}
+    for ename, e in (cfg.get("experiments") or {}).items():
+        where = f"experiments.{ename}"
+        if not isinstance(e, dict) or set(e) != {"train", "test"}:
+            raise ConfigError(f"{where}: needs exactly the keys train and test")
+        tr = e["train"] if isinstance(e["train"], list) else [e["train"]]
+        if not tr:
+            raise ConfigError(f"{where}.train: empty")
+        train = tuple(_scenario(t, f"{where}.train[{i}]", datasets) for i, t in enumerate(tr))
+        if any(t.trp_subset is not None for t in train):
+            raise ConfigError(
+                f"{where}.train: trp_subset is a test condition (use the model's "
+                "train_subset option for training)"
+            )
+        if not isinstance(e["test"], dict) or not e["test"]:
+            raise ConfigError(f"{where}.test: expected a non-empty mapping name -> scenario")
+        test = {
+            str(t): _scenario(s, f"{where}.test.{t}", datasets, default_db=train[0].n)
+            for t, s in e["test"].items()
+        }
+        experiments[str(ename)] = Experiment(str(ename), train, test)
+    if not experiments:
+        raise ConfigError(f"{path.name}: no experiments")
+    return Protocol(
+        name=str(cfg.get("name") or path.stem),
+        description=str(cfg.get("description") or "").strip(),
+        budget=budget,
+        steps=steps,
+        batch_size=batch,
+        models=list(models),
+        model_kwargs={m: dict(mkw.get(m) or {}) for m in models},
+        seed=_count(cfg.get("seed", 1), "seed", 0),
+        datasets=datasets,
+        data=data,
+        experiments=experiments,
+        path=path,
+    )
+
+
+def csi_transform(data: dict, scale: float | None) -> CSITransform:
+    s = data["scale"]
+    if s != "auto" and (isinstance(s, bool) or not isinstance(s, int | float)):
+        raise ConfigError(f"data.scale must be a number or 'auto', got {s!r}")
+    return CSITransform(scale=scale if s == "auto" else float(s), domain=data["domain"])

@@ -1,0 +1,168 @@
+"""Suite outputs: the Markdown table(s), the CDF figure and the JSON of a protocol run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from loc.suite.protocol import Protocol
+
+log = logging.getLogger("loc.suite")
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _cell(r: dict | None) -> str:
+    if not r or r["overall"].get("n", 0) == 0:
+        return "–"
+    o = r["overall"]
+    return f"{o['mean']:.2f} / {o['median']:.2f} / {o['p90']:.2f}"
+
+
+def markdown_table(result: dict, models: list[str]) -> str:
+    """The suite table: one row per model, one column per (experiment, test)."""
+    cols = result["columns"]
+    lines = [
+        f"# Localization suite: {result['protocol']} (budget {result['budget']})",
+        "",
+    ]
+    if result.get("description"):
+        lines += [result["description"].splitlines()[0], ""]
+    lines += [
+        f"{result['steps']} steps, batch {result['batch_size']}, k = {result['k']} neighbours, "
+        f"coarse location error l = {result['coarse_error_l_m']} m, {result['device']}. "
+        "Cells: 2-D error mean / median / p90 in metres.",
+        "",
+        "| model | " + " | ".join(c["label"] for c in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for m in models:
+        cells = [_cell(result["results"][c["label"]].get(m)) for c in cols]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _extra_tables(result, models)
+    lines.append("")
+    for c in cols:
+        lines.append(
+            f"- {c['label']}: train {' + '.join(c['train'])}; test {c['test_scenario']} "
+            f"n={c['n_test']}, database {c['n_database']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _extra_tables(result: dict, models: list[str]) -> list[str]:
+    """RMSE and link-state (PCP) accuracy of DA models; error vs K of MetaLoc models; error
+    vs fine-tuning samples (transfer-learning curves)."""
+    cols, res = result["columns"], result["results"]
+    lines = []
+    if any("pcp_accuracy" in (res[c["label"]].get(m) or {}) for c in cols for m in models):
+        lines += [
+            "",
+            "Domain adaptation: RMSE (m) / link-state (PCP) accuracy (%).",
+            "",
+            "| model | " + " | ".join(c["label"] for c in cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
+        for m in models:
+            cells = []
+            for c in cols:
+                r = res[c["label"]].get(m)
+                acc = (r or {}).get("pcp_accuracy")
+                cells.append(
+                    "–"
+                    if not r
+                    else f"{r['overall']['rmse']:.2f} / "
+                    + ("–" if acc is None else f"{100 * acc:.1f}")
+                )
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _curve_table(
+        res,
+        cols,
+        models,
+        "adaptation_curve",
+        "Fast adaptation: mean error (m) vs K labelled target samples.",
+    )
+    lines += _curve_table(
+        res,
+        cols,
+        models,
+        "transfer_curve",
+        "Transfer learning: mean error (m) after "
+        "fine-tuning on n samples of the test scenario (n = 0: direct reuse).",
+    )
+    return lines
+
+
+def _curve_table(res: dict, cols: list, models: list[str], key: str, title: str) -> list[str]:
+    """Models x (column, size) table of the mean errors in each result's ``key`` curve; a
+    transfer curve also gets n = 0 (the model as trained, no fine-tuning)."""
+    rows = [m for m in models if any(key in (res[c["label"]].get(m) or {}) for c in cols)]
+    if not rows:
+        return []
+    direct = key == "transfer_curve"
+    heads = []
+    for c in cols:
+        sizes = sorted({n for m in rows for n in (res[c["label"]].get(m) or {}).get(key, {})})
+        heads += [(c["label"], n) for n in ([0] if direct else []) + sizes]
+    sym = "n" if direct else "K"
+    lines = [
+        "",
+        title,
+        "",
+        "| model | " + " | ".join(f"{lab} {sym}={n}" for lab, n in heads) + " |",
+        "|---|" + "---|" * len(heads),
+    ]
+    for m in rows:
+        cells = []
+        for lab, n in heads:
+            r = res[lab].get(m) or {}
+            curve = {0: r["overall"], **r.get(key, {})} if direct and r else r.get(key, {})
+            cells.append(f"{curve[n]['mean']:.2f}" if n in curve else "–")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_suite_cdf(errors: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> Path:
+    """One panel per column, one CDF curve per model (log error axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    n = max(1, len(errors))
+    ncol = min(3, n)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    for ax, (label, curves) in zip(axes.flat, errors.items(), strict=False):
+        for m, e in curves.items():
+            e = np.sort(np.asarray(e, np.float64))
+            if len(e):
+                ax.plot(np.maximum(e, 1e-3), np.arange(1, len(e) + 1) / len(e), label=m)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("2-D error (m)")
+        ax.set_ylabel("CDF")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(result, errors, out: Path, proto: Protocol, models, final: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    result["complete"] = final
+    (out / f"{proto.name}.json").write_text(json.dumps(result, indent=2))
+    (out / f"{proto.name}.md").write_text(markdown_table(result, models))
+    if final:
+        plot_suite_cdf(errors, out / f"{proto.name}_cdf.png", f"{proto.name} ({proto.budget})")

@@ -1,0 +1,273 @@
+"""Running a protocol: every (experiment, model) pair trained and evaluated on the same splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from loc.data import CSIStore, CSITransform, Selection
+from loc.errors import ConfigError, DataError
+from loc.suite.datasets import dataset_store, head_tail, ordered_samples, snapshot_mask, ue_ids
+from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform
+from loc.suite.report import write_outputs
+
+log = logging.getLogger("loc.suite")
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclasses.dataclass
+class _Pop:
+    """One scenario's sample population in one experiment."""
+
+    store: CSIStore
+    order: np.ndarray
+    ue: np.ndarray | None
+
+
+class _Prepared:
+    """Every store, split and size check of one experiment, done before any training."""
+
+    def __init__(self, proto: Protocol, exp: Experiment, paths: dict[str, Path]) -> None:
+        data = proto.data
+        self.exp = exp
+        self._stores: dict[tuple, CSIStore] = {}
+        self._pops: dict[tuple, _Pop] = {}
+        seed, by = data["split_seed"], data["split"]
+
+        def pop(sc: Scenario) -> _Pop:
+            if sc.key not in self._pops:
+                skey = (sc.dataset, sc.group, sc.trps)
+                if skey not in self._stores:
+                    sel = dict(data["selection"])
+                    if sc.trps is not None:
+                        sel["trps"] = sc.trps
+                    self._stores[skey] = CSIStore(
+                        paths[sc.dataset],
+                        sc.group,
+                        Selection(**sel),
+                        csi_transform(data, None),
+                        data["frame"],
+                        variable=data["variable"],
+                    )
+                st = self._stores[skey]
+                mask = snapshot_mask(st, sc.snapshots)
+                ue = ue_ids(st) if by == "ue" else None
+                self._pops[sc.key] = _Pop(st, ordered_samples(mask, seed, by, ue), ue)
+            return self._pops[sc.key]
+
+        k, b = data["k"], proto.batch_size
+        self.train: list[tuple[CSIStore, np.ndarray]] = []
+        for sc in exp.train:
+            p = pop(sc)
+            tr, _ = head_tail(p.order, sc.n, 0, f"{exp.name} train {sc.describe()}")
+            if b > sc.n:
+                raise DataError(f"{exp.name}: batch size {b} exceeds the {sc.n} training samples")
+            self.train.append((p.store, tr))
+        self.test: dict[str, tuple[CSIStore, np.ndarray, np.ndarray]] = {}
+        for name, sc in exp.test.items():
+            p = pop(sc)
+            what = f"{exp.name} test {name} ({sc.describe()})"
+            db, te = head_tail(p.order, sc.db, sc.n, what, p.ue)
+            if k > sc.db:
+                raise DataError(f"{what}: need {k} neighbours but the database has {sc.db}")
+            for tsc, (_, tr) in zip(exp.train, self.train, strict=True):
+                if tsc.key == sc.key and np.intersect1d(tr, te).size:
+                    raise DataError(f"too few samples: {what} overlaps the training samples")
+                if p.ue is not None and tsc.dataset == sc.dataset and tsc.group == sc.group:
+                    if np.intersect1d(p.ue[tr], p.ue[te]).size:
+                        raise DataError(f"too few UEs: {what} shares UEs with training")
+            self.test[name] = (p.store, db, te)
+        shapes = {st.shape for st in self._stores.values()}
+        if len(shapes) > 1:
+            raise DataError(f"{exp.name}: scenarios differ in CSI shape {sorted(shapes)}")
+
+    def fit_transform(self) -> CSITransform:
+        """Scale from the first training scenario's samples, applied to every store."""
+        st0, tr0 = self.train[0]
+        tf = st0.fit_transform(tr0)
+        for st in self._stores.values():
+            if st is not st0:
+                st.set_transform(tf)
+        return tf
+
+
+def column_labels(proto: Protocol) -> list[tuple[str, str, str]]:
+    """(label, experiment, test) per table column."""
+    out = []
+    single = len(proto.experiments) == 1
+    for e in proto.experiments.values():
+        for t in e.test:
+            if single:
+                label = t
+            elif len(e.test) == 1:
+                label = e.name
+            else:
+                label = f"{e.name}: {t}"
+            out.append((label, e.name, t))
+    return out
+
+
+def _run_signature(cfg, prep: _Prepared, tf: CSITransform) -> dict:
+    return {
+        "config": dataclasses.asdict(cfg),
+        "transform": dataclasses.asdict(tf),
+        "train": [
+            {**st.describe(), "n": len(tr), "first": int(tr[0]), "last": int(tr[-1])}
+            for st, tr in prep.train
+        ],
+    }
+
+
+def run_suite(
+    proto: Protocol,
+    out_dir: str | Path,
+    cache_dir: str | Path,
+    device: str = "auto",
+    models: list[str] | None = None,
+    resume: bool = True,
+    on_progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Render/reuse datasets, train and evaluate every model of every experiment, and write
+    ``<name>.md``, ``<name>_cdf.png`` and ``<name>.json`` to ``out_dir``. Returns the JSON dict."""
+    from loc.evaluate import evaluate, summarize
+    from loc.fit.finetune import transfer_curve
+    from loc.fit.supervised import TrainConfig, TrainSet, resolve_device, train
+    from loc.suite.runners import RUNNERS, base_model, family, trp_subset_mask
+
+    say = on_progress or log.info
+    models = models or proto.models
+    unknown = [m for m in models if m not in proto.models]
+    if unknown:
+        raise ConfigError(f"model(s) {', '.join(unknown)} not in protocol {proto.name}")
+    dev = resolve_device(device)
+    out = Path(out_dir)
+    used = {sc.dataset for e in proto.experiments.values() for sc in (*e.train, *e.test.values())}
+    paths = {d: dataset_store(proto.datasets[d], cache_dir, device) for d in sorted(used)}
+    prepared = {name: _Prepared(proto, e, paths) for name, e in proto.experiments.items()}
+    data = proto.data
+    result: dict = {
+        "protocol": proto.name,
+        "description": proto.description,
+        "budget": proto.budget,
+        "steps": proto.steps,
+        "batch_size": proto.batch_size,
+        "k": data["k"],
+        "coarse_error_l_m": data["coarse_error"],
+        "device": str(dev),
+        "datasets": {d: str(p) for d, p in paths.items()},
+        "columns": [],
+        "results": {},
+        "training": {},
+    }
+    errors: dict[str, dict[str, np.ndarray]] = {}
+    for label, ename, tname in column_labels(proto):
+        e, sc = proto.experiments[ename], proto.experiments[ename].test[tname]
+        result["columns"].append(
+            {
+                "label": label,
+                "experiment": ename,
+                "test": tname,
+                "train": [t.describe() + f" n={t.n}" for t in e.train],
+                "test_scenario": sc.describe(),
+                "n_test": sc.n,
+                "n_database": sc.db,
+            }
+        )
+        result["results"][label] = {}
+        errors[label] = {}
+    labels = {(c["experiment"], c["test"]): c["label"] for c in result["columns"]}
+    for ename, prep in prepared.items():
+        tf = prep.fit_transform()
+        masks = {  # the same random TRP subsets for every model of a column
+            t: None
+            if prep.exp.test[t].trp_subset is None
+            else trp_subset_mask(st, te, prep.exp.test[t].trp_subset, proto.seed)
+            for t, (st, db, te) in prep.test.items()
+        }
+        result["training"][ename] = {}
+        for m in models:
+            run_dir = out / "runs" / ename / m
+            fam = family(m)
+            cfg = TrainConfig(
+                model=base_model(m) if fam == "train" else "metaloc",  # others: signature only
+                model_kwargs=proto.model_kwargs.get(m, {}),
+                steps=proto.steps,
+                batch_size=proto.batch_size,
+                lr=data["lr"],
+                n_neighbours=data["k"],
+                seed=proto.seed,
+                device=str(dev),
+                log_every=proto.log_every,
+                ckpt_every=min(5000, proto.steps),
+            )
+            sig = {"family": fam, "name": m, "data": data, **_run_signature(cfg, prep, tf)}
+            sig = json.loads(json.dumps(sig, default=str))
+            sig_path = run_dir / "suite_run.json"
+            same = sig_path.exists() and json.loads(sig_path.read_text()) == sig
+            if not (resume and same) and run_dir.exists():
+                shutil.rmtree(run_dir)  # stale checkpoints of another configuration
+            run_dir.mkdir(parents=True, exist_ok=True)
+            sig_path.write_text(json.dumps(sig, indent=1))
+            sets = [
+                TrainSet(st, tr, meta={"suite": proto.name, "experiment": ename})
+                for st, tr in prep.train
+            ]
+            say(f"{proto.name}: {ename}: fitting {m} ({fam}, {proto.steps} steps) on {dev}")
+            t0 = time.perf_counter()
+            if fam == "train":
+                res = train(cfg, sets, out_dir=run_dir, resume=True)
+                fitted = None
+                hist = res.history
+                training = {
+                    "final_loss": hist[-1]["loss"] if hist else None,
+                    "samples_per_s": hist[-1]["samples_per_s"] if hist else None,
+                    "peak_memory_bytes": res.peak_memory_bytes,
+                    "checkpoint": str(res.checkpoint),
+                }
+            else:
+                fitted = RUNNERS[fam](m, proto, sets, prep.test, dev, run_dir, masks=masks)
+                training = dict(fitted.training)
+            result["training"][ename][m] = {"seconds": time.perf_counter() - t0, **training}
+            for tname, (st, db, te) in prep.test.items():
+                if fitted is None:
+                    report, err = evaluate(
+                        res.model,
+                        st,
+                        te,
+                        db,
+                        k=data["k"],
+                        coarse_error=data["coarse_error"],
+                        device=dev,
+                        present=masks[tname],
+                    )
+                else:
+                    report, err = summarize(m, st, te, fitted.predictions[tname])
+                    report.update(fitted.extra.get(tname, {}))
+                if fitted is None and data["finetune_sizes"]:
+                    report["transfer_curve"] = transfer_curve(
+                        cfg,
+                        res.checkpoint,
+                        (st, db, te),
+                        dev,
+                        run_dir / tname,
+                        data["finetune_sizes"],
+                        data["finetune_steps"],
+                    )
+                label = labels[(ename, tname)]
+                result["results"][label][m] = {
+                    k: v for k, v in report.items() if k not in ("model", "store")
+                }
+                errors[label][m] = err
+                o = report["overall"]
+                say(f"  {label}: {m} mean {o['mean']:.3f} m, median {o['median']:.3f} m")
+            write_outputs(result, errors, out, proto, models, final=False)
+    write_outputs(result, errors, out, proto, models, final=True)
+    return result
