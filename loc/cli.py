@@ -15,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from loc.errors import ConfigError, DataError, LocError
@@ -87,7 +88,12 @@ def train(
     budget: str = typer.Option("paper", help="paper (300k steps, batch 500) | short"),
     steps: int | None = typer.Option(None, help="override the budget's step count"),
     batch_size: int | None = typer.Option(None, help="override the budget's batch size"),
-    lr: float | None = typer.Option(None, help="Adam LR (default 1e-4 set models, 1e-3 others)"),
+    recipe: str = typer.Option(
+        "conditioned",
+        help="conditioned (standardised / anchor-relative targets, warm-up + cosine, tuned LR) "
+        "| paper (the spec exactly: raw metres, absolute labels, step schedule, spec LR)",
+    ),
+    lr: float | None = typer.Option(None, help="peak LR (default: the recipe's for the model)"),
     trps: str = typer.Option("all", help="TRP indices, e.g. '0' or '0,2' or 'all'"),
     ue_ants: str = typer.Option("all", help="UE antenna indices"),
     trp_ants: str = typer.Option("all", help="TRP antenna indices, e.g. '0:32'"),
@@ -121,7 +127,7 @@ def train(
 ) -> None:
     """Train one model on one or more condition groups of a store."""
     from loc.data import CSITransform, Selection, parse_index_list, split_indices
-    from loc.evaluate import evaluate, write_report
+    from loc.evaluate import baseline_reports, evaluate, write_report
     from loc.fit.supervised import BUDGETS, TrainConfig, TrainSet
     from loc.fit.supervised import train as run_train
 
@@ -149,6 +155,7 @@ def train(
         model_kwargs=mkw,
         steps=steps or BUDGETS[budget]["steps"],
         batch_size=batch_size or BUDGETS[budget]["batch_size"],
+        recipe=recipe,
         lr=lr,
         n_neighbours=k,
         sampling=sampling,
@@ -159,6 +166,7 @@ def train(
         log_every=log_every,
         ckpt_every=ckpt_every,
         init_from=None if init_from is None else str(init_from),
+        schedule="step" if constant_lr else None,
         lr_milestones=() if constant_lr else TrainConfig.lr_milestones,
     )
     sets, splits = [], []
@@ -184,7 +192,18 @@ def train(
         report, errors = evaluate(
             res.model, st, sp.test, sp.train, k=k, device=next(res.model.parameters()).device
         )
+        base = baseline_reports(
+            st,
+            np.concatenate([s.store.xy[s.train] for s in sets]),
+            sp.train,
+            sp.test,
+            coarse_error=report.get("coarse_error_l_m"),
+            k=k,
+        )
+        report["baselines"] = {name: r["overall"] for name, r in base.items()}
         write_report(report, errors, out, label=f"eval_{st.group}")
+        for r in base.values():
+            typer.echo("  baseline " + _summary(r))
         typer.echo(_summary(report))
 
 

@@ -60,6 +60,67 @@ def link_states(store: CSIStore, idx: np.ndarray) -> np.ndarray:
     return ls.min(axis=1)
 
 
+def coarse_query_xy(store: CSIStore, queries: np.ndarray, coarse_error: float, seed: int):
+    """The coarse locations (M, 2) m that set models are given at test time: the true (x, y)
+    + U[-l, l] per axis, l = ``coarse_error`` m, drawn from ``seed`` (the same draw for every
+    model and for the baseline rows)."""
+    rng = np.random.default_rng(seed)
+    return coarse_locations(store.xy[np.asarray(queries)], coarse_error, rng)
+
+
+def flat_features(store: CSIStore, idx: np.ndarray, present: np.ndarray | None = None):
+    """(M, D) float32: the model input features of samples ``idx``, flattened; with ``present``
+    (M, T) bool the absent TRPs' features are zero (trp-major link groups)."""
+    f = store.read(np.asarray(idx))
+    if present is not None:
+        g = f.shape[1] // present.shape[1]
+        f = f * np.repeat(present, g, axis=1)[:, :, None, None, None]
+    return f.reshape(len(f), -1)
+
+
+def baseline_predictions(
+    store: CSIStore,
+    train_xy: np.ndarray,
+    database: np.ndarray,
+    test: np.ndarray,
+    knn_k: int = 5,
+    coarse_error: float | None = None,
+    k: int = 64,
+    seed: int = 0,
+    present: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The trivial estimates every learned model must beat, (M, 2) m each, by row name:
+
+    - ``training mean``: the mean training location (``train_xy`` (N, 2) m);
+    - ``kNN (k=5) on the input features``: the mean location of the ``knn_k`` database samples
+      nearest in the (flattened) model input features (the fingerprinting baseline);
+    - with ``coarse_error`` (set models are given a coarse location): ``coarse location`` (the
+      location the set models are given) and ``x_init`` (the centroid of its ``k`` nearest
+      database samples: Mateformer's x_init, the prior of every set model).
+    """
+    from loc.models.multilateration import KNNFingerprint
+
+    test, database = np.asarray(test, np.int64), np.asarray(database, np.int64)
+    mean = np.asarray(train_xy, np.float64)[:, :2].mean(axis=0)
+    out = {"training mean": np.broadcast_to(mean, (len(test), 2)).copy()}
+    kk = min(knn_k, len(database))
+    fit = KNNFingerprint(kk).fit(flat_features(store, database), store.xy[database])
+    out[f"kNN (k={kk}) on the input features"] = fit.predict(flat_features(store, test, present))
+    if coarse_error is not None:
+        q = coarse_query_xy(store, test, coarse_error, seed)
+        out[f"coarse location (l = {coarse_error:g} m)"] = q
+        nb = database[knn(q, store.xy[database], min(k, len(database)))]
+        out[f"x_init (centroid of {nb.shape[1]} neighbours)"] = store.xy[nb].mean(axis=1)
+    return out
+
+
+def baseline_reports(store: CSIStore, train_xy, database, test, **kw) -> dict[str, dict]:
+    """``summarize`` of every :func:`baseline_predictions` row (same keyword options), by row
+    name: the reports to print beside a model's."""
+    rows = baseline_predictions(store, train_xy, database, test, **kw)
+    return {name: summarize(name, store, test, pred)[0] for name, pred in rows.items()}
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -105,15 +166,15 @@ def predict(
     database = np.asarray(database, np.int64)
     if k > len(database):
         raise DataError(f"need {k} neighbours but the database has only {len(database)} samples")
-    rng = np.random.default_rng(seed)
     if mode == "neighbour":
         q_xy = (
             coarse_xy
             if coarse_xy is not None
-            else coarse_locations(store.xy[queries], coarse_error, rng)
+            else coarse_query_xy(store, queries, coarse_error, seed)
         )
         nbr = database[knn(q_xy, store.xy[database], k)]
     elif mode == "random":
+        rng = np.random.default_rng(seed)
         nbr = random_sequences(database, queries, k, rng, exclude_self=False)[:, :k]
     else:
         raise ConfigError(f"unknown mode {mode!r} for predict (neighbour | random)")

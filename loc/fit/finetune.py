@@ -25,7 +25,8 @@ def transfer_curve(cfg, checkpoint, test, device, run_dir, sizes, steps) -> dict
             steps=steps,
             batch_size=min(cfg.batch_size, n),
             n_neighbours=min(cfg.n_neighbours, n - 1),
-            lr_milestones=(),
+            schedule="step",
+            lr_milestones=(),  # constant LR
             init_from=str(checkpoint),
             log_every=max(1, min(1000, steps // 5)),
             ckpt_every=steps,

@@ -28,13 +28,15 @@ from torch import nn
 
 from loc.data import CSIStore, FeatureBank, neighbour_sequences, random_sequences
 from loc.errors import CheckpointError, ConfigError, DataError
-from loc.models import DEFAULT_LR, MODELS, build_model
+from loc.fit.schedule import SCHEDULES, lr_factor
+from loc.models import MODELS, build_model, default_lr
 from loc.models.attention import set_fused_attention
 
 log = logging.getLogger("loc.fit.supervised")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "loc-checkpoint-1"
+RECIPES = ("conditioned", "paper")
 
 # Step budgets. "paper" is spec Table 2; "short" is meant to fit ~10 min of one H100 for
 # Mateformer (to be measured); the LR schedule keeps its shape at any length.
@@ -48,10 +50,15 @@ BUDGETS: dict[str, dict[str, int]] = {
 class TrainConfig:
     """Training options.
 
-    lr: Adam learning rate; None = the spec's default for the model family (1e-4 for set
-        models, 1e-3 for CNN/AD_CNN/MFCNet).
-    lr_milestones: fractions of ``steps`` after which the LR is multiplied by ``lr_decay``;
-        (1/2, 2/3, 5/6) of 300k = 150k/200k/250k (spec §4.2).
+    recipe: "conditioned" (default): standardised targets (point models), labels relative to
+        the neighbour centroid (set models), warm-up + cosine schedule, the per-model peak LR
+        of our sweep (``loc.models.PEAK_LR``); "paper": the spec exactly: raw metres,
+        absolute labels, the step schedule and the spec's LR (``loc.models.PAPER_LR``).
+    lr: peak Adam learning rate; None = the recipe's default for the model.
+    schedule: "cosine" | "step" (``loc.fit.schedule``); None = the recipe's ("step" for paper).
+    warmup: cosine warm-up, a fraction of ``steps``.
+    lr_milestones: step schedule: fractions of ``steps`` after which the LR is multiplied by
+        ``lr_decay``; (1/2, 2/3, 5/6) of 300k = 150k/200k/250k (spec §4.2); () = constant.
     sampling: "neighbour" (k nearest training samples by true location) or "random"
         (k random training samples fixed once per sample) sequences for set models.
     precision: "auto" = bf16 autocast on CUDA for models that declare it safe, else fp32;
@@ -66,7 +73,10 @@ class TrainConfig:
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     steps: int = BUDGETS["paper"]["steps"]
     batch_size: int = BUDGETS["paper"]["batch_size"]
+    recipe: str = "conditioned"
     lr: float | None = None
+    schedule: str | None = None
+    warmup: float = 0.05
     lr_milestones: tuple[float, ...] = (1 / 2, 2 / 3, 5 / 6)
     lr_decay: float = 0.2
     n_neighbours: int = 64
@@ -89,7 +99,23 @@ class TrainConfig:
             raise ConfigError(f"unknown sampling {self.sampling!r} (neighbour | random)")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"unknown precision {self.precision!r} (auto | bf16 | fp32)")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r} ({' | '.join(RECIPES)})")
+        if self.schedule is None:
+            self.schedule = "step" if self.recipe == "paper" else "cosine"
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown LR schedule {self.schedule!r} ({' | '.join(SCHEDULES)})")
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
+
+    @property
+    def paper(self) -> bool:
+        return self.recipe == "paper"
+
+    def peak_lr(self, model: str) -> float:
+        """The LR to use for ``model``: ``lr`` if set, else the recipe's default."""
+        if self.lr is not None:
+            return self.lr
+        return default_lr(model, self.recipe)
 
 
 @dataclasses.dataclass
@@ -126,9 +152,9 @@ def autocast(
 
 def lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
     """LR for 0-based step ``step`` (= the spec's step number step + 1)."""
-    n = step + 1
-    drops = sum(n > round(m * cfg.steps) for m in cfg.lr_milestones)
-    return base_lr * cfg.lr_decay**drops
+    return base_lr * lr_factor(
+        step, cfg.steps, cfg.schedule, cfg.warmup, cfg.lr_milestones, cfg.lr_decay
+    )
 
 
 def build_sequences(ts: TrainSet, cfg: TrainConfig) -> np.ndarray:
@@ -229,9 +255,20 @@ def train(
         raise DataError("all training scenarios must have the same CSI shape after selection")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, in_shape=shape, **cfg.model_kwargs)
-    if hasattr(model, "fit_targets"):  # label standardisation from the training locations
-        model.fit_targets(np.concatenate([ts.store.xy[ts.train] for ts in sets]))
+    kind = MODELS[cfg.model][0].kind
+    kwargs = dict(cfg.model_kwargs)
+    if kind == "set" and cfg.paper:
+        kwargs.setdefault("relative", False)  # the paper's absolute labels
+    model = build_model(cfg.model, in_shape=shape, **kwargs)
+    for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
+        if kind == "set" and ts.sequences is None:
+            ts.sequences = build_sequences(ts, cfg)
+    if hasattr(model, "fit_targets"):  # target conditioning from the training locations
+        rows = [ts.sequences if kind == "set" else ts.train for ts in sets]
+        model.fit_targets(
+            np.concatenate([ts.store.xy[r] for ts, r in zip(sets, rows, strict=True)]),
+            identity=cfg.paper,
+        )
     model = model.to(device)
     if cfg.init_from is not None:
         src, ck = load_checkpoint(cfg.init_from)
@@ -239,15 +276,12 @@ def train(
             raise CheckpointError(f"{cfg.init_from} holds a different model ({ck['model']})")
         model.load_state_dict(src.state_dict())
     set_fused_attention(model, cfg.fused_attention)
-    base_lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[model.kind]
+    base_lr = cfg.peak_lr(cfg.model)
     if hasattr(model, "make_optimizer"):  # the model's own optimiser (e.g. VIn-Loc's AdamW)
         opt = model.make_optimizer(base_lr)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=base_lr)
 
-    for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
-        if model.kind == "set" and ts.sequences is None:
-            ts.sequences = build_sequences(ts, cfg)
     banks = []
     for ts in sets:
         nbytes = len(ts.train) * math.prod(shape) * 2 * 4

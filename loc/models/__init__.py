@@ -50,9 +50,22 @@ MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     "metaloc": (MetaLocNet, {}),
 }
 
-# Adam learning rates of the spec: 1e-4 for ALLoc (and ICLLoc, "same settings"), 1e-3 baselines.
-# VIn-Loc: 4e-4 (AdamW, its own ``make_optimizer``).
-DEFAULT_LR = {"set": 1e-4, "point": 1e-3, "trp": 4e-4}
+# Peak learning rates per model kind. PAPER_LR: the specs' (Adam 1e-4 for ALLoc and ICLLoc,
+# "same settings"; 1e-3 for the baselines; VIn-Loc 4e-4 with AdamW, its own ``make_optimizer``).
+# PEAK_LR: our default recipe (conditioned targets, warm-up + cosine), from the measured sweep
+# in docs/benchmarks.md ("Learning-rate sweep"); a model name overrides its kind.
+PAPER_LR = {"set": 1e-4, "point": 1e-3, "trp": 4e-4}
+PEAK_LR: dict[str, float] = {"set": 1e-3, "point": 1e-3, "trp": 1e-3}
+
+
+def default_lr(name: str, recipe: str = "conditioned") -> float:
+    """Peak LR of model ``name`` under ``recipe`` ("conditioned" | "paper")."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
+    kind = MODELS[name][0].kind
+    if recipe == "paper":
+        return PAPER_LR[kind]
+    return PEAK_LR.get(name, PEAK_LR[kind])
 
 
 def build_model(name: str, in_shape: tuple[int, int, int], **overrides) -> nn.Module:
@@ -77,7 +90,8 @@ __all__ = [
     "CNN",
     "DANN",
     "DCNN",
-    "DEFAULT_LR",
+    "PAPER_LR",
+    "PEAK_LR",
     "ICLLoc",
     "MFCNet",
     "MODELS",
@@ -88,4 +102,5 @@ __all__ = [
     "VInLoc",
     "build_model",
     "count_parameters",
+    "default_lr",
 ]

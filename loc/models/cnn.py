@@ -6,24 +6,26 @@
 
 57,796 parameters for (1, 32, 32) CSI with w = 32. AD_CNN maps each link group's CSI to the
 angle-delay domain with the unitary DFT of ``loc.data.dft_matrices`` before the convolutions.
+The head predicts standardised locations (``loc.models.targets.TargetNorm``; raw metres under
+the paper recipe).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from loc.data import dft_matrices
 from loc.errors import ConfigError
+from loc.models.targets import TargetNorm
 
 
-class CNN(nn.Module):
+class CNN(TargetNorm):
     """Plain CNN baseline: CSI (B, G, A, C, 2) -> location (B, 2) in metres."""
 
     kind = "point"
-    bf16_ok = False  # regresses absolute metres through a 32-feature bottleneck
+    bf16_ok = False  # the paper recipe regresses raw metres through a 32-feature bottleneck
     angle_delay = False
 
     def __init__(
@@ -63,14 +65,18 @@ class CNN(nn.Module):
         b, g, a, c, _ = h.shape
         return h.permute(0, 1, 4, 2, 3).reshape(b, 2 * g, a, c)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward_std(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, G, A, C, 2) -> standardised location (B, 2)."""
         return self.head(self.features(self.preprocess(h)))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.to_metres(self.forward_std(h))
 
     def training_loss(
         self, h: torch.Tensor, xy: torch.Tensor, rng: np.random.Generator
     ) -> torch.Tensor:
-        """MSE on (x, y) in metres. h: (B, G, A, C, 2); xy: (B, 2)."""
-        return F.mse_loss(self(h), xy)
+        """MSE on standardised (x, y). h: (B, G, A, C, 2); xy: (B, 2) m."""
+        return self.std_mse(self.forward_std(h), xy)
 
 
 class ADCNN(CNN):

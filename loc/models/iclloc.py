@@ -12,6 +12,10 @@ Two training schemes over the shuffled k + 1 items of a sequence (order shared b
 - ``generative``: context = first k items as pairs, then the last H; loss = MSE of the
   predictions at every H token j >= min_context (x_j from the preceding pairs and H_j).
 - ``discriminative``: context length c ~ U{min_context..max_context}; loss on the last token.
+
+Locations (``loc.models.targets.AnchorNorm``): with ``relative`` (our default) every x token
+and every prediction is relative to the centroid of the context locations, in units of a
+stored length L; ``relative=False`` is the paper's absolute metres.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from torch import nn
 
 from loc.errors import ConfigError
 from loc.models.attention import MultiheadAttention
+from loc.models.targets import AnchorNorm
 
 SCHEMES = ("generative", "discriminative")
 
@@ -61,6 +66,7 @@ class ICLLoc(nn.Module):
         max_context: int = 64,
         min_context: int = 16,
         scheme: str = "generative",
+        relative: bool = True,
     ) -> None:
         super().__init__()
         if scheme not in SCHEMES:
@@ -74,7 +80,9 @@ class ICLLoc(nn.Module):
             max_context=max_context,
             min_context=min_context,
             scheme=scheme,
+            relative=relative,
         )
+        self.labels = AnchorNorm(relative)  # context labels relative to their centroid
         self.scheme, self.max_context, self.min_context = scheme, max_context, min_context
         self.embed_h = nn.Linear(math.prod(in_shape) * 2, d_model)
         self.embed_x = nn.Linear(2, d_model)
@@ -83,7 +91,8 @@ class ICLLoc(nn.Module):
         self.head = nn.Linear(d_model, 2)
 
     def tokens(self, ctx_h: torch.Tensor, ctx_x: torch.Tensor, cur_h: torch.Tensor) -> torch.Tensor:
-        """ctx_h (B, n, G, A, C, 2), ctx_x (B, n, 2), cur_h (B, 1, ...) -> (B, 2n + 1, d)."""
+        """ctx_h (B, n, G, A, C, 2), ctx_x (B, n, 2) labels in network units (see
+        ``AnchorNorm.encode``), cur_h (B, 1, ...) -> (B, 2n + 1, d)."""
         b, n = ctx_x.shape[:2]
         if n > self.max_context:
             raise ConfigError(f"ICLLoc takes at most {self.max_context} context pairs, got {n}")
@@ -109,8 +118,9 @@ class ICLLoc(nn.Module):
         def rep(t: torch.Tensor) -> torch.Tensor:
             return t.unsqueeze(1).expand(b, q, *t.shape[1:]).reshape(b * q, *t.shape[1:])
 
-        t = self.tokens(rep(nei_h), rep(nei_x), cur_h.reshape(b * q, 1, *cur_h.shape[2:]))
-        return self.run(t)[:, -1].reshape(b, q, 2)
+        z, anchor = self.labels.encode(nei_x)
+        t = self.tokens(rep(nei_h), rep(z), cur_h.reshape(b * q, 1, *cur_h.shape[2:]))
+        return self.labels.decode(self.run(t)[:, -1].reshape(b, q, 2), anchor)
 
     def training_loss(
         self, seq_h: torch.Tensor, seq_x: torch.Tensor, rng: np.random.Generator
@@ -121,10 +131,14 @@ class ICLLoc(nn.Module):
         h, x = seq_h[:, perm], seq_x[:, perm].float()
         if self.scheme == "generative":
             n = min(t - 1, self.max_context)
-            pred = self.run(self.tokens(h[:, :n], x[:, :n], h[:, n : n + 1]))[:, 0::2]
+        else:
+            hi = min(self.max_context, t - 1)
+            n = int(rng.integers(min(self.min_context, hi), hi + 1))
+        z_ctx, anchor = self.labels.encode(x[:, :n])
+        target = (x[:, : n + 1] - anchor) / self.labels.label_scale  # network units
+        if self.scheme == "generative":
+            pred = self.run(self.tokens(h[:, :n], z_ctx, h[:, n : n + 1]))[:, 0::2]
             m = min(self.min_context, n)  # pred: (B, n + 1, 2) at the H tokens
-            return F.mse_loss(pred[:, m:], x[:, m : n + 1])
-        hi = min(self.max_context, t - 1)
-        c = int(rng.integers(min(self.min_context, hi), hi + 1))
-        pred = self.run(self.tokens(h[:, :c], x[:, :c], h[:, c : c + 1]))[:, -1]
-        return F.mse_loss(pred, x[:, c])
+            return F.mse_loss(pred[:, m:], target[:, m:])
+        pred = self.run(self.tokens(h[:, :n], z_ctx, h[:, n : n + 1]))[:, -1]
+        return F.mse_loss(pred, target[:, n])

@@ -8,7 +8,10 @@ locations, then Q to-be-inferred queries):
                mixed by attention whose Q and K come from the H features of the same layer and
                whose V comes from the x features ("relativity" weights applied to labels)
 
-x_init (the queries' location input) is the mean of the neighbours' locations. Every token
+x_init (the queries' location input) is the mean of the neighbours' locations. With
+``relative`` (our default, ``loc.models.targets.AnchorNorm``) the neighbour labels enter relative
+to x_init in units of a stored length L, so x_init enters as 0 and the output is
+x_init + L * net; ``relative=False`` is the paper's absolute metres. Every token
 attends only to the P embedded samples (the spec's additive mask ``mask[:, P:] = -inf``); we
 implement that mask by giving attention only the first P keys/values, which is the same
 function and lets SDPA use its flash kernel. Pre-norm, GELU, no dropout, no final LayerNorm,
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loc.models.attention import MultiheadAttention
+from loc.models.targets import AnchorNorm
 
 
 def _fp32(t: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -94,6 +98,7 @@ class Mateformer(nn.Module):
         p_range: tuple[int, int] = (16, 64),
         q_range: tuple[int, int] = (1, 64),
         x_fp32: bool = True,
+        relative: bool = True,
     ) -> None:
         super().__init__()
         self.hparams = dict(
@@ -105,7 +110,9 @@ class Mateformer(nn.Module):
             p_range=tuple(p_range),
             q_range=tuple(q_range),
             x_fp32=x_fp32,
+            relative=relative,
         )
+        self.labels = AnchorNorm(relative)
         self.in_shape = tuple(in_shape)
         self.p_range, self.q_range = tuple(p_range), tuple(q_range)
         self.input_fc_h = nn.Linear(math.prod(in_shape) * 2, d_model)
@@ -136,20 +143,21 @@ class Mateformer(nn.Module):
             [self.nei_embed_h.expand(p, -1), self.cur_embed_h.expand(q, -1)]
         )
         with _fp32(nei_x) if self.x_fp32 else contextlib.nullcontext():
-            nei_x = nei_x.float()
-            x_init = nei_x.mean(dim=1, keepdim=True).expand(b, q, 2)
-            x = self.input_fc_x(torch.cat([nei_x, x_init], dim=1)) + torch.cat(
+            z_nei, anchor = self.labels.encode(nei_x)
+            x_init = z_nei.mean(dim=1, keepdim=True).expand(b, q, 2)
+            x = self.input_fc_x(torch.cat([z_nei, x_init], dim=1)) + torch.cat(
                 [self.nei_embed_x.expand(p, -1), self.cur_embed_x.expand(q, -1)]
             )
         for layer in self.layers:
             h, x = layer(h, x, p)
         with _fp32(x) if self.x_fp32 else contextlib.nullcontext():
-            return self.output_fc_x(x[:, p:]).float()
+            return self.labels.decode(self.output_fc_x(x[:, p:]), anchor)
 
     def training_loss(
         self, seq_h: torch.Tensor, seq_x: torch.Tensor, rng: np.random.Generator
     ) -> torch.Tensor:
-        """MSE on one training step (spec §2.5) from sequences of T = k + 1 items.
+        """MSE on one training step (spec §2.5) from sequences of T = k + 1 items, in units of
+        the label length L (m², L = 1, under the paper recipe).
 
         p ~ U{p_range}, q ~ U{q_range} (clipped to T) and the two index sets are drawn once
         per step, shared across the batch, independently (they may overlap).
@@ -162,7 +170,7 @@ class Mateformer(nn.Module):
         i_nei = torch.from_numpy(rng.choice(t, p, replace=False)).to(dev)
         i_cur = torch.from_numpy(rng.choice(t, q, replace=False)).to(dev)
         pred = self(seq_h[:, i_nei], seq_x[:, i_nei], seq_h[:, i_cur])
-        return F.mse_loss(pred, seq_x[:, i_cur].float())
+        return F.mse_loss(pred, seq_x[:, i_cur].float()) / self.labels.label_scale**2
 
 
 def _draw(rng: np.random.Generator, lo_hi: tuple[int, int], t: int) -> int:

@@ -5,7 +5,9 @@
     LReLU(0.3) Linear(128,2)
 
 Training loss: MSE(pred_k * w_k, x * w_k) over all C steps, w_k = k / sum_{k=1..C} k * C (later
-subcarriers weigh more). Inference reads the last step. 264,706 parameters for (1, 32, 32).
+subcarriers weigh more), on standardised locations (``loc.models.targets.TargetNorm``; raw
+metres under the paper recipe). Inference reads the last step. 264,706 parameters for
+(1, 32, 32).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loc.models.targets import TargetNorm
 
-class MFCNet(nn.Module):
+
+class MFCNet(TargetNorm):
     """CSI (B, G, A, C, 2) -> location (B, 2) in metres."""
 
     kind = "point"
@@ -46,18 +50,18 @@ class MFCNet(nn.Module):
         self.register_buffer("step_weights", k / k.sum() * c, persistent=False)
 
     def forward_steps(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, G, A, C, 2) -> per-subcarrier estimates (B, C, 2)."""
+        """(B, G, A, C, 2) -> per-subcarrier standardised estimates (B, C, 2)."""
         b, g, a, c, _ = h.shape
         z = h.permute(0, 3, 1, 2, 4).reshape(b, c, g * a * 2)
         y, _ = self.lstm(z)
         return self.head(y)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.forward_steps(h)[:, -1]
+        return self.to_metres(self.forward_steps(h)[:, -1])
 
     def training_loss(
         self, h: torch.Tensor, xy: torch.Tensor, rng: np.random.Generator
     ) -> torch.Tensor:
         w = self.step_weights[None, :, None]
         pred = self.forward_steps(h)
-        return F.mse_loss(pred * w, xy[:, None, :].expand_as(pred) * w)
+        return F.mse_loss(pred * w, self.standardise(xy.float())[:, None, :].expand_as(pred) * w)

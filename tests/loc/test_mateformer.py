@@ -9,7 +9,7 @@ from torch import nn
 from loc.models import Mateformer, build_model, count_parameters
 from loc.models.attention import MultiheadAttention, set_fused_attention
 
-SMALL = dict(in_shape=(1, 4, 4), d_model=32, depth=2, n_heads=4, d_ff=48)
+SMALL = dict(in_shape=(1, 4, 4), d_model=32, depth=2, n_heads=4, d_ff=48, relative=False)
 
 
 def _inputs(b=2, p=6, q=3, seed=0, shape=(1, 4, 4)):
@@ -79,6 +79,23 @@ def test_equals_spec_reference_with_mask():
         unmasked = reference_forward(m, *args, use_mask=False)
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-5)
     assert (ours - unmasked).abs().max() > 1e-3  # the mask matters; the check can fail
+
+
+def test_relative_labels_are_the_spec_network_on_anchored_labels():
+    """Our default: labels relative to x_init in units of L; output = x_init + L * network."""
+    m = _model(relative=True)
+    m.labels.label_scale.fill_(7.0)
+    nei_h, nei_x, cur_h = _inputs()
+    anchor = nei_x.mean(1, keepdim=True)
+    with torch.no_grad():
+        ours = m(nei_h, nei_x, cur_h)
+        ref = anchor + 7.0 * reference_forward(m, nei_h, (nei_x - anchor) / 7.0, cur_h)
+        shifted = m(nei_h, nei_x + torch.tensor([300.0, -120.0]), cur_h)
+        absolute = _model(relative=False)(nei_h, nei_x, cur_h)
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-5)
+    # translation-equivariant: moving every label moves the estimate by the same vector
+    torch.testing.assert_close(shifted - ours, torch.tensor([300.0, -120.0]).expand_as(ours))
+    assert (ours - absolute).abs().max() > 1e-2  # the two recipes differ; the check can fail
 
 
 def test_fused_and_eager_attention_agree():

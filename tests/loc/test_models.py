@@ -81,10 +81,17 @@ def test_iclloc_layer_equals_pytorch_encoder_layer():
         )
 
 
-def _icl(scheme="generative"):
+def _icl(scheme="generative", relative=False):
     torch.manual_seed(0)
     m = ICLLoc(
-        (1, 4, 4), d_model=32, depth=2, d_ff=64, max_context=6, min_context=2, scheme=scheme
+        (1, 4, 4),
+        d_model=32,
+        depth=2,
+        d_ff=64,
+        max_context=6,
+        min_context=2,
+        scheme=scheme,
+        relative=relative,
     ).eval()
     with torch.no_grad():
         m.pos_embed.normal_()
@@ -107,6 +114,12 @@ def test_iclloc_is_causal_and_queries_are_independent():
         one = torch.cat([m(ctx_h, ctx_x, cur[:, j : j + 1]) for j in range(3)], 1)
         torch.testing.assert_close(many, one, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(many[:, 0], out[:, -1], atol=1e-5, rtol=1e-5)
+        # our default: context labels relative to their centroid (in units of L)
+        rel = _icl(relative=True)
+        rel.labels.label_scale.fill_(3.0)
+        anchor = ctx_x.mean(1, keepdim=True)
+        ref = rel.run(rel.tokens(ctx_h, (ctx_x - anchor) / 3.0, cur[:, :1]))[:, -1]
+        torch.testing.assert_close(rel(ctx_h, ctx_x, cur[:, :1])[:, 0], anchor[:, 0] + 3.0 * ref)
     # the query always takes the last positional embedding, whatever the context length
     with torch.no_grad():
         m.pos_embed.zero_()

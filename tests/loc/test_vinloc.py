@@ -146,6 +146,7 @@ def test_overfits_tiny_dataset(store_path, tmp_path, name, kw, lr, steps):
         steps=steps,
         batch_size=32,
         lr=lr,
+        schedule="step",  # memorisation check at a fixed LR budget (held-out: test_learning.py)
         log_every=1,
         ckpt_every=1000,
         device="cpu",
