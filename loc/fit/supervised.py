@@ -255,11 +255,11 @@ def train(
         raise DataError("all training scenarios must have the same CSI shape after selection")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    kind = MODELS[cfg.model][0].kind
-    kwargs = dict(cfg.model_kwargs)
-    if kind == "set" and cfg.paper:
-        kwargs.setdefault("relative", False)  # the paper's absolute labels
-    model = build_model(cfg.model, in_shape=shape, **kwargs)
+    cls = MODELS[cfg.model][0]
+    kind = cls.kind
+    # the paper recipe: each model's spec options (e.g. absolute labels), unless overridden
+    paper_kw = getattr(cls, "paper_kwargs", {}) if cfg.paper else {}
+    model = build_model(cfg.model, in_shape=shape, **{**paper_kw, **cfg.model_kwargs})
     for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
         if kind == "set" and ts.sequences is None:
             ts.sequences = build_sequences(ts, cfg)

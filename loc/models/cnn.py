@@ -83,3 +83,4 @@ class ADCNN(CNN):
     """AD_CNN: the CNN on angle-delay CSI (2-D DFT, spec §6.2)."""
 
     angle_delay = True
+    complex_input = True  # its own DFT needs the complex CFR (domain freq)

@@ -201,6 +201,7 @@ class _ADPModel(TargetNorm):
 
     kind = "point"
     bf16_ok = False
+    complex_input = True  # computes its angle-delay power profile from the complex CFR
 
     def _setup(self, in_shape, norm: str) -> None:
         if norm not in ("antenna", "matrix", "none"):

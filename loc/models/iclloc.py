@@ -55,6 +55,7 @@ class ICLLoc(nn.Module):
 
     kind = "set"
     bf16_ok = False  # location tokens share the residual stream with CSI tokens
+    paper_kwargs = {"relative": False}  # the recipe: paper (loc.fit.supervised)
 
     def __init__(
         self,

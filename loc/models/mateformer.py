@@ -87,6 +87,7 @@ class Mateformer(nn.Module):
 
     kind = "set"
     bf16_ok = True
+    paper_kwargs = {"relative": False}  # the recipe: paper (loc.fit.supervised)
 
     def __init__(
         self,

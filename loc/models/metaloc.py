@@ -36,6 +36,7 @@ class MetaLocNet(TargetNorm):
 
     kind = "point"
     bf16_ok = False
+    complex_input = True  # makes its fingerprint from the complex CSI
 
     def __init__(
         self,

@@ -33,6 +33,8 @@ from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
 
 DOMAINS = ("delay", "angle_delay", "taps")  # channel input of the TRP-token models
+TAP_NORMS = ("peak", "global")  # per-TRP peak-normalised (ours) | the paper's global scale
+TAP_FEATURES = {"peak": 4, "global": 3}  # features per tap (channels of the CIR image)
 
 
 def trp_layout(in_shape: tuple[int, int, int], n_trp: int | None, domain: str) -> tuple[int, int]:
@@ -47,22 +49,46 @@ def trp_layout(in_shape: tuple[int, int, int], n_trp: int | None, domain: str) -
     return n_trp, (g // n_trp) * a
 
 
-def cir_features(h: torch.Tensor, n_trp: int, domain: str = "delay") -> torch.Tensor:
-    """(B, G, A, C, 2) channel features -> (B, T, 3, R, C) per-TRP (Re, Im, |h|) CIR taps.
+def cir_features(
+    h: torch.Tensor, n_trp: int, domain: str = "delay", tap_norm: str = "peak"
+) -> torch.Tensor:
+    """(B, G, A, C, 2) channel features -> (B, T, F, R, C) per-TRP CIR tap features,
+    F = ``TAP_FEATURES[tap_norm]``.
 
     R = U * A antenna rows (U = G / T UE antennas). domain "delay": the input is a CFR and the
     taps are its orthonormal IDFT over C; "angle_delay": then also a DFT over the antenna rows;
     "taps": the input already is a CIR (simgen's ``cir`` variable), used as is.
+
+    tap_norm "global" (the paper): (Re, Im, |h|) of the taps as scaled by the one global CSI
+    constant, which buries weak TRPs' first arrivals (14 dB median per-UE power spread across
+    the 12 TRPs of paris_vinloc). "peak" (our default): per TRP, normalised by its peak |h|:
+    (Re / peak, Im / peak, the log-power re the peak in dB / 40 + 1 clipped to [0, 1], the
+    TRP's peak level in dB re the global scale / 20); absent TRPs give zeros.
     """
     b, g, a, c, _ = h.shape
     n_trp, rows = trp_layout((g, a, c), n_trp, domain)
-    hc = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
-    if domain == "taps":
-        return torch.stack([hc.real, hc.imag, hc.abs()], dim=2)
-    taps = torch.fft.ifft(hc, dim=-1, norm="ortho")
+    if tap_norm not in TAP_NORMS:
+        raise ConfigError(f"unknown tap_norm {tap_norm!r} ({' | '.join(TAP_NORMS)})")
+    taps = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
+    if domain != "taps":
+        taps = torch.fft.ifft(taps, dim=-1, norm="ortho")
     if domain == "angle_delay":
         taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
-    return torch.stack([taps.real, taps.imag, taps.abs()], dim=2)
+    mag = taps.abs()
+    if tap_norm == "global":
+        return torch.stack([taps.real, taps.imag, mag], dim=2)
+    peak = mag.amax(dim=(-2, -1), keepdim=True)  # (B, T, 1, 1)
+    alive = (peak > 0).float()
+    rel_db = 20 * torch.log10(mag.clamp_min(1e-30) / peak.clamp_min(1e-30))
+    level = 20 * torch.log10(peak.clamp_min(1e-30)) / 20
+    unit = taps / peak.clamp_min(1e-30)
+    feats = [
+        unit.real,
+        unit.imag,
+        (rel_db / 40 + 1).clamp(0, 1),
+        (level.clamp(-10, 10) * alive).expand_as(mag),
+    ]
+    return torch.stack(feats, dim=2) * alive[:, :, None]
 
 
 def random_subset(present: torch.Tensor, s: int, rng: np.random.Generator) -> torch.Tensor:
@@ -77,7 +103,7 @@ def random_subset(present: torch.Tensor, s: int, rng: np.random.Generator) -> to
 
 
 class ChannelEncoder(nn.Module):
-    """UNet-like contracting conv encoder on one TRP's (3, R, D) CIR image -> d_out.
+    """UNet-like contracting conv encoder on one TRP's (F, R, D) CIR image -> d_out.
 
     Each of the 4 levels: Conv(k) ReLU Conv(k) ReLU MaxPool, k = 3x3 (1x3 when R == 1) and
     pooling (2, 2) ((1, 2) once the antenna rows are down to 1); then a 1x1 conv to
@@ -91,10 +117,11 @@ class ChannelEncoder(nn.Module):
         channels: tuple[int, ...] = (16, 32, 64, 128),
         out_channels: int = 6,
         d_out: int = 256,
+        in_features: int = 3,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        c_in, r, d = 3, rows, taps
+        c_in, r, d = in_features, rows, taps
         for c_out in channels:
             kr = 3 if r > 1 else 1
             layers += [
@@ -113,7 +140,7 @@ class ChannelEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, 3, R, D) -> (N, d_out)."""
+        """x (N, F, R, D) -> (N, d_out)."""
         return self.mlp(self.conv(x))
 
 
@@ -142,6 +169,8 @@ class VInLoc(TargetNorm):
 
     kind = "trp"
     bf16_ok = True
+    paper_kwargs = {"tap_norm": "global"}  # the recipe: paper (loc.fit.supervised)
+    complex_input = True  # makes its own CIR features from the complex channel
 
     def __init__(
         self,
@@ -159,9 +188,12 @@ class VInLoc(TargetNorm):
         train_subset: int | None = None,
         domain: str = "delay",
         out_dim: int = 2,
+        tap_norm: str = "peak",
     ) -> None:
         super().__init__()
         n_trp, rows = trp_layout(in_shape, n_trp, domain)
+        if tap_norm not in TAP_NORMS:
+            raise ConfigError(f"unknown tap_norm {tap_norm!r} ({' | '.join(TAP_NORMS)})")
         c = in_shape[2]
         if out_dim not in (2, 3):
             raise ConfigError(f"out_dim must be 2 or 3, got {out_dim}")
@@ -180,10 +212,14 @@ class VInLoc(TargetNorm):
             train_subset=train_subset,
             domain=domain,
             out_dim=out_dim,
+            tap_norm=tap_norm,
         )
         self.n_trp, self.domain, self.use_positions = n_trp, domain, use_positions
+        self.tap_norm = tap_norm
         self.train_subset = train_subset
-        self.channel = ChannelEncoder(rows, c, tuple(enc_channels), enc_out, d_emb)
+        self.channel = ChannelEncoder(
+            rows, c, tuple(enc_channels), enc_out, d_emb, TAP_FEATURES[tap_norm]
+        )
         self.position = (
             nn.Sequential(nn.Linear(3, d_emb), nn.ReLU(), nn.Linear(d_emb, d_emb))
             if use_positions
@@ -202,7 +238,7 @@ class VInLoc(TargetNorm):
     def tokens(self, h: torch.Tensor, trp_xyz: torch.Tensor) -> torch.Tensor:
         """(B, G, A, C, 2), (B, T, 3) m -> TRP tokens (B, T, 2 * d_emb); any T >= 1 with
         G = T * U (U UE antennas, as in training)."""
-        x = cir_features(h, trp_xyz.shape[1], self.domain)  # (B, T, 3, R, C)
+        x = cir_features(h, trp_xyz.shape[1], self.domain, self.tap_norm)  # (B, T, F, R, C)
         b, t = x.shape[:2]
         emb = self.channel(x.flatten(0, 1)).view(b, t, -1)
         if self.position is None:
@@ -264,7 +300,7 @@ class _BasicBlock(nn.Module):
 
 class ResNetFingerprint(TargetNorm):
     """ResNet RF-fingerprinting baseline: every TRP's CIR features stacked as channels in a
-    fixed TRP order, (B, 3T, R, C) -> ResNet (stem + 3 stages of 2 basic blocks, widths
+    fixed TRP order, (B, F T, R, C) -> ResNet (stem + 3 stages of 2 basic blocks, widths
     ``widths``, delay stride 2 per stage) -> pool to (1, pool_taps) -> MLP -> (B, 2) m.
 
     Absent TRPs (``present`` False) are zero inputs; TRP positions are ignored. With
@@ -273,6 +309,8 @@ class ResNetFingerprint(TargetNorm):
 
     kind = "trp"
     bf16_ok = False
+    paper_kwargs = {"tap_norm": "global"}
+    complex_input = True  # makes its own CIR features from the complex channel
 
     def __init__(
         self,
@@ -283,9 +321,12 @@ class ResNetFingerprint(TargetNorm):
         hidden: int = 256,
         train_subset: int | None = None,
         domain: str = "delay",
+        tap_norm: str = "peak",
     ) -> None:
         super().__init__()
         n_trp, rows = trp_layout(in_shape, n_trp, domain)
+        if tap_norm not in TAP_NORMS:
+            raise ConfigError(f"unknown tap_norm {tap_norm!r} ({' | '.join(TAP_NORMS)})")
         self.hparams = dict(
             in_shape=tuple(in_shape),
             n_trp=n_trp,
@@ -294,11 +335,15 @@ class ResNetFingerprint(TargetNorm):
             hidden=hidden,
             train_subset=train_subset,
             domain=domain,
+            tap_norm=tap_norm,
         )
         self.n_trp, self.domain, self.train_subset = n_trp, domain, train_subset
+        self.tap_norm = tap_norm
         kr = 3 if rows > 1 else 1
         layers: list[nn.Module] = [
-            nn.Conv2d(3 * n_trp, widths[0], (kr, 3), padding=(kr // 2, 1), bias=False),
+            nn.Conv2d(
+                TAP_FEATURES[tap_norm] * n_trp, widths[0], (kr, 3), padding=(kr // 2, 1), bias=False
+            ),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
         ]
@@ -318,7 +363,7 @@ class ResNetFingerprint(TargetNorm):
         self, h: torch.Tensor, trp_xyz: torch.Tensor | None = None, present=None
     ) -> torch.Tensor:
         """Location (B, 2) m; ``trp_xyz`` is ignored (fingerprinting)."""
-        x = cir_features(h, self.n_trp, self.domain)  # (B, T, 3, R, C)
+        x = cir_features(h, self.n_trp, self.domain, self.tap_norm)  # (B, T, F, R, C)
         if present is not None:
             x = x * present[:, :, None, None, None].to(x.dtype)
         return self.to_metres(self.head(self.features(x.flatten(1, 2))))

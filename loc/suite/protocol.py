@@ -11,6 +11,7 @@ import yaml
 
 from loc.data import CSITransform, parse_index_list
 from loc.errors import ConfigError
+from loc.fit.supervised import RECIPES
 
 log = logging.getLogger("loc.suite")
 
@@ -31,7 +32,8 @@ TOP_KEYS = {
 DATA_DEFAULTS = {
     "selection": {"trps": "all", "ue_ants": "all", "trp_ants": "all", "subcarriers": "all"},
     "scale": "auto",
-    "domain": "freq",
+    "recipe": "conditioned",  # conditioned | paper (loc.fit.supervised.TrainConfig.recipe)
+    "domain": "auto",  # auto (see resolve_domain) | freq | angle_delay | ad_power
     "frame": "absolute",
     "k": 64,
     "coarse_error": 1.0,
@@ -286,6 +288,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if set(sel) - set(DATA_DEFAULTS["selection"]):
         raise ConfigError(f"data.selection: unknown key(s) in {sorted(sel)}")
     data["selection"] = {k: _index_tuple(v, f"data.selection.{k}") for k, v in sel.items()}
+    if data["recipe"] not in RECIPES:
+        raise ConfigError(f"data.recipe must be {' | '.join(RECIPES)}, got {data['recipe']!r}")
+    if budget == "paper" and "recipe" not in (b.get("data") or {}):
+        data["recipe"] = "paper"  # the paper budget is the specs' recipe unless it says otherwise
+    data["domain"] = resolve_domain(data, models)
     csi_transform(data, None)  # validates scale / domain
 
     experiments = {}
@@ -325,6 +332,24 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
         experiments=experiments,
         path=path,
     )
+
+
+def resolve_domain(data: dict, models: list[str]) -> str:
+    """``data.domain: auto``: the angle-delay power features (``loc.data.CSITransform``,
+    "ad_power") when no model transforms the complex channel itself (``complex_input``: AD_CNN,
+    the TRP-token, DA and MetaLoc models; the suite-only rows) under the conditioned recipe on
+    the CFR; else the stored channel as is ("freq": the paper's input)."""
+    if data["domain"] != "auto":
+        return data["domain"]
+    from loc.models import MODELS
+    from loc.suite.runners import base_model
+
+    plain = all(
+        base_model(m) in MODELS and not getattr(MODELS[base_model(m)][0], "complex_input", False)
+        for m in models
+    )
+    use = plain and data["recipe"] == "conditioned" and data["variable"] == "csi"
+    return "ad_power" if use else "freq"
 
 
 def csi_transform(data: dict, scale: float | None) -> CSITransform:

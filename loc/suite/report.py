@@ -40,9 +40,27 @@ def markdown_table(result: dict, models: list[str]) -> str:
         "| model | " + " | ".join(c["label"] for c in cols) + " |",
         "|---|" + "---|" * len(cols),
     ]
+    base = result.get("baselines", [])
     for m in models:
-        cells = [_cell(result["results"][c["label"]].get(m)) for c in cols]
+        cells = []
+        for c in cols:
+            res = result["results"][c["label"]]
+            cell = _cell(res.get(m))
+            if (
+                res.get(m)
+                and base
+                and all(
+                    res[m]["overall"]["mean"] < res[b]["overall"]["mean"] for b in base if b in res
+                )
+            ):
+                cell = f"**{cell}**"
+            cells.append(cell)
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for b in base:
+        cells = [_cell(result["results"][c["label"]].get(b)) for c in cols]
+        lines.append(f"| *baseline: {b}* | " + " | ".join(cells) + " |")
+    if base:
+        lines += ["", "**Bold**: the model's mean error is below every baseline row's."]
     lines += _extra_tables(result, models)
     lines.append("")
     for c in cols:

@@ -126,6 +126,40 @@ def _run_signature(cfg, prep: _Prepared, tf: CSITransform) -> dict:
     }
 
 
+def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, masks, labels):
+    """The baseline rows of every test column of one experiment (``loc.evaluate.
+    baseline_predictions``): training mean, kNN on the input features with the column's
+    database, and, when a set model is compared, the coarse location and x_init it is given."""
+    from loc.evaluate import baseline_predictions, summarize
+    from loc.models import MODELS
+    from loc.suite.runners import base_model
+
+    data = proto.data
+    has_set = any(
+        base_model(m) in MODELS and MODELS[base_model(m)][0].kind == "set" for m in models
+    )
+    train_xy = np.concatenate([st.xy[tr] for st, tr in prep.train])
+    for tname, (st, db, te) in prep.test.items():
+        label = labels[(prep.exp.name, tname)]
+        rows = baseline_predictions(
+            st,
+            train_xy,
+            db,
+            te,
+            coarse_error=data["coarse_error"] if has_set else None,
+            k=data["k"],
+            present=masks[tname],
+        )
+        for name, pred in rows.items():
+            report, err = summarize(name, st, te, pred)
+            result["results"][label][name] = {
+                k: v for k, v in report.items() if k not in ("model", "store")
+            }
+            errors[label][name] = err
+            if name not in result["baselines"]:
+                result["baselines"].append(name)
+
+
 def run_suite(
     proto: Protocol,
     out_dir: str | Path,
@@ -164,6 +198,7 @@ def run_suite(
         "device": str(dev),
         "datasets": {d: str(p) for d, p in paths.items()},
         "columns": [],
+        "baselines": [],
         "results": {},
         "training": {},
     }
@@ -192,6 +227,7 @@ def run_suite(
             else trp_subset_mask(st, te, prep.exp.test[t].trp_subset, proto.seed)
             for t, (st, db, te) in prep.test.items()
         }
+        add_baselines(result, errors, proto, prep, models, masks, labels)
         result["training"][ename] = {}
         for m in models:
             run_dir = out / "runs" / ename / m
@@ -201,6 +237,7 @@ def run_suite(
                 model_kwargs=proto.model_kwargs.get(m, {}),
                 steps=proto.steps,
                 batch_size=proto.batch_size,
+                recipe=data["recipe"],
                 lr=data["lr"],
                 n_neighbours=data["k"],
                 seed=proto.seed,

@@ -32,6 +32,13 @@ runner = CliRunner()
 PAPER_PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
 FAMILY_PROTOCOLS = ["metaloc", "semantic_da", "vinloc"]  # issue 7: own runners (loc.suite.runners)
 PAPER_MODELS = {"mateformer", "iclloc_gen", "iclloc_disc", "cnn", "ad_cnn", "mfcnet"}
+OUR_MODELS = PAPER_MODELS - {"ad_cnn"}  # = CNN on our default angle-delay power input
+BASELINES = [
+    "training mean",
+    "kNN (k=5) on the input features",
+    "coarse location (l = 1 m)",
+    "x_init (centroid of 8 neighbours)",
+]
 
 
 def _finite_numbers(obj) -> list[float]:
@@ -57,9 +64,11 @@ def test_shipped_protocols_and_budgets():
         assert (paper.steps, paper.batch_size) == (300_000, 500)
         assert set(paper.models) == PAPER_MODELS
         assert paper.data["k"] == 64 and paper.data["selection"]["subcarriers"] == tuple(range(32))
+        assert (paper.data["recipe"], paper.data["domain"]) == ("paper", "freq")
         short, tiny = load_protocol(name, "short"), load_protocol(name, "tiny")
         assert short.steps < paper.steps and tiny.steps <= 100
-        assert tiny.models == paper.models
+        assert set(tiny.models) == set(short.models) == OUR_MODELS
+        assert (tiny.data["recipe"], tiny.data["domain"]) == ("conditioned", "ad_power")
         for spec in tiny.datasets.values():  # tiny renders a street canyon on a CPU
             assert spec.scene.name.startswith("street_canyon") and spec.ue_count <= 256
         for e in tiny.experiments.values():
@@ -201,13 +210,18 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     md = (out / "single_scenario.md").read_text()
     rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln]
     assert rows[0] == "| model | 10k | 20k | 40k |"
-    assert sorted(ln.split(" | ")[0][2:] for ln in rows[1:]) == sorted(PAPER_MODELS)
+    names = [ln.split(" | ")[0][2:] for ln in rows[1:]]
+    assert sorted(names[: len(OUR_MODELS)]) == sorted(OUR_MODELS)
+    assert names[len(OUR_MODELS) :] == [f"*baseline: {b}*" for b in BASELINES]
     assert all(ln.count(" / ") == 6 for ln in rows[1:])  # mean / median / p90 in all 3 cells
     res = json.loads((out / "single_scenario.json").read_text())
     assert res["complete"] and res["budget"] == "tiny" and res["steps"] == 50
+    assert res["baselines"] == BASELINES
     for label in ("10k", "20k", "40k"):
-        assert set(res["results"][label]) == PAPER_MODELS
-        for m in PAPER_MODELS:
+        assert set(res["results"][label]) == OUR_MODELS | set(BASELINES)
+        r = res["results"][label]
+        assert r["coarse location (l = 1 m)"]["overall"]["mean"] < 1.5  # ~0.77 l
+        for m in OUR_MODELS | set(BASELINES):
             o = res["results"][label][m]["overall"]
             assert o["n"] == 64 and 0 <= o["median"] <= o["p90"] and math.isfinite(o["mean"])
     nums = _finite_numbers(res["results"]) + _finite_numbers(res["training"])
@@ -228,8 +242,10 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     res = run_suite(proto, tmp_path / "multi", cache, device="cpu", models=["mateformer", "cnn"])
     assert set(res["results"]) == {"seen_cell", "unseen_cell"}
     assert res["datasets"]["paris"] == str(stores[0])
+    assert res["baselines"] == BASELINES
     for col in res["results"].values():
-        assert set(col) == {"mateformer", "cnn"}
+        assert set(col) == {"mateformer", "cnn"} | set(BASELINES)
+        col = {m: col[m] for m in ("mateformer", "cnn")}
         assert all(math.isfinite(x) for x in _finite_numbers(col))
         for r in col.values():  # transfer-learning curve: fine-tuned on 16 and 64 samples
             assert sorted(r["transfer_curve"]) == [16, 64]
@@ -249,7 +265,8 @@ def test_suite_model_families_tiny(tmp_path):
     da = run_suite(load_protocol("semantic_da", "tiny"), tmp_path / "da", cache, device="cpu")
     for col in ("target",):
         r = da["results"][col]
-        assert set(r) == {"dcnn", "dann", "mda", "hda"}
+        assert set(r) == {"dcnn", "dann", "mda", "hda"} | set(da["baselines"])
+        assert da["baselines"] == BASELINES[:2]  # no set model: no coarse location / x_init
         for m in ("mda", "hda"):
             assert 0 <= r[m]["pcp_accuracy"] <= 1
         assert "pcp_accuracy" not in r["dcnn"]
@@ -260,8 +277,9 @@ def test_suite_model_families_tiny(tmp_path):
 
     meta = run_suite(load_protocol("metaloc", "tiny"), tmp_path / "meta", cache, device="cpu")
     res = meta["results"]["unseen_cell"]
-    assert set(res) == {"maml", "maml_ts", "maml_dg", "metaloc_tl", "metaloc_ri"}
-    for r in res.values():
+    models = {"maml", "maml_ts", "maml_dg", "metaloc_tl", "metaloc_ri"}
+    assert set(res) == models | set(meta["baselines"])
+    for r in (res[m] for m in models):
         assert sorted(r["adaptation_curve"]) == [4, 16] and r["k_shot"] == 16
         assert r["adaptation_curve"][16]["mean"] == pytest.approx(r["overall"]["mean"])
     assert "K labelled target samples" in (tmp_path / "meta" / "metaloc.md").read_text()
@@ -271,7 +289,7 @@ def test_suite_model_families_tiny(tmp_path):
     models |= {f"{m}@variable" for m in ("vinloc", "vinloc_nopos", "resnet_fp")}
     for col in ("fixed", "variable"):
         res = vin["results"][col]
-        assert set(res) == models
+        assert set(res) == models | set(vin["baselines"])
         for r in res.values():
             assert r["overall"]["n"] == 64 and math.isfinite(r["overall"]["rmse"])
     assert vin["columns"][1]["test_scenario"].endswith("2 random TRPs per sample")

@@ -32,12 +32,14 @@ def _inputs(b=3, t=4):
 
 
 def test_paper_sizes_and_registry():
-    m = build_model("vinloc", (12, 1, 256))
+    m = build_model("vinloc", (12, 1, 256), tap_norm="global")  # the paper's input
     assert m.hparams["d_emb"] * 2 == m.loc_token.shape[-1] == 512
     assert len(m.encoder.layers) == 4 and m.encoder.layers[0].self_attn.num_heads == 4
     assert m.encoder.layers[0].linear1.out_features == 1024
     assert sum(isinstance(x, torch.nn.Linear) for x in m.head) == 4
     assert count_parameters(m) == 8_932_472
+    # our per-TRP peak normalisation adds one input feature: 16 x 3 x 3 more first-conv weights
+    assert count_parameters(build_model("vinloc", (12, 1, 256))) == 8_932_472 + 16 * 3
     assert not build_model("vinloc_nopos", (12, 1, 256)).use_positions
     with pytest.raises(ConfigError, match="do not split"):
         build_model("vinloc", (12, 1, 256), n_trp=5)
@@ -94,7 +96,7 @@ def test_ablation_ignores_positions_and_fingerprint_ignores_order_of_nothing():
 
 def test_cir_features_and_random_subset():
     h, _ = _inputs(b=2, t=4)
-    f = cir_features(h.reshape(2, 4, 2, 16, 2), 2)  # 2 TRPs x 2 UE antennas
+    f = cir_features(h.reshape(2, 4, 2, 16, 2), 2, tap_norm="global")  # 2 TRPs x 2 UE ants
     assert f.shape == (2, 2, 3, 4, 16)
     hc = torch.view_as_complex(h.contiguous())
     energy_in = (hc.abs() ** 2).sum()
@@ -104,7 +106,16 @@ def test_cir_features_and_random_subset():
     k = torch.arange(16)
     one = torch.exp(-2j * torch.pi * k * 5 / 16).to(torch.complex64)
     h1 = torch.view_as_real(one.expand(1, 1, 1, 16).contiguous())
-    assert int(cir_features(h1, 1)[0, 0, 2, 0].argmax()) == 5
+    assert int(cir_features(h1, 1, tap_norm="global")[0, 0, 2, 0].argmax()) == 5
+    # our default: per-TRP peak normalisation makes a TRP 40 dB weaker look the same, except
+    # for its level channel; an absent (all-zero) TRP stays all zero
+    two = torch.stack([h1[0, 0], 0.01 * h1[0, 0], 0 * h1[0, 0]])[None]  # (1, 3 TRPs, 1, 16, 2)
+    pk = cir_features(two, 3)
+    assert pk.shape == (1, 3, 4, 1, 16)
+    torch.testing.assert_close(pk[0, 0, :3], pk[0, 1, :3])
+    assert int(pk[0, 0, 2, 0].argmax()) == 5 and float(pk[0, 0, 2, 0].max()) == 1.0
+    torch.testing.assert_close(pk[0, 0, 3] - pk[0, 1, 3], torch.full_like(pk[0, 0, 3], 2.0))
+    assert float(pk[0, 2].abs().max()) == 0.0
     present = torch.tensor([[1, 1, 1, 1, 0], [1, 0, 0, 0, 0], [1, 1, 1, 0, 1]], dtype=torch.bool)
     rng = np.random.default_rng(0)
     seen = set()
