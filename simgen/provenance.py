@@ -17,7 +17,8 @@ from pathlib import Path
 from .errors import StoreError
 
 PACKAGES = ("simgen", "sionna-rt", "mitsuba", "drjit")
-ATTR = "provenance"  # root attribute holding the fingerprint
+ATTR = "provenance"  # root attribute holding the scene-files hash and the backend kind
+VERSIONS_ATTR = "versions"  # root attribute holding package versions (written by render)
 
 
 def scene_files_sha256(scene_path: str, builtin: bool) -> str | None:
@@ -53,7 +54,8 @@ def _version(pkg: str) -> str:
 
 
 def fingerprint(scene: str, scene_path: str, backend: str) -> dict:
-    """The provenance of a render now: scene files hash, package versions, backend kind.
+    """The provenance of a render now: scene files hash, package versions, backend kind
+    (stored as the ``provenance`` root attribute, versions apart in ``versions``).
 
     scene: the config's ``scene`` value; scene_path: its resolved XML path (or 'empty');
     backend: the Mitsuba variant in use."""
@@ -66,27 +68,30 @@ def fingerprint(scene: str, scene_path: str, backend: str) -> dict:
     }
 
 
-def differences(stored: dict | None, now: dict) -> list[str]:
-    """Human-readable differences between a store's provenance and the current one."""
-    if not stored:
-        return ["the store records no scene-file hash, versions or backend (older simgen)"]
+def differences(attrs: dict, now: dict) -> list[str]:
+    """Human-readable differences between a store's root ``attrs`` and the current
+    :func:`fingerprint`."""
     out = []
-    if stored.get("scene_files_sha256") != now["scene_files_sha256"]:
-        out.append("the scene XML or mesh files changed")
-    old_v = stored.get("versions", {})
+    old_v = attrs.get(VERSIONS_ATTR) or {}
     for pkg, v in now["versions"].items():
         if old_v.get(pkg) != v:
             out.append(f"{pkg} {old_v.get(pkg)} -> {v}")
+    stored = attrs.get(ATTR)
+    if not stored:
+        return out + ["the store records no scene-file hash or backend (older simgen)"]
+    if stored.get("scene_files_sha256") != now["scene_files_sha256"]:
+        out.append("the scene XML or mesh files changed")
     if stored.get("backend") != now["backend"]:
         out.append(f"backend {stored.get('backend')} -> {now['backend']}")
     return out
 
 
-def check_resume(path: str | Path, stored: dict | None, now: dict, force: bool) -> list[str]:
-    """Refuse (StoreError) to resume a store whose provenance differs, unless ``force``.
+def check_resume(path: str | Path, attrs: dict, now: dict, force: bool) -> list[str]:
+    """Refuse (StoreError) to resume a store whose root ``attrs`` record other scene files,
+    versions or backend than ``now``, unless ``force``.
 
     Returns the differences that were overridden (empty when none)."""
-    diff = differences(stored, now)
+    diff = differences(attrs, now)
     if diff and not force:
         raise StoreError(
             f"{path} was rendered with different inputs ({'; '.join(diff)}); use --overwrite "

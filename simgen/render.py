@@ -256,7 +256,7 @@ class Renderer:
             "ue_seed": cfg.ue.seed,
             "traffic_mode": None if cfg.traffic is None else cfg.traffic.mode,
             "versions": _versions(),
-            provenance.ATTR: fp,
+            provenance.ATTR: {k: v for k, v in fp.items() if k != "versions"},
             "Conventions": "CF-1.10",
             "scene_bbox_m": None
             if self.ctx.bbox_min is None
@@ -293,9 +293,7 @@ class Renderer:
             inputs=(p.config_path, p.scene_path),
         )
         attrs_now = store.root.attrs
-        self.forced_resume = provenance.check_resume(
-            p.out, attrs_now.get(provenance.ATTR), fp, force_resume
-        )
+        self.forced_resume = provenance.check_resume(p.out, dict(attrs_now), fp, force_resume)
         if self.forced_resume:
             forced = list(attrs_now.get("forced_resumes", []))
             attrs_now["forced_resumes"] = forced + ["; ".join(self.forced_resume)]
