@@ -94,10 +94,17 @@ def test_remove_if_ours_deletes_only_stores_exports_and_empty_folders(tmp_path, 
     assert (victim / "thesis.tex").read_text() == "years of work"
     with pytest.raises(UnsafePathError, match="must not be, contain or lie inside the input"):
         safety.remove_if_ours(store, inputs=[store / "zarr.json"])
+    run = tmp_path / "run"  # a loc suite run folder: ours only through its marker file
+    run.mkdir()
+    (run / "suite_run.json").write_text("{}")
+    (run / "ckpt.pt").write_bytes(b"x")
+    with pytest.raises(UnsafePathError):
+        safety.remove_if_ours(run)
+    safety.remove_if_ours(run, marker="suite_run.json")
     safety.remove_if_ours(store)
     safety.remove_if_ours(tmp_path / "empty")
     safety.remove_if_ours(tmp_path / "absent")  # nothing to do
-    assert not store.exists() and not (tmp_path / "empty").exists()
+    assert not store.exists() and not (tmp_path / "empty").exists() and not run.exists()
 
 
 def test_cwd_ancestors_and_file_parents_are_refused(tmp_path, monkeypatch):
@@ -404,4 +411,38 @@ def test_full_disk_gives_one_line_and_the_store_resumes(tmp_path, monkeypatch, c
     monkeypatch.setattr(LocalStore, "set", real_set)  # space freed
     assert _run_cli(monkeypatch, "render", str(cfg), "--out", str(out), "-q") == 0
     assert zarr.open_group(str(out), mode="r").attrs["complete"]
+    assert dataset(out) == dataset(ref)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1.2 MB filesystem (tmpfs); skipped where mounting is not allowed (not root)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if res.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); the injected ENOSPC test covers it")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_real_full_disk_then_resume(tmp_path, tiny_disk, monkeypatch, capsys):
+    cfg = write_config(
+        tmp_path,
+        OPEN_SCENE,
+        ue__sampling={"count": 600},
+        output={"path": "x", "chunk_samples": 50, "paths": True, "max_paths": 4},
+    )
+    ref = render_in_process(cfg, tmp_path / "ref.zarr")  # about 2.8 MB on disk
+    out = tiny_disk / "out.zarr"
+    assert _run_cli(monkeypatch, "render", str(cfg), "--out", str(out), "-q") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], lines
+    assert not zarr.open_group(str(out), mode="r").attrs["complete"]
+    subprocess.run(["mount", "-o", "remount,size=20m", str(tiny_disk)], check=True)
+    assert _run_cli(monkeypatch, "render", str(cfg), "--out", str(out), "-q") == 0
     assert dataset(out) == dataset(ref)
