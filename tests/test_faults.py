@@ -272,6 +272,7 @@ def test_resume_refuses_changed_scene_meshes(tmp_path):
         ({"provenance": {"backend": "cuda"}}, "backend cuda -> llvm"),  # started on a GPU
         ({"provenance": None}, "records no scene-file hash"),  # an older simgen's store
     ],
+    ids=["sionna-rt", "drjit", "backend", "no-provenance"],
 )
 def test_resume_refuses_other_versions_or_backend(tmp_path, small_store, change, expected):
     out = tmp_path / "ds.zarr"
