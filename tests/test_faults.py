@@ -166,6 +166,24 @@ def test_publish_into_the_folder_of_the_store_is_refused(tmp_path, small_store):
     assert dataset(pub / "ds.zarr") == before
 
 
+def test_republish_replaces_only_its_own_store_copy(tmp_path, small_store):
+    from simgen.publish import publish
+
+    dist = tmp_path / "dist"
+    for mode in ("copy", "copy", "zip", "zip"):  # an earlier release of ours is replaced
+        publish(small_store, dist, mode=mode, footprints=False, device="cpu")
+    (dist / "notes.md").write_text("mine")
+    publish(small_store, dist, mode="copy", footprints=False, device="cpu")
+    assert (dist / "notes.md").read_text() == "mine"  # not ours: kept
+    assert safety.is_simgen_store(dist / "ds.zarr") and not (dist / "ds.zarr.zip").exists()
+    shutil.rmtree(dist / "ds.zarr")
+    (dist / "ds.zarr").mkdir()
+    (dist / "ds.zarr" / "thesis.tex").write_text("years of work")
+    with pytest.raises(UnsafePathError, match="refusing to delete"):
+        publish(small_store, dist, mode="copy", footprints=False, device="cpu")
+    assert (dist / "ds.zarr" / "thesis.tex").is_file()
+
+
 # -- item 3: export-deepmimo onto its own source ----------------------------------------------
 
 
