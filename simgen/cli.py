@@ -16,7 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .errors import SimgenError
+from .errors import SimgenError, StoreError
+from .safety import check_replaceable, output_lock
 
 app = typer.Typer(
     add_completion=False,
@@ -35,15 +36,17 @@ def render(
     ue_count: Annotated[int | None, typer.Option(min=1, help="random UE count override")] = None,
     batch_ues: Annotated[int | None, typer.Option(min=1, help="UEs per solver call")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+    force_resume: Annotated[
+        bool,
+        typer.Option(help="resume although scene files, package versions or backend differ"),
+    ] = False,
     cluster: Annotated[
         str | None, typer.Option(help="render on Dask: local:N workers or tcp://host:8786")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Render SCENE into a Zarr store; re-running an interrupted render resumes it."""
-    import time
-
-    from .render import Renderer, plan
+    from .render import plan
 
     p = plan(scene, out=out, ue_count=ue_count, batch_ues=batch_ues)
     if cluster:
@@ -60,8 +63,32 @@ def render(
         f"{len(p.cfg.trps) if isinstance(p.cfg.trps, list) else p.cfg.trps.pool.count} TRPs, "
         f"{p.cfg.frequency_hz / 1e9:g} GHz, {p.cfg.ofdm.num_subcarriers} subcarriers"
     )
+    inputs = (scene, p.scene_path)
+    if overwrite:  # refuse to replace what is not ours before loading anything
+        check_replaceable(p.out, inputs)
+    with output_lock(p.out, inputs):
+        try:
+            _render(p, device, overwrite, force_resume, cluster, quiet, say)
+        except OSError as exc:  # e.g. a full disk: finished shards stay marked, re-run resumes
+            raise StoreError(
+                f"{exc}; finished shards are kept: fix this and re-run the same command to resume"
+            ) from None
+
+
+def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet, say) -> None:
+    """The body of ``simgen render`` once the output is locked."""
+    import time
+
+    from .render import Renderer
+
     r = Renderer(p, device)
-    store = r.open_store(overwrite=overwrite)
+    store = r.open_store(overwrite=overwrite, force_resume=force_resume)
+    if r.forced_resume:
+        err.print(
+            f"warning: --force-resume: resuming {p.out} although {'; '.join(r.forced_resume)}",
+            soft_wrap=True,
+            highlight=False,
+        )
     pending = store.pending()
     todo = sum(len(range(*store.layout.shards[i].indices(store.layout.sample))) for i in pending)
     snaps = f" x {store.layout.snapshot} snapshots" if store.layout.snapshot > 1 else ""
@@ -88,7 +115,13 @@ def render(
             from .cluster import render_distributed
 
             t0 = time.perf_counter()
-            n = render_distributed(r, cluster, device, progress=lambda k: bar.advance(task, k))
+            n = render_distributed(
+                r,
+                cluster,
+                device,
+                progress=lambda k: bar.advance(task, k),
+                force_resume=force_resume,
+            )
             dt = time.perf_counter() - t0
             links = n * len(r.ctx.trps)
             say(
@@ -175,18 +208,19 @@ def import_deepmimo(
 
     if spacing_hz is None and bandwidth_hz is None:
         spacing_hz = 30e3
-    store = import_scenario(
-        folder,
-        out,
-        trp_array={"rows": trp_rows, "cols": trp_cols},
-        ue_array={"rows": ue_rows, "cols": ue_cols},
-        num_subcarriers=subcarriers,
-        subcarrier_spacing_hz=spacing_hz,
-        bandwidth_hz=bandwidth_hz,
-        frequency_hz=frequency_hz,
-        max_paths=max_paths,
-        overwrite=overwrite,
-    )
+    with output_lock(out, inputs=(folder,)):
+        store = import_scenario(
+            folder,
+            out,
+            trp_array={"rows": trp_rows, "cols": trp_cols},
+            ue_array={"rows": ue_rows, "cols": ue_cols},
+            num_subcarriers=subcarriers,
+            subcarrier_spacing_hz=spacing_hz,
+            bandwidth_hz=bandwidth_hz,
+            frequency_hz=frequency_hz,
+            max_paths=max_paths,
+            overwrite=overwrite,
+        )
     lay = store.layout
     print(f"imported {lay.sample} UEs x {lay.trp} TRPs ({lay.path} paths max) -> {out}")
 
@@ -201,7 +235,9 @@ def export_deepmimo(
     """Write a store's paths as a DeepMIMO v4 scenario folder (for deepmimo.load)."""
     from .deepmimo import export_scenario
 
-    print(f"exported -> {export_scenario(store, out, condition=condition, overwrite=overwrite)}")
+    with output_lock(out, inputs=(store,)):
+        path = export_scenario(store, out, condition=condition, overwrite=overwrite)
+    print(f"exported -> {path}")
 
 
 @app.command()
@@ -243,16 +279,17 @@ def publish(
     from .publish import publish as run
 
     mode = "zip" if zip else "copy" if copy else "none"
-    r = run(
-        store,
-        out,
-        license_id=license,
-        mode=mode,
-        force=force,
-        footprints=footprints,
-        device=device,
-        url=url,
-    )
+    with output_lock(out, inputs=(store,)):
+        r = run(
+            store,
+            out,
+            license_id=license,
+            mode=mode,
+            force=force,
+            footprints=footprints,
+            device=device,
+            url=url,
+        )
     for note in r.notes:
         print(f"note: {note}", file=sys.stderr)
     for line in r.findings:

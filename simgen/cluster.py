@@ -14,10 +14,13 @@ existing scheduler whose workers can import simgen and see the store path.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
-from .errors import SimgenError
+import numpy as np
+
+from .errors import SimgenError, StoreError
 from .render import Renderer, RenderPlan
 
 _RENDERERS: dict[tuple, Renderer] = {}  # per worker process
@@ -36,7 +39,10 @@ def _worker_renderer(p: RenderPlan, device: str, threads: int | None) -> Rendere
 
 
 def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) -> int:
-    """Task body: render shard ``index`` into the store; returns the number of samples."""
+    """Task body: render shard ``index`` into the store; returns the number of samples.
+
+    The worker samples the UEs itself: StoreError if its positions for the shard differ from
+    the store's ``ue_position`` (another simgen/sionna build, platform, ...)."""
     from .store import open_store
 
     r = _worker_renderer(p, device, threads)
@@ -44,6 +50,12 @@ def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) ->
     if store.root["shard_done"][index]:  # a retry of a shard that landed after all
         return 0
     sl = store.layout.shards[index]
+    stored = store.root[store.conditions[0]]["ue_position"][sl]
+    if not np.array_equal(stored, r.sample_position[sl]):
+        raise StoreError(
+            f"{p.out}: this worker's UE positions for shard {index} differ from the store's "
+            "(check that workers run the same simgen and sionna-rt versions)"
+        )
     store.write_shard(index, r.shard_arrays(r.sample_position[sl], r.trace_samples(sl)))
     return sl.stop - sl.start
 
@@ -89,21 +101,24 @@ def render_distributed(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     on_client: Callable | None = None,
+    force_resume: bool = False,
 ) -> int:
     """Render all pending shards of ``r``'s store on the cluster; returns samples rendered.
 
+    Workers get the store as an absolute path (their working directory may differ).
     ``on_client(client)`` is called once the tasks are submitted (tests use it to kill a worker).
     """
     from distributed import as_completed
 
-    store = r.open_store(overwrite=overwrite)
+    store = r.open_store(overwrite=overwrite, force_resume=force_resume)
+    plan = dataclasses.replace(r.plan, out=r.plan.out.resolve())
     pending = store.pending()
     client, n_workers = open_client(spec)
     threads = max((os.cpu_count() or 1) // n_workers, 1) if spec.startswith("local:") else None
     try:
         futures = client.map(
             render_shard,
-            [r.plan] * len(pending),
+            [plan] * len(pending),
             [device] * len(pending),
             [threads] * len(pending),
             pending,

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .rain import FREQ_RANGE_GHZ as RAIN_FREQ_RANGE_GHZ
 
 EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
 # UEs per solver call for batch_ues: auto. Sionna de-duplicates specular chains per (chain,
@@ -88,6 +89,8 @@ class TRPConfig(Strict):
     def _one_orientation(self) -> TRPConfig:
         if self.look_at is not None and self.orientation_deg is not None:
             raise ValueError("give either look_at or orientation_deg, not both")
+        if self.look_at is not None and tuple(self.look_at) == tuple(self.position):
+            raise ValueError("look_at equals position; give a point the TRP should face")
         return self
 
 
@@ -299,6 +302,13 @@ class SceneConfig(Strict):
             raise ValueError("TRP names must be unique")
         if len(set(self.weather.rain_rates_mm_h)) != len(self.weather.rain_rates_mm_h):
             raise ValueError("weather.rain_rates_mm_h has duplicates")
+        lo, hi = RAIN_FREQ_RANGE_GHZ  # ITU-R P.838-3 curve fits
+        rainy = any(r > 0 for r in self.weather.rain_rates_mm_h)
+        if rainy and not lo <= self.frequency_hz / 1e9 <= hi:
+            raise ValueError(
+                f"weather.rain_rates_mm_h: rain attenuation (ITU-R P.838-3) is defined for "
+                f"{lo:g}-{hi:g} GHz, not frequency_hz {self.frequency_hz / 1e9:g} GHz"
+            )
         return self
 
     def content_hash(self) -> str:
@@ -394,6 +404,12 @@ def load_config(path: str | Path) -> tuple[SceneConfig, str, str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such scene file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); give a scene YAML"
+        ) from None
     cfg = parse_config(text, str(path))
     return cfg, text, resolve_scene(cfg.scene, path.parent)

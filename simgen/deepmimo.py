@@ -56,6 +56,7 @@ import numpy as np
 from . import channel
 from .config import ArrayConfig, OFDMConfig, parse_config
 from .errors import ConfigError, StoreError
+from .safety import check_output, check_replaceable, remove_if_ours
 from .schema import SPEED_OF_LIGHT, VARIABLES, LinkState
 from .store import Layout, Store, create_or_resume, open_store
 
@@ -623,6 +624,7 @@ def import_scenario(
         attrs=attrs,
         static=static,
         overwrite=overwrite,
+        inputs=(folder,),
     )
     for i in store.pending():
         arrays = _shard_arrays(
@@ -699,6 +701,7 @@ def export_scenario(
     :func:`load_with_deepmimo` (``deepmimo.load`` 4.0.5 also needs the folder's parent as its
     scenarios folder and an all-lowercase path).
     """
+    check_output(out_folder, inputs=(store,))  # e.g. --out equal to the store: refused first
     st = open_store(store)
     if not st.layout.with_paths:
         raise StoreError(f"{store}: no path arrays; render with output.paths: true to export")
@@ -707,20 +710,32 @@ def export_scenario(
     cond = condition or st.conditions[0]
     if cond not in st.conditions:
         raise StoreError(f"{store}: no condition {cond!r} (have {', '.join(st.conditions)})")
-    out = Path(out_folder).expanduser().resolve()
+    out = check_output(out_folder, inputs=(store,))
     if out.exists():
         if not overwrite:
             raise StoreError(f"{out} exists; use --overwrite to replace it")
-        shutil.rmtree(out)
+        check_replaceable(out, inputs=(store,))  # fail before writing anything
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh folder of our own: removed again if writing fails; the old export stays until
+    # the new one is complete
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".writing-"))
+    try:
+        _write_export(st, store, cond, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    remove_if_ours(out, inputs=(store,))
+    tmp.rename(out)
+    return out
+
+
+def _write_export(st: Store, store: str | Path, cond: str, tmp: Path) -> None:
+    """The DeepMIMO files of condition ``cond`` of ``st`` (opened from ``store``) in ``tmp``."""
     attrs = dict(st.root.attrs)
     g = st.root[cond]
     ue_pos = g["ue_position"][:].astype(np.float32)
     trp_pos = g["trp_position"][:].astype(np.float32)
     lay = st.layout
-    tmp = out.with_name(out.name + ".writing")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     mats = {t: {k: [] for k in MATRICES} for t in range(lay.trp)}
     for sl in lay.shards:
         a, p = element_gains(st, cond, sl)
@@ -803,8 +818,6 @@ def export_scenario(
         "scene": {"num_scenes": 1, "n_objects": 0, "n_vertices": 0, "n_faces": 0},
     }
     (tmp / "params.json").write_text(json.dumps(params, indent=2))
-    tmp.rename(out)
-    return out
 
 
 # --------------------------------------------------------------------------- deepmimo package

@@ -19,3 +19,8 @@ class StoreError(SimgenError):
 
 class RainModelError(SimgenError):
     """Input outside the validity range of ITU-R P.838-3."""
+
+
+class UnsafePathError(SimgenError):
+    """An output path simgen refuses: not provably its own to replace, the current directory
+    or an ancestor of it, overlapping an input, or under a file."""

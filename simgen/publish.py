@@ -28,6 +28,7 @@ import zarr
 
 from . import figures
 from .errors import SimgenError, StoreError
+from .safety import check_output, check_replaceable, remove_if_ours
 from .schema import SCHEMA_VERSION, SPEED_OF_LIGHT, STATIC_ATTRS, LinkState
 from .store import Layout
 from .validate import MANIFEST, check, known_arrays, open_root, verify_manifest, write_manifest
@@ -686,8 +687,7 @@ def publish(
         raise SimgenError(f"mode must be copy, zip or none, not {mode!r}")
     if not store.is_dir():
         raise StoreError(f"{store}: no such store directory")
-    if out.resolve() == store.resolve() or store.resolve() in out.resolve().parents:
-        raise SimgenError(f"{out}: the release folder must not be inside the store")
+    check_output(out, inputs=(store,))  # not the store, inside it, nor containing it
     result = PublishResult(out)
     findings = check(store, manifest=None).lines
     result.findings = findings
@@ -700,13 +700,15 @@ def publish(
     st = collect(store, root)
     name = name or st.attrs.get("scene_name") or store.stem
     date = _dt.date.today().isoformat()
-    out.mkdir(parents=True, exist_ok=True)
     store_name = store.name if store.suffix == ".zarr" else store.name + ".zarr"
-    for stale in (out / store_name, out / (store_name + ".zip"), out / "figures"):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
+    stale = (out / store_name, out / (store_name + ".zip"))
+    for path in stale:  # refuse before writing anything
+        check_replaceable(path, inputs=(store,))
+    out.mkdir(parents=True, exist_ok=True)
+    for path in stale:  # an earlier release's store copy or zip
+        remove_if_ours(path, inputs=(store,))
+    for fig in FIGURES.values():  # our own figure names, written again below
+        (out / fig).unlink(missing_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
 
     store_entry, store_rel = None, None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import channel, labels
+from . import channel, labels, provenance
 from .backend import Device, select_backend
 from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig, load_config
 from .errors import ConfigError, StoreError
@@ -32,6 +32,7 @@ class RenderPlan:
     out: Path
     overrides: dict = field(default_factory=dict)
     samples_per_src: int | None = None  # resolved density when the config says "auto"
+    config_path: str = ""  # the scene YAML (an input the output must not overlap)
 
 
 @dataclass
@@ -70,7 +71,7 @@ def plan(
             update={"solver": cfg.solver.model_copy(update={"batch_ues": batch_ues})}
         )
     out_path = Path(out) if out is not None else Path(cfg.output.path)  # relative to the CWD
-    return RenderPlan(cfg, text, scene_path, out_path, overrides)
+    return RenderPlan(cfg, text, scene_path, out_path, overrides, config_path=str(config_path))
 
 
 def _versions() -> dict[str, str]:
@@ -234,9 +235,13 @@ class Renderer:
         self._use_density(cal.chosen)
         return cal.as_dict()
 
-    def open_store(self, overwrite: bool = False) -> Store:
+    def open_store(self, overwrite: bool = False, force_resume: bool = False) -> Store:
+        """Create the store, or reopen it to resume; StoreError if it was made from another
+        config, other scene files, package versions or backend (unless ``force_resume``, whose
+        overridden differences are kept in ``self.forced_resume`` and the store's attrs)."""
         calibration = self.resolve_density(overwrite)
         cfg, p = self.plan.cfg, self.plan
+        fp = provenance.fingerprint(cfg.scene, p.scene_path, self.backend)
         attrs = {
             "title": f"simgen dataset: {cfg.name}",
             "scene_name": cfg.name,
@@ -251,6 +256,7 @@ class Renderer:
             "ue_seed": cfg.ue.seed,
             "traffic_mode": None if cfg.traffic is None else cfg.traffic.mode,
             "versions": _versions(),
+            provenance.ATTR: {k: v for k, v in fp.items() if k != "versions"},
             "Conventions": "CF-1.10",
             "scene_bbox_m": None
             if self.ctx.bbox_min is None
@@ -284,7 +290,13 @@ class Renderer:
             attrs=attrs,
             static=static,
             overwrite=overwrite,
+            inputs=(p.config_path, p.scene_path),
         )
+        attrs_now = store.root.attrs
+        self.forced_resume = provenance.check_resume(p.out, dict(attrs_now), fp, force_resume)
+        if self.forced_resume:
+            forced = list(attrs_now.get("forced_resumes", []))
+            attrs_now["forced_resumes"] = forced + ["; ".join(self.forced_resume)]
         if not np.array_equal(store.read("ue_position"), self.sample_position):
             raise StoreError(
                 f"{p.out}: stored UE positions differ from this config's; use --overwrite"

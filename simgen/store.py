@@ -9,7 +9,6 @@ writes again; finished shards are never recomputed.
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import zarr
 
 from .errors import StoreError
+from .safety import check_output, remove_if_ours
 from .schema import (
     CIR_VARIABLES,
     FILL,
@@ -126,16 +126,21 @@ def create_or_resume(
     attrs: dict,
     static: dict[str, np.ndarray],
     overwrite: bool,
+    inputs: tuple = (),
 ) -> Store:
     """Create a new store, or reopen one made from the same config to finish it.
+
+    ``overwrite`` replaces only a path that is provably a simgen store (or an empty folder);
+    ``inputs`` (scene YAML, ...) must not overlap ``path`` (:mod:`simgen.safety`).
 
     conditions: group name -> rain rate (mm/h). static: arrays known before tracing
     (``ue_position``, ``trp_position``, ``trp_orientation``, ``trp_tx_power``, ``trp``,
     ``subcarrier``), written to every group at creation.
     """
     path = Path(path)
+    check_output(path, inputs)
     if path.exists() and overwrite:
-        shutil.rmtree(path)
+        remove_if_ours(path, inputs)
     if path.exists():
         store = open_store(path, mode="r+")
         old = store.root.attrs.get("config_hash")
@@ -147,19 +152,17 @@ def create_or_resume(
         return store
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".creating")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    root = zarr.open_group(str(tmp), mode="w")
-    root.attrs.update(
-        {
-            **attrs,
-            "config_hash": config_hash,
-            "schema_version": SCHEMA_VERSION,
-            "conditions": list(conditions),
-            "layout": layout.__dict__,
-            "complete": False,
-        }
-    )
+    remove_if_ours(tmp)  # a crashed creation; refused if it is not a simgen store
+    root_attrs = {
+        **attrs,
+        "config_hash": config_hash,
+        "schema_version": SCHEMA_VERSION,
+        "conditions": list(conditions),
+        "layout": layout.__dict__,
+        "complete": False,
+    }
+    # one write of zarr.json with simgen's attributes, so even a crashed creation is ours
+    root = zarr.create_group(str(tmp), attributes=root_attrs)
     root.create_array(
         "shard_done",
         shape=(len(layout.shards),),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,8 @@ from loc.errors import ConfigError, DataError
 from loc.suite.datasets import dataset_store, head_tail, ordered_samples, snapshot_mask, ue_ids
 from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform
 from loc.suite.report import write_outputs
+from simgen.errors import UnsafePathError
+from simgen.safety import remove_if_ours
 
 log = logging.getLogger("loc.suite")
 
@@ -250,7 +251,10 @@ def run_suite(
             sig_path = run_dir / "suite_run.json"
             same = sig_path.exists() and json.loads(sig_path.read_text()) == sig
             if not (resume and same) and run_dir.exists():
-                shutil.rmtree(run_dir)  # stale checkpoints of another configuration
+                try:  # stale checkpoints of another configuration, only in a run folder of ours
+                    remove_if_ours(run_dir, marker="suite_run.json")
+                except UnsafePathError as exc:
+                    raise ConfigError(str(exc)) from None
             run_dir.mkdir(parents=True, exist_ok=True)
             sig_path.write_text(json.dumps(sig, indent=1))
             sets = [
