@@ -61,6 +61,7 @@ def render(
         f"{p.cfg.frequency_hz / 1e9:g} GHz, {p.cfg.ofdm.num_subcarriers} subcarriers"
     )
     r = Renderer(p, device)
+    say("scene objects: " + ", ".join(f"{k} {n}" for k, n in r.category_counts.items()))
     store = r.open_store(overwrite=overwrite)
     pending = store.pending()
     todo = sum(len(range(*store.layout.shards[i].indices(store.layout.sample))) for i in pending)

@@ -198,11 +198,16 @@ class SolverConfig(Strict):
 
 
 class CategoriesConfig(Strict):
-    """Regular expressions on scene object names; anything unmatched counts as a building."""
+    """Regular expressions on scene object names; anything unmatched counts as a building.
 
-    ground: str = r"^(Plane|ground|floor|terrain)"
-    vehicle: str = r"(car|truck|bus|vehicle)"
-    foliage: str = r"(tree|foliage|vegetation|bush)"
+    A pattern must match the WHOLE name (``re.fullmatch``), case-insensitively: ``car_.*``
+    matches ``car_1`` and ``Car-3`` but not ``Palazzo_Medici_Riccardi-wall``. The defaults
+    match a keyword as the whole name or as its first word (``bus``, ``bus_2``, ``Bus-metal``).
+    """
+
+    ground: str = r"(plane|ground|floor|terrain)([-_.].*)?"
+    vehicle: str = r"(car|truck|bus|vehicle)([-_.].*)?"
+    foliage: str = r"(tree|foliage|vegetation|bush)([-_.].*)?"
 
     @model_validator(mode="after")
     def _compiles(self) -> CategoriesConfig:

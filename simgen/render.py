@@ -163,6 +163,7 @@ class Renderer:
         from . import scene  # imports sionna.rt: only after the backend is chosen
 
         self.ctx = scene.load(p.cfg, p.scene_path)
+        self.category_counts = scene.category_counts(self.ctx)  # category -> number of objects
         self.ue_position = self.ctx.ue_position  # (n_ue, 3)
         self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
         if p.samples_per_src is not None:
@@ -256,6 +257,7 @@ class Renderer:
             if self.ctx.bbox_min is None
             else [self.ctx.bbox_min.tolist(), self.ctx.bbox_max.tolist()],
             "link_state_codes": {s.name: int(s) for s in labels.LinkState},
+            "object_categories": self.category_counts,
         }
         static = {
             "ue_position": self.sample_position,

@@ -109,17 +109,38 @@ def _check_materials(scene: rt.Scene, freq_hz: float) -> None:
             )
 
 
+def category_of_name(name: str, cfg: SceneConfig) -> str:
+    """Category of one object name: the first of vehicle, foliage, ground whose pattern
+    matches the whole name case-insensitively, else building."""
+    for cat in ("vehicle", "foliage", "ground"):
+        if re.fullmatch(getattr(cfg.categories, cat), name, re.IGNORECASE):
+            return cat
+    return "building"
+
+
+def merge_exclude_regex(cfg: SceneConfig) -> str:
+    """Regex (for ``load_scene(merge_shapes_exclude_regex=...)``, which ``search``es Mitsuba
+    shape ids ``mesh-<name>``) of the shapes that keep their own name: vehicles, foliage and
+    ground, with the same whole-name, case-insensitive semantics as :func:`category_of_name`."""
+    c = cfg.categories
+    alts = "|".join(f"(?:{p})" for p in (c.vehicle, c.foliage, c.ground))
+    return rf"(?i)^(?:mesh-)?(?:{alts})\Z"
+
+
 def _categorize(scene: rt.Scene, cfg: SceneConfig) -> tuple[np.ndarray, dict[int, str]]:
-    pats = {c: re.compile(getattr(cfg.categories, c)) for c in ("vehicle", "foliage", "ground")}
-    code = {"vehicle": VEHICLE, "foliage": FOLIAGE, "ground": GROUND}
+    code = {"building": BUILDING, "vehicle": VEHICLE, "foliage": FOLIAGE, "ground": GROUND}
     names = {int(o.object_id): name for name, o in scene.objects.items()}
     table = np.full(max(names, default=0) + 1, BUILDING, dtype=np.uint8)
     for oid, name in names.items():
-        for cat, pat in pats.items():
-            if pat.search(name):
-                table[oid] = code[cat]
-                break
+        table[oid] = code[category_of_name(name, cfg)]
     return table, names
+
+
+def category_counts(ctx: SceneContext) -> dict[str, int]:
+    """Number of scene objects in each category (``CATEGORIES`` order), e.g. for the store
+    attributes and ``simgen info``."""
+    codes = [int(ctx.category[oid]) for oid in ctx.names if oid < len(ctx.category)]
+    return {c: codes.count(i) for i, c in enumerate(CATEGORIES)}
 
 
 def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
@@ -128,9 +149,8 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
     if scene_path == EMPTY_SCENE:
         scene = rt.load_scene()
     else:
-        movable = f"({cfg.categories.vehicle})|({cfg.categories.foliage})"
         try:
-            scene = rt.load_scene(scene_path, merge_shapes_exclude_regex=movable)
+            scene = rt.load_scene(scene_path, merge_shapes_exclude_regex=merge_exclude_regex(cfg))
         except Exception as exc:  # noqa: BLE001 - Mitsuba raises plain RuntimeErrors
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"scene: cannot load {scene_path}: {first}") from None
