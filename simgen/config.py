@@ -72,9 +72,14 @@ class ArrayConfig(Strict):
     polarization: Literal["V", "H", "VH", "cross"] = "V"
 
     @property
+    def ports(self) -> int:
+        """Polarization ports per element: 2 for VH / cross, else 1."""
+        return 2 if self.polarization in ("VH", "cross") else 1
+
+    @property
     def num_ant(self) -> int:
-        dual = 2 if self.polarization in ("VH", "cross") else 1
-        return self.rows * self.cols * dual
+        """Antenna ports, port-major like Sionna: index = port * rows * cols + element."""
+        return self.rows * self.cols * self.ports
 
 
 class TRPConfig(Strict):
@@ -223,7 +228,11 @@ class WeatherConfig(Strict):
     rain_rates_mm_h: Annotated[list[Annotated[Real, Field(ge=0, le=200)]], Field(min_length=1)] = [
         0.0
     ]
-    polarization: Literal["V", "H"] | Annotated[Real, Field(ge=0, le=90)] = "V"
+    polarization: Literal["V", "H"] | Annotated[Real, Field(ge=0, le=90)] | None = Field(
+        None,
+        description="rain polarization tilt for every TRP port (V, H or degrees); default: "
+        "each TRP port's own (V 90, H 0, cross +-45 deg)",
+    )
     rain_cell_km: Annotated[Real, Field(gt=0)] | None = Field(
         None, description="length of each path that is in rain; None = the whole path"
     )

@@ -15,7 +15,7 @@ from . import channel, labels
 from .backend import Device, select_backend
 from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig, load_config
 from .errors import ConfigError, StoreError
-from .rain import polarization_tilt
+from .rain import port_tilts
 from .store import Layout, Store, condition_name, create_or_resume, open_store
 from .trace import PathBatch, Tracer, concat
 
@@ -175,7 +175,7 @@ class Renderer:
             cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz
         )
         self.conditions = {condition_name(r): r for r in cfg.weather.rain_rates_mm_h}
-        self.tilt = polarization_tilt(cfg.weather.polarization)
+        self.tilts = port_tilts(cfg.trp_array.polarization, cfg.weather.polarization)
         cell = cfg.weather.rain_cell_km
         self.rain_cell_m = None if cell is None else cell * 1000.0
         fleet = self.ctx.fleet
@@ -348,7 +348,7 @@ class Renderer:
             arrays = {
                 **common,
                 "csi": channel.cfr(a, pb.tau, self.frequencies, phasor),
-                "rx_power": channel.path_gain_db(a),
+                "rx_power": channel.path_gain_db(a, cfg.ue.array.ports),
             }
             if cfg.output.cir_taps:
                 bandwidth = cfg.ofdm.num_subcarriers * cfg.ofdm.spacing_hz
@@ -363,12 +363,9 @@ class Renderer:
 
     def _in_rain(self, pb: PathBatch, rate: float) -> np.ndarray:
         """Path gains ``pb.a`` attenuated by rain rate ``rate`` mm/h (the same array if 0)."""
-        if rate == 0:
-            return pb.a
-        f = channel.rain_factor(
-            pb.tau, pb.aod_zen, self.plan.cfg.frequency_hz, rate, self.tilt, self.rain_cell_m
+        return channel.rain_attenuated(
+            pb.a, pb.tau, pb.aod_zen, self.plan.cfg.frequency_hz, rate, self.tilts, self.rain_cell_m
         )
-        return pb.a * f[:, :, None, None, :]
 
     def render(self, store: Store, progress: Progress | None = None) -> RenderResult:
         """Render every pending shard. Writing shard i (compression, I/O) overlaps tracing shard
