@@ -38,9 +38,7 @@ HALF_DB = 10 * np.log10(0.5)
         ("cross", "V", HALF_DB),  # a V UE sees half of each +-45 deg port: true mismatch
     ],
 )
-def test_free_space_rx_power_is_fspl_for_every_polarization(
-    tmp_path, trp_pol, ue_pol, mismatch_db
-):
+def test_free_space_rx_power_is_fspl_for_every_polarization(tmp_path, trp_pol, ue_pol, mismatch_db):
     r, pos, out = _arrays(tmp_path, trp_pol, ue_pol)
     d = np.linalg.norm(pos[:, None].astype(np.float64) - r.ctx.trp_position[None], axis=-1)
     fspl_db = 20 * np.log10(SPEED_OF_LIGHT / 3.5e9 / (4 * np.pi * d))  # path gain, dB
@@ -75,9 +73,9 @@ def test_rain_loss_uses_each_trp_ports_polarization(tmp_path, trp_pol, weather_p
         n_el = dry.shape[3] // len(want_tilts)
         for q, tilt in enumerate(want_tilts):
             gamma = np.vectorize(
-                lambda e, t=tilt: itur.models.itu838.rain_specific_attenuation(
-                    90.0, 60.0, float(e), t
-                ).value
+                lambda e, t=tilt: (
+                    itur.models.itu838.rain_specific_attenuation(90.0, 60.0, float(e), t).value
+                )
             )(elev)  # dB/km
             ports = slice(q * n_el, (q + 1) * n_el)
             a, b = np.abs(wet[:, :, :, ports]), np.abs(dry[:, :, :, ports])
