@@ -237,6 +237,21 @@ class WeatherConfig(Strict):
         None, description="length of each path that is in rain; None = the whole path"
     )
 
+    @model_validator(mode="after")
+    def _distinct_groups(self) -> WeatherConfig:
+        from .store import condition_name  # the one place that names condition groups
+
+        seen: dict[str, float] = {}
+        for rate in self.rain_rates_mm_h:
+            group = condition_name(rate)
+            if group in seen:
+                raise ValueError(
+                    f"rain_rates_mm_h: {seen[group]!r} and {rate!r} both make the group "
+                    f"'{group}'; give distinct rates"
+                )
+            seen[group] = rate
+        return self
+
 
 class LaneConfig(Strict):
     """A traffic lane: vehicles drive along ``points`` (x, y in metres) in the listed order."""
@@ -313,6 +328,18 @@ class SceneConfig(Strict):
             raise ValueError("TRP names must be unique")
         if len(set(self.weather.rain_rates_mm_h)) != len(self.weather.rain_rates_mm_h):
             raise ValueError("weather.rain_rates_mm_h has duplicates")
+        from .channel import subcarrier_offsets  # the one place that lays out the subcarriers
+
+        lowest = (
+            self.frequency_hz
+            + subcarrier_offsets(self.ofdm.num_subcarriers, self.ofdm.spacing_hz).min()
+        )
+        if lowest <= 0:
+            raise ValueError(
+                f"ofdm: the lowest subcarrier is at {lowest:.6g} Hz (<= 0): the band "
+                f"({self.ofdm.num_subcarriers} x {self.ofdm.spacing_hz:g} Hz) is wider than "
+                f"2 x frequency_hz ({self.frequency_hz:g} Hz); narrow it or raise the carrier"
+            )
         return self
 
     def content_hash(self) -> str:
@@ -324,7 +351,29 @@ class SceneConfig(Strict):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``3.5e9`` (YAML 1.2 style) as a float."""
+    """SafeLoader that also reads ``3.5e9`` (YAML 1.2 style) as a float and refuses a key
+    repeated in one mapping (plain YAML would silently keep the last value)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: SafeLoader reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given at line {first + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -400,7 +449,8 @@ def parse_config(text: str, source: str = "<config>") -> SceneConfig:
         loc, msg = err["loc"], _message(err)
         if err["type"] == "missing" and isinstance(loc[-1], int):
             loc = loc[:-1]  # "position: too few values" rather than "position[2]: ..."
-        raise ConfigError(f"{source}: {_key(loc)}: {msg}") from None
+        where = f"{_key(loc)}: " if loc else ""  # model-wide checks name their keys
+        raise ConfigError(f"{source}: {where}{msg}") from None
 
 
 def load_config(path: str | Path) -> tuple[SceneConfig, str, str]:

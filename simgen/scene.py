@@ -340,6 +340,12 @@ def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) ->
             lo, hi = ctx.bbox_min, ctx.bbox_max
             if r.x[1] < lo[0] or r.x[0] > hi[0] or r.y[1] < lo[1] or r.y[0] > hi[1]:
                 raise ConfigError(f"ue.regions[{i}]: lies outside the scene ({_bounds(ctx)})")
+            if r.x[0] < lo[0] or r.x[1] > hi[0] or r.y[0] < lo[1] or r.y[1] > hi[1]:
+                raise ConfigError(
+                    f"ue.regions[{i}]: x [{r.x[0]:g}, {r.x[1]:g}], y [{r.y[0]:g}, {r.y[1]:g}] "
+                    f"extends outside the scene ({_bounds(ctx)}): UEs there would have no ground "
+                    "below them; shrink the region"
+                )
     rng = np.random.default_rng(ue.seed)
     n_random = count if count is not None else ue.sampling.count
     if n_random is None:
@@ -379,14 +385,16 @@ def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) ->
         raise ConfigError(
             f"ue.regions: found {len(pos)} valid UE positions"
             + (f" of {n_random} requested" if n_random else "")
-            + ": the regions are inside buildings or closer than ue.min_distance_to_trp_m to a TRP"
+            + ": the regions are inside buildings, over no ground, or closer than "
+            "ue.min_distance_to_trp_m to a TRP"
         )
     return pos.astype(np.float32)
 
 
 def _keep_valid(cfg: SceneConfig, ctx: SceneContext, xy: np.ndarray) -> np.ndarray:
     z, cat = ground_level(ctx, xy)
-    ok = (cat == GROUND) | (cat == NO_HIT)
+    # NO_HIT (nothing below) is free space only in the empty scene; in a scene it is a hole
+    ok = (cat == GROUND) | ((cat == NO_HIT) & (ctx.bbox_min is None))
     pos = np.column_stack([xy, z + cfg.ue.height_m])[ok]
     if cfg.ue.min_distance_to_trp_m > 0 and len(pos):
         d = np.linalg.norm(pos[:, None, :] - ctx.trp_position[None].astype(np.float64), axis=-1)
