@@ -182,11 +182,8 @@ class Renderer:
         self.times = fleet.plan.time if fleet is not None else np.zeros(1)
         n_ue, n_snap = len(self.ue_position), len(self.times)
         self.sample_snapshot = np.repeat(np.arange(n_snap, dtype=np.int32), n_ue)
-        self.sample_position = np.tile(self.ue_position, (n_snap, 1))
-        heading = np.random.default_rng([cfg.ue.seed, 1]).uniform(0, 2 * np.pi, n_ue)
-        self.ue_velocity = (
-            cfg.ue.speed_mps * np.stack([np.cos(heading), np.sin(heading), np.zeros(n_ue)], -1)
-        ).astype(np.float32)
+        self.sample_position = self.ctx.ue_track.reshape(n_snap * n_ue, 3)  # moves in time
+        self.ue_velocity = self.ctx.ue_velocity
         self.sample_velocity = np.tile(self.ue_velocity, (n_snap, 1))
 
     def layout(self) -> Layout:

@@ -37,6 +37,8 @@ class SceneContext:
     ue_position: np.ndarray | None = None  # (N, 3) float32, metres
     fleet: traffic.Fleet | None = None  # moving vehicles, if the config has traffic
     vehicle_index: dict[int, int] | None = None  # object id -> vehicle slot
+    ue_velocity: np.ndarray | None = None  # (N, 3) float32, m/s
+    ue_track: np.ndarray | None = None  # (S, N, 3) float32, m: each UE in each snapshot
 
     def vehicles_of(self, ids: np.ndarray) -> np.ndarray:
         """Vehicle slot of each object id (same shape), -1 for non-vehicles and no hit."""
@@ -191,8 +193,36 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
     ctx.trp_position = np.array([np.asarray(t.position).ravel() for t in txs], np.float32)
     ctx.trp_orientation = np.array([np.asarray(t.orientation).ravel() for t in txs], np.float32)
     ctx.ue_position = sample_ues(cfg, ctx)
+    ctx.ue_velocity = ue_velocities(cfg, len(ctx.ue_position))
+    ctx.ue_track = ue_tracks(cfg, ctx.ue_position, ctx.ue_velocity)
     _add_dynamic_objects(cfg, ctx)
     return ctx
+
+
+def ue_velocities(cfg: SceneConfig, n_ue: int) -> np.ndarray:
+    """(n_ue, 3) float32 m/s: ``ue.speed_mps`` along a seeded random horizontal heading."""
+    heading = np.random.default_rng([cfg.ue.seed, 1]).uniform(0, 2 * np.pi, n_ue)
+    return (
+        cfg.ue.speed_mps * np.stack([np.cos(heading), np.sin(heading), np.zeros(n_ue)], -1)
+    ).astype(np.float32)
+
+
+def ue_tracks(cfg: SceneConfig, position: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    """(S, N, 3) float32 m: each UE in each traffic snapshot (S = 1 without traffic).
+
+    In ``time_series`` traffic a UE moves with its velocity, ``position + velocity * t`` at
+    the snapshot time t = s * dt_s (straight, at constant height; the track is not re-checked
+    against buildings). In ``conditions`` mode snapshots are independent draws of the traffic
+    around the same UEs, so positions repeat.
+    """
+    t = cfg.traffic
+    if t is None:
+        return position[None].astype(np.float32)
+    times = np.arange(t.snapshots) * t.dt_s
+    if t.mode != "time_series":
+        return np.broadcast_to(position, (t.snapshots, *position.shape)).astype(np.float32)
+    track = position[None].astype(np.float64) + times[:, None, None] * velocity[None]
+    return track.astype(np.float32)
 
 
 def _add_dynamic_objects(cfg: SceneConfig, ctx: SceneContext) -> None:
@@ -228,7 +258,8 @@ def _add_dynamic_objects(cfg: SceneConfig, ctx: SceneContext) -> None:
             )
     if cfg.traffic is not None:
         ctx.fleet = traffic.Fleet(
-            traffic.plan(cfg.traffic, ground_z), park_z=float(ctx.bbox_min[2]) - 100.0
+            traffic.plan(cfg.traffic, ground_z, ue_track=ctx.ue_track),
+            park_z=float(ctx.bbox_min[2]) - 100.0,
         )
         objects += ctx.fleet.objects
     ctx.scene.edit(add=objects)

@@ -83,8 +83,21 @@ def _draw_lane(lane: Lane, cfg: LaneConfig, rng: np.random.Generator):
     return s, codes, lengths
 
 
-def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> TrafficPlan:
-    """Plan all snapshots. ``ground_z(xy (n, 2)) -> (n,)`` gives the road height in metres."""
+UE_CLEARANCE_M = 0.5  # no vehicle box (grown by this margin) may hold a UE
+
+
+def plan(
+    cfg: TrafficConfig,
+    ground_z: Callable[[np.ndarray], np.ndarray],
+    ue_track: np.ndarray | None = None,
+) -> TrafficPlan:
+    """Plan all snapshots. ``ground_z(xy (n, 2)) -> (n,)`` gives the road height in metres.
+
+    ``ue_track`` (S, N, 3) m: the UEs in each snapshot. A vehicle whose box, grown by
+    ``UE_CLEARANCE_M`` on every side, would hold a UE is taken off the road: for the whole
+    series in ``time_series`` mode (it never drives through anyone), for that snapshot in
+    ``conditions`` mode. Deterministic: the draws are made first, then filtered.
+    """
     rng = np.random.default_rng(cfg.seed)
     lanes = [Lane(lc) for lc in cfg.lanes]
     n_snap = cfg.snapshots
@@ -131,6 +144,13 @@ def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> Tr
         heights = np.array([VEHICLE_SIZE[VEHICLE_TYPES[k]][2] for k in vtype])
         z = ground_z(position[present][:, :2])
         position[..., 2][present] = z + np.broadcast_to(heights, present.shape)[present] / 2
+    if ue_track is not None and n_v:
+        hit = _holds_ue(position, yaw, vtype, np.asarray(ue_track, np.float64))
+        if cfg.mode == "time_series":
+            hit = np.broadcast_to(hit.any(axis=0), hit.shape)
+        position[hit] = np.nan
+        yaw[hit] = np.nan
+        velocity[hit] = 0.0
     return TrafficPlan(
         time,
         vtype,
@@ -138,6 +158,23 @@ def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> Tr
         velocity.astype(np.float32),
         yaw.astype(np.float32),
     )
+
+
+def _holds_ue(position, yaw, vtype, ue_track, margin: float = UE_CLEARANCE_M) -> np.ndarray:
+    """(S, V) bool: vehicle v's box in snapshot s, grown by ``margin`` m, contains a UE.
+    position (S, V, 3) box centres (NaN when absent), yaw (S, V), ue_track (S, N, 3)."""
+    out = np.zeros(yaw.shape, bool)
+    for v, k in enumerate(vtype):  # one vehicle at a time: memory O(S * N)
+        half = np.array(VEHICLE_SIZE[VEHICLE_TYPES[k]]) / 2 + margin
+        d = ue_track - position[:, v, None, :]  # (S, N, 3)
+        c, s = np.cos(yaw[:, v, None]), np.sin(yaw[:, v, None])
+        with np.errstate(invalid="ignore"):  # NaN (absent) compares False
+            out[:, v] = (
+                (np.abs(d[..., 0] * c + d[..., 1] * s) <= half[0])
+                & (np.abs(-d[..., 0] * s + d[..., 1] * c) <= half[1])
+                & (np.abs(d[..., 2]) <= half[2])
+            ).any(axis=-1)
+    return out
 
 
 class Fleet:
