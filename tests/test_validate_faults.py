@@ -154,3 +154,56 @@ def test_planted_fault_is_a_finding(store, tmp_path, fault):
     assert res.exit_code == 1, res.output
     assert "Traceback" not in res.output
     assert expected in res.output, res.output
+
+
+CLEAN = {
+    "traffic, moving UEs": (
+        "street_canyon_traffic.yaml",
+        {
+            "ue": {
+                "regions": [{"x": [-60.0, 60.0], "y": [-8.0, -4.5]}],
+                "sampling": {"count": 4},
+                "speed_mps": 2.0,
+                "seed": 5,
+            },
+            "traffic__snapshots": 3,
+            "solver": {"max_depth": 1, "samples_per_src": 10000, "batch_ues": 4},
+            "output": {"path": "x", "chunk_samples": 4, "paths": True, "max_paths": 32},
+        },
+    ),
+    "dual-pol arrays in rain, no paths": (
+        "street_canyon.yaml",
+        {
+            "ue__sampling": {"count": 4},
+            "ue__array": {"polarization": "cross"},
+            "trp_array": {"rows": 1, "cols": 2, "polarization": "VH"},
+            "frequency_hz": 28e9,
+            "weather": {"rain_rates_mm_h": [0.0, 50.0]},
+            "solver": {"max_depth": 1, "samples_per_src": 10000, "batch_ues": 4},
+            "output": {"path": "x", "chunk_samples": 4, "paths": False},
+        },
+    ),
+    "dual-pol arrays in rain, paths": (
+        "street_canyon.yaml",
+        {
+            "ue__sampling": {"count": 4},
+            "ue__array": {"polarization": "VH"},
+            "trp_array": {"rows": 1, "cols": 2, "polarization": "cross"},
+            "frequency_hz": 28e9,
+            "weather": {"rain_rates_mm_h": [0.0, 50.0]},
+            "solver": {"max_depth": 1, "samples_per_src": 10000, "batch_ues": 4},
+            "output": {"path": "x", "chunk_samples": 4, "paths": True, "max_paths": 32},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(CLEAN))
+def test_clean_stores_of_every_kind_validate_clean(tmp_path, kind):
+    """No false findings from the new checks on moving UEs, traffic, dual-pol and rain."""
+    from simgen.render import Renderer, plan
+
+    base, changes = CLEAN[kind]
+    r = Renderer(plan(write_config(tmp_path, base, **changes), out=tmp_path / "c.zarr"), "cpu")
+    r.render(r.open_store(overwrite=True))
+    assert validate(tmp_path / "c.zarr") == []
