@@ -56,7 +56,8 @@ def test_no_vehicle_box_holds_a_ue(tmp_path, mode):
         traffic__snapshots=6,
     )
     r = Renderer(plan(cfg), "cpu")
-    fleet, track = r.ctx.fleet, r.ctx.ue_track
+    fleet = r.ctx.fleet
+    track = r.sample_position.reshape(len(r.times), -1, 3)  # (snapshot, ue, xyz) as rendered
     on_road = 0
     for s in range(track.shape[0]):
         fleet.apply(s)
