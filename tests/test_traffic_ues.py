@@ -73,3 +73,44 @@ def test_no_vehicle_box_holds_a_ue(tmp_path, mode):
     assert on_road >= 3 * track.shape[0]  # traffic is still there
     again = Renderer(plan(cfg), "cpu").ctx.fleet.plan  # deterministic
     np.testing.assert_array_equal(again.position, fleet.plan.position)
+
+
+@pytest.mark.parametrize("mode", ["time_series", "conditions"])
+def test_vehicles_are_shifted_along_the_lane_not_dropped(mode):
+    """A UE standing on the lane where vehicles were drawn: they move along the lane (by
+    <= MAX_SHIFT_M) and stay on the road; the plan without UEs is the same draw."""
+    from simgen.config import TrafficConfig
+    from simgen.traffic import MAX_SHIFT_M, UE_CLEARANCE_M, VEHICLE_SIZE
+    from simgen.traffic import plan as plan_traffic
+
+    cfg = TrafficConfig.model_validate(
+        {
+            "mode": mode,
+            "snapshots": 4,
+            "dt_s": 0.1,
+            "seed": 2,
+            "lanes": [
+                {
+                    "points": [[-200.0, 0.0], [200.0, 0.0]],
+                    "density_per_km": 20.0,
+                    "speed_mps": [10.0, 10.0],
+                    "types": {"car": 1.0},
+                }
+            ],
+        },
+        strict=False,
+    )
+    flat = lambda xy: np.zeros(len(xy))  # noqa: E731
+    free = plan_traffic(cfg, flat)
+    first = free.position[0][free.present[0]][0]  # a vehicle of snapshot 0
+    ue = np.array([first[0], 0.3, 1.5])  # on its lane, beside its centre
+    track = np.broadcast_to(ue, (4, 1, 3))
+    moved = plan_traffic(cfg, flat, ue_track=track)
+    assert moved.present.sum() == free.present.sum()  # nobody dropped
+    half = np.array(VEHICLE_SIZE["car"][:2]) / 2 + UE_CLEARANCE_M
+    for s in range(4):
+        p = moved.position[s][moved.present[s]]
+        inside = (np.abs(p[:, 0] - ue[0]) <= half[0]) & (np.abs(p[:, 1] - ue[1]) <= half[1])
+        assert not inside.any()
+    shift = np.abs(np.sort(moved.position[..., 0], axis=1) - np.sort(free.position[..., 0], axis=1))
+    assert 0 < np.nanmax(shift) <= MAX_SHIFT_M + 1e-3
