@@ -109,3 +109,28 @@ def test_render_and_info_report_category_counts(tmp_path):
     assert info.returncode == 0, info.stderr
     objects = next(x for x in info.stdout.splitlines() if x.startswith("objects"))
     assert "ground 1" in objects and "vehicle 0" in objects, objects
+
+
+def test_san_francisco_ues_stand_on_the_terrain(tmp_path):
+    """'Terrain' is ground (was a building: every UE was rejected as 'inside buildings')."""
+    import yaml
+
+    from simgen.render import Renderer, plan
+
+    cfg = {
+        "name": "sf",
+        "scene": "san_francisco",
+        "frequency_hz": 3.5e9,
+        "ofdm": {"num_subcarriers": 8, "subcarrier_spacing_hz": 30e3},
+        "trps": [{"name": "t", "position": [0.0, 0.0, 300.0]}],
+        "ue": {
+            "regions": [{"x": [-100.0, 100.0], "y": [-100.0, 100.0]}],
+            "sampling": {"count": 20},
+        },
+        "output": {"path": str(tmp_path / "o.zarr")},
+    }
+    path = tmp_path / "sf.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = Renderer(plan(path), "cpu")
+    assert len(r.ue_position) == 20
+    assert r.category_counts["ground"] == 1 and r.category_counts["vehicle"] == 0
