@@ -70,6 +70,8 @@ NEVER_FILL += ("los_distance",)
 FILL_IF_NO_PATH = ("csi", "cir", "toa", "rx_power") + tuple(
     n for n in PATH_VARIABLES if n != "path_interactions"
 )
+# Arrays an imported store may leave NaN because its source does not record them.
+UNRECORDED = {"deepmimo": ("time", "trp_tx_power")}
 PHYSICS_SAMPLES = 16  # samples per shard whose CSI / power / ToA / CIR are recomputed from paths
 CSI_RTOL = 1e-3  # recomputed CSI / CIR: max error relative to the link's largest value
 POWER_TOL_DB = 0.01  # recomputed rx_power
@@ -181,6 +183,7 @@ class _Checker:
         self.trp_names: list[str] = []
         self._groups: dict[str, zarr.Group] = {}
         self.unreadable: set[tuple[str, str, int]] = set()  # (group, array, shard) reported
+        self.unrecorded = UNRECORDED.get(str(attrs.get("source")), ())  # NaN = not recorded
 
     def read(self, cond: str, name: str, shard: int | None = None) -> np.ndarray | None:
         """Array ``name`` of group ``cond`` (one shard's samples, or all of it); None and one
@@ -391,7 +394,9 @@ class _Checker:
             self.trp_names = [str(t) for t in trp]
         for name in ("trp_orientation", "trp_tx_power", "subcarrier"):
             v = self.read(cond, name) if name in names else None
-            if v is not None and v.dtype.kind in "fc" and not np.isfinite(v).all():
+            if v is None or v.dtype.kind not in "fc" or np.isfinite(v).all():
+                continue
+            if not (name in self.unrecorded and np.isnan(v).all()):
                 self.add(f"{cond}/{name}: non-finite values")
         for name in ("vehicle_position", "vehicle_velocity", "vehicle_yaw"):
             v = self.read(cond, name) if name in names else None
@@ -664,7 +669,7 @@ class _Checker:
                     > r["los_distance"][..., None].astype(np.float64) * (1 + 1e-5) + 0.01
                 ).any()
         for name in list(r):
-            if not _all_fill(r[name]):
+            if not _all_fill(r[name]) or name in self.unrecorded:
                 continue
             if name in NEVER_FILL or (name in FILL_IF_NO_PATH and not all_no_path):
                 pass
@@ -681,7 +686,7 @@ class _Checker:
     def _finite(self, p: str, r: dict[str, np.ndarray], a: int, tally: _Tally) -> None:
         """NaN / Inf where the contract has none; velocity and time against the config."""
         for name in ("ue_velocity", "time", "cir", "path_a"):
-            if name in r:
+            if name in r and not (name in self.unrecorded and np.isnan(r[name]).all()):
                 bad = ~np.isfinite(r[name])
                 if name == "ue_velocity":
                     bad = bad.any(-1)  # per sample (the xyz axis is no TRP)

@@ -207,3 +207,17 @@ def test_clean_stores_of_every_kind_validate_clean(tmp_path, kind):
     r = Renderer(plan(write_config(tmp_path, base, **changes), out=tmp_path / "c.zarr"), "cpu")
     r.render(r.open_store(overwrite=True))
     assert validate(tmp_path / "c.zarr") == []
+
+
+def test_deepmimo_import_has_no_new_findings(tmp_path):
+    """An import leaves ``time`` and ``trp_tx_power`` NaN (DeepMIMO records neither): that is
+    'not recorded', not a missing chunk or a NaN fault."""
+    from test_deepmimo import SPACING, make_scenario
+
+    import simgen.deepmimo as sd
+
+    make_scenario(tmp_path / "s", n_ue=6, seed=0)
+    sd.import_scenario(
+        tmp_path / "s", tmp_path / "s.zarr", num_subcarriers=8, bandwidth_hz=8 * SPACING
+    )
+    assert validate(tmp_path / "s.zarr") == ["root attrs: missing scene_config_yaml"]
