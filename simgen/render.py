@@ -255,6 +255,7 @@ class Renderer:
             else [self.ctx.bbox_min.tolist(), self.ctx.bbox_max.tolist()],
             "link_state_codes": {s.name: int(s) for s in labels.LinkState},
             "object_categories": self.category_counts,
+            "rain_polarization_tilts_deg": list(self.tilts),  # per TRP port
         }
         static = {
             "ue_position": self.sample_position,
