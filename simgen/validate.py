@@ -256,7 +256,63 @@ class _Checker:
             ok = self.check_contract(cond)
             self.check_static(cond)
             self.check_values(cond, ok)
+            if cond == present[0]:
+                self.check_motion(cond, ok)
         self.check_shared(present)
+
+    def check_motion(self, cond: str, usable: dict[str, bool]) -> None:
+        """Snapshots against each other (shared by all groups, so one group is checked):
+        in ``time_series`` traffic each UE is at its snapshot-0 position + velocity x time, and
+        no UE lies inside the box of a vehicle on the road (``vehicle_*`` arrays)."""
+        lay = self.lay
+        if lay.snapshot <= 1 or not all(usable.get(n) for n in ("ue_position", "ue_velocity")):
+            return
+        if not self.done.all() or lay.sample % lay.snapshot:
+            return
+        n_ue = lay.sample // lay.snapshot
+        pos = self.read(cond, "ue_position")
+        vel = self.read(cond, "ue_velocity")
+        tim = self.read(cond, "time")
+        if pos is None or vel is None or tim is None:
+            return
+        pos = pos.astype(np.float64).reshape(lay.snapshot, n_ue, 3)
+        vel = vel.astype(np.float64).reshape(lay.snapshot, n_ue, 3)
+        tim = tim.astype(np.float64).reshape(lay.snapshot, n_ue)
+        t = self.cfg.traffic if self.cfg is not None else None
+        if t is not None and t.mode == "time_series":
+            with np.errstate(invalid="ignore"):
+                want = pos[0] + vel[0] * (tim - tim[0:1])[..., None]
+                off = (np.abs(pos - want) > 1e-3 + 1e-6 * np.abs(want)).any(-1)
+            n = int(off.sum())
+            if n:
+                s, u = (int(i) for i in np.argwhere(off)[0])
+                self.add(
+                    f"{cond}/ue_position: {n} sample{'s' if n != 1 else ''} not at the snapshot-0 "
+                    "position + ue_velocity x time (time_series UEs move with their velocity; "
+                    f"first at sample {s * n_ue + u})"
+                )
+        names = set(self.group(cond).array_keys())
+        if not {"vehicle_position", "vehicle_yaw", "vehicle_type"} <= names:
+            return
+        vp, vy, vt = (
+            self.read(cond, n) for n in ("vehicle_position", "vehicle_yaw", "vehicle_type")
+        )
+        if vp is None or vy is None or vt is None or vp.shape[0] != lay.snapshot:
+            return
+        from .traffic import _holds_ue
+
+        try:
+            hit = _holds_ue(vp.astype(np.float64), vy.astype(np.float64), vt, pos, margin=0.0)
+        except (IndexError, ValueError):
+            self.add(f"{cond}/vehicle_type: values outside the vehicle types of the contract")
+            return
+        n = int(hit.sum())
+        if n:
+            s, v = (int(i) for i in np.argwhere(hit)[0])
+            self.add(
+                f"{cond}/vehicle_position: {n} vehicle box{'es' if n != 1 else ''} (snapshot x "
+                f"vehicle) hold a UE (first: snapshot {s}, vehicle {v})"
+            )
 
     def check_shards(self) -> None:
         lay = self.lay

@@ -221,3 +221,58 @@ def test_deepmimo_import_has_no_new_findings(tmp_path):
         tmp_path / "s", tmp_path / "s.zarr", num_subcarriers=8, bandwidth_hz=8 * SPACING
     )
     assert validate(tmp_path / "s.zarr") == ["root attrs: missing scene_config_yaml"]
+
+
+@pytest.fixture(scope="module")
+def traffic_store(tmp_path_factory) -> Path:
+    """street canyon with traffic: 4 moving UEs x 3 snapshots, vehicles on both lanes."""
+    from simgen.render import Renderer, plan
+
+    tmp = tmp_path_factory.mktemp("vt")
+    base, changes = CLEAN["traffic, moving UEs"]
+    r = Renderer(plan(write_config(tmp, base, **changes), out=tmp / "t.zarr"), "cpu")
+    r.render(r.open_store(overwrite=True))
+    return tmp / "t.zarr"
+
+
+def _tile_ues(p: Path) -> None:
+    """The old time_series bug: every snapshot repeats the snapshot-0 positions."""
+    a = _arr(p, "dry", "ue_position")
+    v = a[:]
+    n = 4
+    a[:] = np.tile(v[:n], (len(v) // n, 1))
+
+
+def _vehicle_on_ue(p: Path) -> None:
+    pos = _arr(p, "dry", "vehicle_position")
+    yaw = _arr(p, "dry", "vehicle_yaw")
+    ue = _arr(p, "dry", "ue_position")[0]
+    vp = pos[:]
+    vp[0, 0] = (ue[0], ue[1], ue[2] - 0.5)  # centre half a metre below the UE antenna
+    pos[:] = vp
+    vy = yaw[:]
+    vy[0, 0] = 0.0
+    yaw[:] = vy
+
+
+TRAFFIC_FAULTS = {
+    "UEs tiled across snapshots": (
+        _tile_ues,
+        "dry/ue_position: 8 samples not at the snapshot-0 position + ue_velocity x time",
+    ),
+    "vehicle on a UE": (_vehicle_on_ue, "dry/vehicle_position: 1 vehicle box (snapshot x"),
+}
+
+
+def test_traffic_store_is_clean(traffic_store):
+    assert validate(traffic_store) == []
+
+
+@pytest.mark.parametrize("fault", list(TRAFFIC_FAULTS))
+def test_planted_traffic_fault_is_a_finding(traffic_store, tmp_path, fault):
+    plant, expected = TRAFFIC_FAULTS[fault]
+    path = tmp_path / "t.zarr"
+    shutil.copytree(traffic_store, path)
+    plant(path)
+    findings = validate(path)
+    assert any(expected in f for f in findings), findings
