@@ -195,6 +195,7 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
     ctx.ue_position = sample_ues(cfg, ctx)
     ctx.ue_velocity = ue_velocities(cfg, len(ctx.ue_position))
     ctx.ue_track = ue_tracks(cfg, ctx.ue_position, ctx.ue_velocity)
+    _keep_tracks_on_the_ground(cfg, ctx)
     _add_dynamic_objects(cfg, ctx)
     return ctx
 
@@ -205,6 +206,34 @@ def ue_velocities(cfg: SceneConfig, n_ue: int) -> np.ndarray:
     return (
         cfg.ue.speed_mps * np.stack([np.cos(heading), np.sin(heading), np.zeros(n_ue)], -1)
     ).astype(np.float32)
+
+
+def _keep_tracks_on_the_ground(cfg: SceneConfig, ctx: SceneContext) -> None:
+    """Moving time-series UEs must stay over the ground (not walk into a building or off the
+    scene): a UE whose track leaves it walks the other way; ConfigError if that fails too."""
+    track = ctx.ue_track
+    if ctx.bbox_min is None or track is None or len(track) < 2 or cfg.ue.speed_mps == 0:
+        return
+
+    def off_ground(tr: np.ndarray) -> np.ndarray:
+        _, cat = ground_level(ctx, tr[..., :2].reshape(-1, 2).astype(np.float64))
+        return (cat.reshape(tr.shape[:2]) != GROUND).any(axis=0)  # (N,)
+
+    bad = off_ground(track)
+    if not bad.any():
+        return
+    ctx.ue_velocity[bad] *= -1
+    ctx.ue_track = ue_tracks(cfg, ctx.ue_position, ctx.ue_velocity)
+    still = off_ground(ctx.ue_track)
+    if still.any():
+        i = int(np.flatnonzero(still)[0])
+        duration = (len(track) - 1) * cfg.traffic.dt_s
+        raise ConfigError(
+            f"ue.speed_mps: {int(still.sum())} moving UE(s) leave the ground (into a building or "
+            f"off the scene) within the {duration:g} s series whichever way they walk, e.g. the "
+            f"UE at {tuple(round(float(v), 1) for v in ctx.ue_position[i])}; lower ue.speed_mps "
+            "or the series length, or keep ue.regions away from walls"
+        )
 
 
 def ue_tracks(cfg: SceneConfig, position: np.ndarray, velocity: np.ndarray) -> np.ndarray:

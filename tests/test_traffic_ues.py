@@ -114,3 +114,33 @@ def test_vehicles_are_shifted_along_the_lane_not_dropped(mode):
         assert not inside.any()
     shift = np.abs(np.sort(moved.position[..., 0], axis=1) - np.sort(free.position[..., 0], axis=1))
     assert 0 < np.nanmax(shift) <= MAX_SHIFT_M + 1e-3
+
+
+def test_moving_ues_stay_on_the_ground(tmp_path):
+    """A time-series UE heading into a wall walks the other way; every snapshot position is
+    over the ground. A walk too long for any heading is a one-line ConfigError."""
+    from simgen.errors import ConfigError
+    from simgen.scene import BUILDING, NO_HIT, ground_level, ue_velocities
+
+    def cfg(speed):
+        ue = {
+            "regions": [{"x": [-60.0, 60.0], "y": [4.5, 8.0]}],  # the sidewalk by the wall
+            "sampling": {"count": 30},
+            "speed_mps": speed,
+            "seed": 5,
+        }
+        return write_config(
+            tmp_path, "street_canyon_traffic.yaml", ue=ue, traffic__snapshots=5, traffic__dt_s=0.5
+        )
+
+    r = Renderer(plan(cfg(5.0)), "cpu")
+    drawn = ue_velocities(r.plan.cfg, 30)
+    flipped = (r.ctx.ue_velocity != drawn).any(axis=1)
+    assert flipped.any()  # some UEs were heading into the wall
+    np.testing.assert_array_equal(r.ctx.ue_velocity[flipped], -drawn[flipped])
+    track = r.sample_position.reshape(5, 30, 3)
+    _, cat = ground_level(r.ctx, track[..., :2].reshape(-1, 2).astype(np.float64))
+    # the scene now also holds trees and vehicles, seen from above; never a roof or nothing
+    assert ((cat != BUILDING) & (cat != NO_HIT)).all()
+    with pytest.raises(ConfigError, match="ue.speed_mps: .* leave the ground"):
+        Renderer(plan(cfg(20.0)), "cpu")
