@@ -801,6 +801,13 @@ class _Checker:
         if sc is None or not isinstance(carrier, int | float):
             return None
         ports = self.cfg.ue.array.ports if self.cfg is not None else None
+        if ports is None and isinstance(self.attrs.get("ue_array"), dict):  # imports
+            from .config import ArrayConfig
+
+            try:
+                ports = ArrayConfig.model_validate(self.attrs["ue_array"], strict=False).ports
+            except Exception:  # noqa: BLE001 - a malformed attribute only skips the check
+                ports = None
         return {
             "freqs": float(carrier) + np.asarray(sc, np.float64),
             "carrier": float(carrier),
