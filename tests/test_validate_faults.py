@@ -221,6 +221,10 @@ def test_deepmimo_import_has_no_new_findings(tmp_path):
         tmp_path / "s", tmp_path / "s.zarr", num_subcarriers=8, bandwidth_hz=8 * SPACING
     )
     assert validate(tmp_path / "s.zarr") == ["root attrs: missing scene_config_yaml"]
+    _add_db(tmp_path / "s.zarr", "dry", "rx_power", -20.0)  # samples 4-7 (shard 0 here)
+    assert any(
+        "whose rx_power differs from the path gain" in f for f in validate(tmp_path / "s.zarr")
+    )
 
 
 @pytest.fixture(scope="module")
