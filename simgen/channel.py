@@ -159,9 +159,41 @@ def rain_factor(
     return rain.amplitude_factor(gamma, length).astype(np.float32)
 
 
-def path_gain_db(a: np.ndarray) -> np.ndarray:
-    """Total path gain in dB (...,) from a (..., ue_ant, trp_ant, P): sum over paths of |a|^2,
-    averaged over antenna pairs. NaN where there is no path."""
-    p = (np.abs(a) ** 2).sum(-1).mean(axis=(-1, -2))
+def rain_attenuated(
+    a: np.ndarray,
+    tau: np.ndarray,
+    aod_zen: np.ndarray,
+    freq_hz: float,
+    rain_rate_mm_h: float,
+    port_tilts_deg: tuple[float, ...],
+    rain_cell_m: float | None = None,
+) -> np.ndarray:
+    """Path gains a (..., ue_ant, trp_ant, P) after rain, each TRP port with its own
+    polarization tilt (``rain.port_tilts``; TRP antennas are port-major, so port q holds
+    antennas q * trp_ant / n_ports ...). tau, aod_zen: (..., P). The same array if R = 0."""
+    if rain_rate_mm_h == 0:
+        return a
+    n_ports = len(port_tilts_deg)
+    per_port = {
+        t: rain_factor(tau, aod_zen, freq_hz, rain_rate_mm_h, t, rain_cell_m)
+        for t in set(port_tilts_deg)
+    }
+    f = np.stack([per_port[t] for t in port_tilts_deg], axis=-2)  # (..., ports, P)
+    f = np.repeat(f, a.shape[-2] // n_ports, axis=-2)  # (..., trp_ant, P)
+    return a * f[..., None, :, :]
+
+
+def path_gain_db(a: np.ndarray, ue_ports: int = 1) -> np.ndarray:
+    """Path gain in dB (...,) from a (..., ue_ant, trp_ant, P), ``ue_ports`` polarization
+    ports per UE element (2 for VH / cross arrays). NaN where there is no path.
+
+    Definition: the power a UE element receives on all its polarization ports together from
+    one TRP port radiating unit power, summed over paths, averaged over TRP ports and over
+    element pairs: ``mean_pairs(sum_p |a|^2) * ue_ports`` (the mean over all antenna pairs
+    times the number of UE ports = sum over UE ports, mean over the rest). Free space gives
+    ``(lambda / 4 pi d)^2`` for V, H, VH and cross arrays alike (a plain mean over all pairs
+    would be 3.01 dB low for dual-polarized UEs: half the pairs are cross-polarized).
+    """
+    p = (np.abs(a) ** 2).sum(-1).mean(axis=(-1, -2)) * ue_ports
     with np.errstate(divide="ignore"):
         return np.where(p > 0, 10 * np.log10(np.where(p > 0, p, 1)), np.nan).astype(np.float32)

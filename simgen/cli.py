@@ -82,6 +82,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
     from .render import Renderer
 
     r = Renderer(p, device)
+    say("scene objects: " + ", ".join(f"{k} {n}" for k, n in r.category_counts.items()))
     store = r.open_store(overwrite=overwrite, force_resume=force_resume)
     if r.forced_resume:
         err.print(

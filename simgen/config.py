@@ -73,9 +73,14 @@ class ArrayConfig(Strict):
     polarization: Literal["V", "H", "VH", "cross"] = "V"
 
     @property
+    def ports(self) -> int:
+        """Polarization ports per element: 2 for VH / cross, else 1."""
+        return 2 if self.polarization in ("VH", "cross") else 1
+
+    @property
     def num_ant(self) -> int:
-        dual = 2 if self.polarization in ("VH", "cross") else 1
-        return self.rows * self.cols * dual
+        """Antenna ports, port-major like Sionna: index = port * rows * cols + element."""
+        return self.rows * self.cols * self.ports
 
 
 class TRPConfig(Strict):
@@ -201,11 +206,16 @@ class SolverConfig(Strict):
 
 
 class CategoriesConfig(Strict):
-    """Regular expressions on scene object names; anything unmatched counts as a building."""
+    """Regular expressions on scene object names; anything unmatched counts as a building.
 
-    ground: str = r"^(Plane|ground|floor|terrain)"
-    vehicle: str = r"(car|truck|bus|vehicle)"
-    foliage: str = r"(tree|foliage|vegetation|bush)"
+    A pattern must match the WHOLE name (``re.fullmatch``), case-insensitively: ``car_.*``
+    matches ``car_1`` and ``Car-3`` but not ``Palazzo_Medici_Riccardi-wall``. The defaults
+    match a keyword as the whole name or as its first word (``bus``, ``bus_2``, ``Bus-metal``).
+    """
+
+    ground: str = r"(plane|ground|floor|terrain)([-_.].*)?"
+    vehicle: str = r"(car|truck|bus|vehicle)([-_.].*)?"
+    foliage: str = r"(tree|foliage|vegetation|bush)([-_.].*)?"
 
     @model_validator(mode="after")
     def _compiles(self) -> CategoriesConfig:
@@ -221,10 +231,29 @@ class WeatherConfig(Strict):
     rain_rates_mm_h: Annotated[list[Annotated[Real, Field(ge=0, le=200)]], Field(min_length=1)] = [
         0.0
     ]
-    polarization: Literal["V", "H"] | Annotated[Real, Field(ge=0, le=90)] = "V"
+    polarization: Literal["V", "H"] | Annotated[Real, Field(ge=0, le=90)] | None = Field(
+        None,
+        description="rain polarization tilt for every TRP port (V, H or degrees); default: "
+        "each TRP port's own (V 90, H 0, cross +-45 deg)",
+    )
     rain_cell_km: Annotated[Real, Field(gt=0)] | None = Field(
         None, description="length of each path that is in rain; None = the whole path"
     )
+
+    @model_validator(mode="after")
+    def _distinct_groups(self) -> WeatherConfig:
+        from .store import condition_name  # the one place that names condition groups
+
+        seen: dict[str, float] = {}
+        for rate in self.rain_rates_mm_h:
+            group = condition_name(rate)
+            if group in seen:
+                raise ValueError(
+                    f"rain_rates_mm_h: {seen[group]!r} and {rate!r} both make the group "
+                    f"'{group}'; give distinct rates"
+                )
+            seen[group] = rate
+        return self
 
 
 class LaneConfig(Strict):
@@ -309,6 +338,18 @@ class SceneConfig(Strict):
                 f"weather.rain_rates_mm_h: rain attenuation (ITU-R P.838-3) is defined for "
                 f"{lo:g}-{hi:g} GHz, not frequency_hz {self.frequency_hz / 1e9:g} GHz"
             )
+        from .channel import subcarrier_offsets  # the one place that lays out the subcarriers
+
+        lowest = (
+            self.frequency_hz
+            + subcarrier_offsets(self.ofdm.num_subcarriers, self.ofdm.spacing_hz).min()
+        )
+        if lowest <= 0:
+            raise ValueError(
+                f"ofdm: the lowest subcarrier is at {lowest:.6g} Hz (<= 0): the band "
+                f"({self.ofdm.num_subcarriers} x {self.ofdm.spacing_hz:g} Hz) is wider than "
+                f"2 x frequency_hz ({self.frequency_hz:g} Hz); narrow it or raise the carrier"
+            )
         return self
 
     def content_hash(self) -> str:
@@ -320,7 +361,29 @@ class SceneConfig(Strict):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``3.5e9`` (YAML 1.2 style) as a float."""
+    """SafeLoader that also reads ``3.5e9`` (YAML 1.2 style) as a float and refuses a key
+    repeated in one mapping (plain YAML would silently keep the last value)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: SafeLoader reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given at line {first + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -396,7 +459,8 @@ def parse_config(text: str, source: str = "<config>") -> SceneConfig:
         loc, msg = err["loc"], _message(err)
         if err["type"] == "missing" and isinstance(loc[-1], int):
             loc = loc[:-1]  # "position: too few values" rather than "position[2]: ..."
-        raise ConfigError(f"{source}: {_key(loc)}: {msg}") from None
+        where = f"{_key(loc)}: " if loc else ""  # model-wide checks name their keys
+        raise ConfigError(f"{source}: {where}{msg}") from None
 
 
 def load_config(path: str | Path) -> tuple[SceneConfig, str, str]:

@@ -470,7 +470,7 @@ def _shard_arrays(
         "link_state": state,
         "toa": toa.astype(np.float32),
         "los_distance": dist.astype(np.float32),
-        "rx_power": channel.path_gain_db(pa),
+        "rx_power": channel.path_gain_db(pa, ue_array.ports),
         "num_paths": num.astype(np.int16),
         "path_tau": f32(tau),
         "path_a": pa,

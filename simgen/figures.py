@@ -69,8 +69,7 @@ def load_geometry(cfg: SceneConfig, scene_path: str, device: str = "auto"):
 
     from . import scene as sc
 
-    movable = f"({cfg.categories.vehicle})|({cfg.categories.foliage})"
-    s = rt.load_scene(scene_path, merge_shapes_exclude_regex=movable)
+    s = rt.load_scene(scene_path, merge_shapes_exclude_regex=sc.merge_exclude_regex(cfg))
     category, names = sc._categorize(s, cfg)
     bb = s.mi_scene.bbox()
     lo = np.array([bb.min.x, bb.min.y, bb.min.z], np.float64).ravel()

@@ -27,6 +27,12 @@ def summarize(path: str | Path) -> str:
         f"solver     samples/source {attrs.get('samples_per_src', '?')}"
         + (" (calibrated)" if attrs.get("calibration") else "")
         + (f", traffic {attrs['traffic_mode']}" if attrs.get("traffic_mode") else ""),
+        "objects    "
+        + (
+            ", ".join(f"{k} {n}" for k, n in attrs["object_categories"].items())
+            if attrs.get("object_categories")
+            else "(categories not recorded)"
+        ),
         f"versions   simgen {v.get('simgen')}, sionna-rt {v.get('sionna-rt')}, "
         f"mitsuba {v.get('mitsuba')}, drjit {v.get('drjit')}",
     ]

@@ -175,6 +175,23 @@ def polarization_tilt(polarization: str | float) -> float:
     return float(_checked("polarization tilt", polarization, "deg", 0.0, 90.0))
 
 
+# Polarization tilt (deg) of each port of a Sionna PlanarArray, in port order.
+ARRAY_PORT_TILTS_DEG = {"V": (90.0,), "H": (0.0,), "VH": (90.0, 0.0), "cross": (45.0, -45.0)}
+
+
+def port_tilts(array_polarization: str, override: str | float | None = None) -> tuple[float, ...]:
+    """Polarization tilt in degrees of the wave launched by each TRP port, in port order.
+
+    The tilt follows the TRP array (V 90, H 0, VH 90 and 0, cross +45 and -45) unless the
+    config sets ``weather.polarization`` (``override``), which then applies to every port.
+    The array's roll (and depolarization by reflections) is not modelled.
+    """
+    n = len(ARRAY_PORT_TILTS_DEG[array_polarization])
+    if override is not None:
+        return (polarization_tilt(override),) * n
+    return ARRAY_PORT_TILTS_DEG[array_polarization]
+
+
 def amplitude_factor(gamma_db_per_km: ArrayLike, path_length_m: ArrayLike) -> _FloatArray:
     """Linear amplitude factor ``10**(-gamma * length_km / 20)`` of a path through rain.
 

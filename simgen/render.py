@@ -15,7 +15,7 @@ from . import channel, labels, provenance
 from .backend import Device, select_backend
 from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig, load_config
 from .errors import ConfigError, StoreError
-from .rain import polarization_tilt
+from .rain import port_tilts
 from .store import Layout, Store, condition_name, create_or_resume, open_store
 from .trace import PathBatch, Tracer, concat
 
@@ -164,6 +164,7 @@ class Renderer:
         from . import scene  # imports sionna.rt: only after the backend is chosen
 
         self.ctx = scene.load(p.cfg, p.scene_path)
+        self.category_counts = scene.category_counts(self.ctx)  # category -> number of objects
         self.ue_position = self.ctx.ue_position  # (n_ue, 3)
         self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
         if p.samples_per_src is not None:
@@ -175,18 +176,15 @@ class Renderer:
             cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz
         )
         self.conditions = {condition_name(r): r for r in cfg.weather.rain_rates_mm_h}
-        self.tilt = polarization_tilt(cfg.weather.polarization)
+        self.tilts = port_tilts(cfg.trp_array.polarization, cfg.weather.polarization)
         cell = cfg.weather.rain_cell_km
         self.rain_cell_m = None if cell is None else cell * 1000.0
         fleet = self.ctx.fleet
         self.times = fleet.plan.time if fleet is not None else np.zeros(1)
         n_ue, n_snap = len(self.ue_position), len(self.times)
         self.sample_snapshot = np.repeat(np.arange(n_snap, dtype=np.int32), n_ue)
-        self.sample_position = np.tile(self.ue_position, (n_snap, 1))
-        heading = np.random.default_rng([cfg.ue.seed, 1]).uniform(0, 2 * np.pi, n_ue)
-        self.ue_velocity = (
-            cfg.ue.speed_mps * np.stack([np.cos(heading), np.sin(heading), np.zeros(n_ue)], -1)
-        ).astype(np.float32)
+        self.sample_position = self.ctx.ue_track.reshape(n_snap * n_ue, 3)  # moves in time
+        self.ue_velocity = self.ctx.ue_velocity
         self.sample_velocity = np.tile(self.ue_velocity, (n_snap, 1))
 
     def layout(self) -> Layout:
@@ -262,6 +260,8 @@ class Renderer:
             if self.ctx.bbox_min is None
             else [self.ctx.bbox_min.tolist(), self.ctx.bbox_max.tolist()],
             "link_state_codes": {s.name: int(s) for s in labels.LinkState},
+            "object_categories": self.category_counts,
+            "rain_polarization_tilts_deg": list(self.tilts),  # per TRP port
         }
         static = {
             "ue_position": self.sample_position,
@@ -358,7 +358,7 @@ class Renderer:
             arrays = {
                 **common,
                 "csi": channel.cfr(a, pb.tau, self.frequencies, phasor),
-                "rx_power": channel.path_gain_db(a),
+                "rx_power": channel.path_gain_db(a, cfg.ue.array.ports),
             }
             if cfg.output.cir_taps:
                 bandwidth = cfg.ofdm.num_subcarriers * cfg.ofdm.spacing_hz
@@ -373,12 +373,9 @@ class Renderer:
 
     def _in_rain(self, pb: PathBatch, rate: float) -> np.ndarray:
         """Path gains ``pb.a`` attenuated by rain rate ``rate`` mm/h (the same array if 0)."""
-        if rate == 0:
-            return pb.a
-        f = channel.rain_factor(
-            pb.tau, pb.aod_zen, self.plan.cfg.frequency_hz, rate, self.tilt, self.rain_cell_m
+        return channel.rain_attenuated(
+            pb.a, pb.tau, pb.aod_zen, self.plan.cfg.frequency_hz, rate, self.tilts, self.rain_cell_m
         )
-        return pb.a * f[:, :, None, None, :]
 
     def render(self, store: Store, progress: Progress | None = None) -> RenderResult:
         """Render every pending shard. Writing shard i (compression, I/O) overlaps tracing shard

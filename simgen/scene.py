@@ -37,6 +37,8 @@ class SceneContext:
     ue_position: np.ndarray | None = None  # (N, 3) float32, metres
     fleet: traffic.Fleet | None = None  # moving vehicles, if the config has traffic
     vehicle_index: dict[int, int] | None = None  # object id -> vehicle slot
+    ue_velocity: np.ndarray | None = None  # (N, 3) float32, m/s
+    ue_track: np.ndarray | None = None  # (S, N, 3) float32, m: each UE in each snapshot
 
     def vehicles_of(self, ids: np.ndarray) -> np.ndarray:
         """Vehicle slot of each object id (same shape), -1 for non-vehicles and no hit."""
@@ -109,17 +111,38 @@ def _check_materials(scene: rt.Scene, freq_hz: float) -> None:
             )
 
 
+def category_of_name(name: str, cfg: SceneConfig) -> str:
+    """Category of one object name: the first of vehicle, foliage, ground whose pattern
+    matches the whole name case-insensitively, else building."""
+    for cat in ("vehicle", "foliage", "ground"):
+        if re.fullmatch(getattr(cfg.categories, cat), name, re.IGNORECASE):
+            return cat
+    return "building"
+
+
+def merge_exclude_regex(cfg: SceneConfig) -> str:
+    """Regex (for ``load_scene(merge_shapes_exclude_regex=...)``, which ``search``es Mitsuba
+    shape ids ``mesh-<name>``) of the shapes that keep their own name: vehicles, foliage and
+    ground, with the same whole-name, case-insensitive semantics as :func:`category_of_name`."""
+    c = cfg.categories
+    alts = "|".join(f"(?:{p})" for p in (c.vehicle, c.foliage, c.ground))
+    return rf"(?i)^(?:mesh-)?(?:{alts})\Z"
+
+
 def _categorize(scene: rt.Scene, cfg: SceneConfig) -> tuple[np.ndarray, dict[int, str]]:
-    pats = {c: re.compile(getattr(cfg.categories, c)) for c in ("vehicle", "foliage", "ground")}
-    code = {"vehicle": VEHICLE, "foliage": FOLIAGE, "ground": GROUND}
+    code = {"building": BUILDING, "vehicle": VEHICLE, "foliage": FOLIAGE, "ground": GROUND}
     names = {int(o.object_id): name for name, o in scene.objects.items()}
     table = np.full(max(names, default=0) + 1, BUILDING, dtype=np.uint8)
     for oid, name in names.items():
-        for cat, pat in pats.items():
-            if pat.search(name):
-                table[oid] = code[cat]
-                break
+        table[oid] = code[category_of_name(name, cfg)]
     return table, names
+
+
+def category_counts(ctx: SceneContext) -> dict[str, int]:
+    """Number of scene objects in each category (``CATEGORIES`` order), e.g. for the store
+    attributes and ``simgen info``."""
+    codes = [int(ctx.category[oid]) for oid in ctx.names if oid < len(ctx.category)]
+    return {c: codes.count(i) for i, c in enumerate(CATEGORIES)}
 
 
 def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
@@ -128,9 +151,8 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
     if scene_path == EMPTY_SCENE:
         scene = rt.load_scene()
     else:
-        movable = f"({cfg.categories.vehicle})|({cfg.categories.foliage})"
         try:
-            scene = rt.load_scene(scene_path, merge_shapes_exclude_regex=movable)
+            scene = rt.load_scene(scene_path, merge_shapes_exclude_regex=merge_exclude_regex(cfg))
         except Exception as exc:  # noqa: BLE001 - Mitsuba raises plain RuntimeErrors
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"scene: cannot load {scene_path}: {first}") from None
@@ -171,8 +193,65 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
     ctx.trp_position = np.array([np.asarray(t.position).ravel() for t in txs], np.float32)
     ctx.trp_orientation = np.array([np.asarray(t.orientation).ravel() for t in txs], np.float32)
     ctx.ue_position = sample_ues(cfg, ctx)
+    ctx.ue_velocity = ue_velocities(cfg, len(ctx.ue_position))
+    ctx.ue_track = ue_tracks(cfg, ctx.ue_position, ctx.ue_velocity)
+    _keep_tracks_on_the_ground(cfg, ctx)
     _add_dynamic_objects(cfg, ctx)
     return ctx
+
+
+def ue_velocities(cfg: SceneConfig, n_ue: int) -> np.ndarray:
+    """(n_ue, 3) float32 m/s: ``ue.speed_mps`` along a seeded random horizontal heading."""
+    heading = np.random.default_rng([cfg.ue.seed, 1]).uniform(0, 2 * np.pi, n_ue)
+    return (
+        cfg.ue.speed_mps * np.stack([np.cos(heading), np.sin(heading), np.zeros(n_ue)], -1)
+    ).astype(np.float32)
+
+
+def _keep_tracks_on_the_ground(cfg: SceneConfig, ctx: SceneContext) -> None:
+    """Moving time-series UEs must stay over the ground (not walk into a building or off the
+    scene): a UE whose track leaves it walks the other way; ConfigError if that fails too."""
+    track = ctx.ue_track
+    if ctx.bbox_min is None or track is None or len(track) < 2 or cfg.ue.speed_mps == 0:
+        return
+
+    def off_ground(tr: np.ndarray) -> np.ndarray:
+        _, cat = ground_level(ctx, tr[..., :2].reshape(-1, 2).astype(np.float64))
+        return (cat.reshape(tr.shape[:2]) != GROUND).any(axis=0)  # (N,)
+
+    bad = off_ground(track)
+    if not bad.any():
+        return
+    ctx.ue_velocity[bad] *= -1
+    ctx.ue_track = ue_tracks(cfg, ctx.ue_position, ctx.ue_velocity)
+    still = off_ground(ctx.ue_track)
+    if still.any():
+        i = int(np.flatnonzero(still)[0])
+        duration = (len(track) - 1) * cfg.traffic.dt_s
+        raise ConfigError(
+            f"ue.speed_mps: {int(still.sum())} moving UE(s) leave the ground (into a building or "
+            f"off the scene) within the {duration:g} s series whichever way they walk, e.g. the "
+            f"UE at {tuple(round(float(v), 1) for v in ctx.ue_position[i])}; lower ue.speed_mps "
+            "or the series length, or keep ue.regions away from walls"
+        )
+
+
+def ue_tracks(cfg: SceneConfig, position: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    """(S, N, 3) float32 m: each UE in each traffic snapshot (S = 1 without traffic).
+
+    In ``time_series`` traffic a UE moves with its velocity, ``position + velocity * t`` at
+    the snapshot time t = s * dt_s (straight, at constant height; the track is not re-checked
+    against buildings). In ``conditions`` mode snapshots are independent draws of the traffic
+    around the same UEs, so positions repeat.
+    """
+    t = cfg.traffic
+    if t is None:
+        return position[None].astype(np.float32)
+    times = np.arange(t.snapshots) * t.dt_s
+    if t.mode != "time_series":
+        return np.broadcast_to(position, (t.snapshots, *position.shape)).astype(np.float32)
+    track = position[None].astype(np.float64) + times[:, None, None] * velocity[None]
+    return track.astype(np.float32)
 
 
 def _add_dynamic_objects(cfg: SceneConfig, ctx: SceneContext) -> None:
@@ -208,7 +287,8 @@ def _add_dynamic_objects(cfg: SceneConfig, ctx: SceneContext) -> None:
             )
     if cfg.traffic is not None:
         ctx.fleet = traffic.Fleet(
-            traffic.plan(cfg.traffic, ground_z), park_z=float(ctx.bbox_min[2]) - 100.0
+            traffic.plan(cfg.traffic, ground_z, ue_track=ctx.ue_track),
+            park_z=float(ctx.bbox_min[2]) - 100.0,
         )
         objects += ctx.fleet.objects
     ctx.scene.edit(add=objects)
@@ -320,6 +400,12 @@ def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) ->
             lo, hi = ctx.bbox_min, ctx.bbox_max
             if r.x[1] < lo[0] or r.x[0] > hi[0] or r.y[1] < lo[1] or r.y[0] > hi[1]:
                 raise ConfigError(f"ue.regions[{i}]: lies outside the scene ({_bounds(ctx)})")
+            if r.x[0] < lo[0] or r.x[1] > hi[0] or r.y[0] < lo[1] or r.y[1] > hi[1]:
+                raise ConfigError(
+                    f"ue.regions[{i}]: x [{r.x[0]:g}, {r.x[1]:g}], y [{r.y[0]:g}, {r.y[1]:g}] "
+                    f"extends outside the scene ({_bounds(ctx)}): UEs there would have no ground "
+                    "below them; shrink the region"
+                )
     rng = np.random.default_rng(ue.seed)
     n_random = count if count is not None else ue.sampling.count
     if n_random is None:
@@ -359,14 +445,16 @@ def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) ->
         raise ConfigError(
             f"ue.regions: found {len(pos)} valid UE positions"
             + (f" of {n_random} requested" if n_random else "")
-            + ": the regions are inside buildings or closer than ue.min_distance_to_trp_m to a TRP"
+            + ": the regions are inside buildings, over no ground, or closer than "
+            "ue.min_distance_to_trp_m to a TRP"
         )
     return pos.astype(np.float32)
 
 
 def _keep_valid(cfg: SceneConfig, ctx: SceneContext, xy: np.ndarray) -> np.ndarray:
     z, cat = ground_level(ctx, xy)
-    ok = (cat == GROUND) | (cat == NO_HIT)
+    # NO_HIT (nothing below) is free space only in the empty scene; in a scene it is a hole
+    ok = (cat == GROUND) | ((cat == NO_HIT) & (ctx.bbox_min is None))
     pos = np.column_stack([xy, z + cfg.ue.height_m])[ok]
     if cfg.ue.min_distance_to_trp_m > 0 and len(pos):
         d = np.linalg.norm(pos[:, None, :] - ctx.trp_position[None].astype(np.float64), axis=-1)

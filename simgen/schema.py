@@ -90,8 +90,9 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
         np.dtype("float32"),
         {
             "units": "dB",
-            "long_name": "path gain summed over paths, averaged over "
-            "antenna pairs; NaN when no path",
+            "long_name": "path gain: sum over paths and UE polarization ports of |a|^2, "
+            "averaged over TRP ports and element pairs (free space: (lambda/4 pi d)^2 for "
+            "any polarization); NaN when no path",
         },
     ),
     "num_paths": (

@@ -83,8 +83,25 @@ def _draw_lane(lane: Lane, cfg: LaneConfig, rng: np.random.Generator):
     return s, codes, lengths
 
 
-def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> TrafficPlan:
-    """Plan all snapshots. ``ground_z(xy (n, 2)) -> (n,)`` gives the road height in metres."""
+UE_CLEARANCE_M = 0.5  # no vehicle box (grown by this margin) may hold a UE
+MAX_SHIFT_M = 20.0  # how far along its lane a vehicle may be moved off a UE
+SHIFT_STEP_M = 0.5
+
+
+def plan(
+    cfg: TrafficConfig,
+    ground_z: Callable[[np.ndarray], np.ndarray],
+    ue_track: np.ndarray | None = None,
+) -> TrafficPlan:
+    """Plan all snapshots. ``ground_z(xy (n, 2)) -> (n,)`` gives the road height in metres.
+
+    ``ue_track`` (S, N, 3) m: the UEs in each snapshot. No vehicle box, grown by
+    ``UE_CLEARANCE_M`` on every side, may hold a UE: a vehicle that would is first moved along
+    its lane by the smallest shift (steps of ``SHIFT_STEP_M``, at most ``MAX_SHIFT_M``, keeping
+    ``min_gap_m`` to the others) that clears every UE in every snapshot of the series
+    (``time_series``) or in its snapshot (``conditions``); if no shift does, it is taken off the
+    road (for the whole series, resp. that snapshot). Deterministic: the draws are made first.
+    """
     rng = np.random.default_rng(cfg.seed)
     lanes = [Lane(lc) for lc in cfg.lanes]
     n_snap = cfg.snapshots
@@ -97,6 +114,8 @@ def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> Tr
             s, codes, _ = _draw_lane(lane, lc, rng)
             speed = rng.uniform(*lc.speed_mps)
             fixed += [(li, si, ci, speed) for si, ci in zip(s, codes, strict=True)]
+        if ue_track is not None:
+            fixed = _shift_clear(fixed, lanes, cfg.lanes, time, ue_track[..., :2])
         draws = [[(li, s0 + v * t, c, v) for li, s0, c, v in fixed] for t in time]
     else:
         for _ in range(n_snap):
@@ -105,6 +124,9 @@ def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> Tr
                 s, codes, _ = _draw_lane(lane, lc, rng)
                 speeds = rng.uniform(*lc.speed_mps, size=len(s))
                 snap += list(zip([li] * len(s), s, codes, speeds, strict=True))
+            if ue_track is not None:
+                at = ue_track[len(draws) : len(draws) + 1, :, :2]
+                snap = _shift_clear(snap, lanes, cfg.lanes, np.zeros(1), at)
             draws.append(snap)
     # slots: per type, as many as the busiest snapshot needs
     slots_per_type = [
@@ -131,6 +153,13 @@ def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> Tr
         heights = np.array([VEHICLE_SIZE[VEHICLE_TYPES[k]][2] for k in vtype])
         z = ground_z(position[present][:, :2])
         position[..., 2][present] = z + np.broadcast_to(heights, present.shape)[present] / 2
+    if ue_track is not None and n_v:
+        hit = _holds_ue(position, yaw, vtype, np.asarray(ue_track, np.float64))
+        if cfg.mode == "time_series":
+            hit = np.broadcast_to(hit.any(axis=0), hit.shape)
+        position[hit] = np.nan
+        yaw[hit] = np.nan
+        velocity[hit] = 0.0
     return TrafficPlan(
         time,
         vtype,
@@ -138,6 +167,83 @@ def plan(cfg: TrafficConfig, ground_z: Callable[[np.ndarray], np.ndarray]) -> Tr
         velocity.astype(np.float32),
         yaw.astype(np.float32),
     )
+
+
+def _clear(lane: Lane, s: float, v: float, times, ues, half) -> bool:
+    """No UE (``ues`` (S, n, 2) m) in the footprint (half sizes ``half`` m) of a vehicle at
+    arc ``s + v * times`` of ``lane``."""
+    xy, heading = lane.at(s + v * times)
+    d = ues - xy[:, None, :]
+    c, sn = np.cos(heading)[:, None], np.sin(heading)[:, None]
+    along = np.abs(d[..., 0] * c + d[..., 1] * sn)
+    across = np.abs(-d[..., 0] * sn + d[..., 1] * c)
+    return not ((along <= half[0]) & (across <= half[1])).any()
+
+
+def _room(lane: Lane, s: float, length: float, others, gap: float) -> bool:
+    """A vehicle of ``length`` m centred at arc ``s`` keeps ``gap`` m to ``others``
+    [(arc m, length m)] on the lane (arcs wrap around the lane)."""
+    for so, lo in others:
+        d = abs((s - so + lane.length / 2) % lane.length - lane.length / 2)
+        if d < (length + lo) / 2 + gap:
+            return False
+    return True
+
+
+def _shift_clear(entries, lanes, lane_cfgs, times, ue_xy, margin: float = UE_CLEARANCE_M):
+    """Move vehicles off UEs along their lanes (see :func:`plan`).
+
+    entries: [(lane index, arc s0 m, type code, speed m/s)], the vehicle centre being at arc
+    ``s0 + speed * t`` for t in ``times`` (s); ue_xy: (len(times), N, 2) m. Returns the entries
+    with ``s0`` shifted where that clears the footprints; others are returned unchanged.
+    """
+    ue_xy = np.asarray(ue_xy, np.float64)
+    times = np.asarray(times, np.float64)
+    out = list(entries)
+    for i, (li, s0, code, v) in enumerate(entries):
+        lane = lanes[li]
+        length, width = VEHICLE_SIZE[VEHICLE_TYPES[code]][:2]
+        half = (length / 2 + margin, width / 2 + margin)
+        xy0, _ = lane.at(s0 + v * times)
+        reach = MAX_SHIFT_M + np.hypot(*half) + SHIFT_STEP_M
+        near = (np.linalg.norm(ue_xy - xy0[:, None, :], axis=-1) < reach).any(axis=0)
+        ues = ue_xy[:, near]  # (S, n, 2): only UEs a shifted vehicle could reach
+        if not near.any() or _clear(lane, s0, v, times, ues, half):
+            continue
+        others = [
+            (e[1], VEHICLE_SIZE[VEHICLE_TYPES[e[2]]][0])
+            for j, e in enumerate(out)
+            if j != i and e[0] == li
+        ]
+        gap = lane_cfgs[li].min_gap_m
+        for k in range(1, int(MAX_SHIFT_M / SHIFT_STEP_M) + 1):
+            ok = [
+                sh
+                for sh in (k * SHIFT_STEP_M, -k * SHIFT_STEP_M)
+                if _room(lane, s0 + sh, length, others, gap)
+                and _clear(lane, s0 + sh, v, times, ues, half)
+            ]
+            if ok:
+                out[i] = (li, s0 + ok[0], code, v)
+                break
+    return out
+
+
+def _holds_ue(position, yaw, vtype, ue_track, margin: float = UE_CLEARANCE_M) -> np.ndarray:
+    """(S, V) bool: vehicle v's box in snapshot s, grown by ``margin`` m, contains a UE.
+    position (S, V, 3) box centres (NaN when absent), yaw (S, V), ue_track (S, N, 3)."""
+    out = np.zeros(yaw.shape, bool)
+    for v, k in enumerate(vtype):  # one vehicle at a time: memory O(S * N)
+        half = np.array(VEHICLE_SIZE[VEHICLE_TYPES[k]]) / 2 + margin
+        d = ue_track - position[:, v, None, :]  # (S, N, 3)
+        c, s = np.cos(yaw[:, v, None]), np.sin(yaw[:, v, None])
+        with np.errstate(invalid="ignore"):  # NaN (absent) compares False
+            out[:, v] = (
+                (np.abs(d[..., 0] * c + d[..., 1] * s) <= half[0])
+                & (np.abs(-d[..., 0] * s + d[..., 1] * c) <= half[1])
+                & (np.abs(d[..., 2]) <= half[2])
+            ).any(axis=-1)
+    return out
 
 
 class Fleet:

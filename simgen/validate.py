@@ -10,7 +10,16 @@ Every problem becomes one line (a *finding*); an empty list means the store is c
   ToA >= LoS distance / c (float32 tolerance), LoS distance = |UE - TRP|, UE and TRP positions
   inside the scene bounds (``scene_bbox_m``) and UEs inside the configured regions, path arrays
   consistent with ``num_paths``, labels and geometry identical in every condition;
-- missing regions: shards not marked done, and written shards that hold only fill values;
+- missing regions: shards not marked done, and any array of a written shard that holds only
+  fill values where the labels say it cannot (a deleted chunk reads as the fill value);
+- unreadable chunks (truncated, corrupt): every chunk of every array is read; a chunk that does
+  not decode is a finding naming the array and samples, never a traceback;
+- NaN / Inf in every variable (``ue_velocity`` and ``time`` included; NaN only where the contract
+  allows it), ``ue_velocity`` speed and ``time`` = snapshot x dt_s against the config;
+- physics, on up to ``PHYSICS_SAMPLES`` samples per shard when paths are stored and complete
+  (``num_paths <= max_paths``): CSI and CIR recomputed from ``path_a`` / ``path_tau``, rx_power
+  from ``path_a`` (:func:`simgen.channel.path_gain_db`), ToA = first stored delay; on every link,
+  a path without interactions (line of sight) has the LoS delay;
 - checksums: when a ``MANIFEST.sha256`` (written by ``simgen publish``) lies beside the store,
   every file it lists is hashed and compared, and store files it does not list are reported.
 """
@@ -30,6 +39,7 @@ import zarr.storage
 from . import schema
 from .errors import ConfigError, StoreError
 from .schema import (
+    CIR_VARIABLES,
     FILL,
     PATH_VARIABLES,
     SAMPLE_VARIABLES,
@@ -53,6 +63,19 @@ REQUIRED_ROOT_ATTRS = (
 SHARED = ("ue_position", "link_state", "toa", "los_distance", "num_paths")
 F32_EPS = float(np.finfo(np.float32).eps)
 POSITION_TOL_M = 1e-3  # slack on scene-bound and region checks (float32 positions)
+# A done shard may not hold only fill values in these (they are never legitimately the fill):
+NEVER_FILL = ("ue_position", "ue_velocity", "snapshot", "time", "link_state", "num_paths")
+NEVER_FILL += ("los_distance",)
+# ... nor in these, unless every link of the shard is NO_PATH:
+FILL_IF_NO_PATH = ("csi", "cir", "toa", "rx_power") + tuple(
+    n for n in PATH_VARIABLES if n != "path_interactions"
+)
+# Arrays an imported store may leave NaN because its source does not record them.
+UNRECORDED = {"deepmimo": ("time", "trp_tx_power")}
+PHYSICS_SAMPLES = 16  # samples per shard whose CSI / power / ToA / CIR are recomputed from paths
+CSI_RTOL = 1e-3  # recomputed CSI / CIR: max error relative to the link's largest value
+POWER_TOL_DB = 0.01  # recomputed rx_power
+TOA_RTOL = 1e-6  # toa = first stored path delay (float32 delays)
 
 
 def known_arrays() -> dict[str, tuple[tuple[str, ...], np.dtype, dict] | None]:
@@ -159,6 +182,29 @@ class _Checker:
         self.bbox = self._bbox()
         self.trp_names: list[str] = []
         self._groups: dict[str, zarr.Group] = {}
+        self.unreadable: set[tuple[str, str, int]] = set()  # (group, array, shard) reported
+        self.unrecorded = UNRECORDED.get(str(attrs.get("source")), ())  # NaN = not recorded
+
+    def read(self, cond: str, name: str, shard: int | None = None) -> np.ndarray | None:
+        """Array ``name`` of group ``cond`` (one shard's samples, or all of it); None and one
+        finding if a chunk does not decode (truncated, corrupt) or cannot be read."""
+        sl = self.lay.shards[shard] if shard is not None else slice(None)
+        key = (cond, name, -1 if shard is None else shard)
+        try:
+            g = self.group(cond) if cond else self.root
+            return g[name][sl]
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError, ...
+            if key not in self.unreadable:
+                self.unreadable.add(key)
+                where = (
+                    f"samples {sl.start}-{sl.stop - 1} (shard {shard})" if shard is not None else ""
+                )
+                first = (str(exc).strip().splitlines() or [""])[0][:120]
+                self.add(
+                    f"{cond + '/' if cond else ''}{name}: {where}{': ' if where else ''}"
+                    f"unreadable chunk ({type(exc).__name__}: {first})"
+                )
+            return None
 
     def add(self, line: str) -> None:
         self.out.add(line)
@@ -210,7 +256,63 @@ class _Checker:
             ok = self.check_contract(cond)
             self.check_static(cond)
             self.check_values(cond, ok)
+            if cond == present[0]:
+                self.check_motion(cond, ok)
         self.check_shared(present)
+
+    def check_motion(self, cond: str, usable: dict[str, bool]) -> None:
+        """Snapshots against each other (shared by all groups, so one group is checked):
+        in ``time_series`` traffic each UE is at its snapshot-0 position + velocity x time, and
+        no UE lies inside the box of a vehicle on the road (``vehicle_*`` arrays)."""
+        lay = self.lay
+        if lay.snapshot <= 1 or not all(usable.get(n) for n in ("ue_position", "ue_velocity")):
+            return
+        if not self.done.all() or lay.sample % lay.snapshot:
+            return
+        n_ue = lay.sample // lay.snapshot
+        pos = self.read(cond, "ue_position")
+        vel = self.read(cond, "ue_velocity")
+        tim = self.read(cond, "time")
+        if pos is None or vel is None or tim is None:
+            return
+        pos = pos.astype(np.float64).reshape(lay.snapshot, n_ue, 3)
+        vel = vel.astype(np.float64).reshape(lay.snapshot, n_ue, 3)
+        tim = tim.astype(np.float64).reshape(lay.snapshot, n_ue)
+        t = self.cfg.traffic if self.cfg is not None else None
+        if t is not None and t.mode == "time_series":
+            with np.errstate(invalid="ignore"):
+                want = pos[0] + vel[0] * (tim - tim[0:1])[..., None]
+                off = (np.abs(pos - want) > 1e-3 + 1e-6 * np.abs(want)).any(-1)
+            n = int(off.sum())
+            if n:
+                s, u = (int(i) for i in np.argwhere(off)[0])
+                self.add(
+                    f"{cond}/ue_position: {n} sample{'s' if n != 1 else ''} not at the snapshot-0 "
+                    "position + ue_velocity x time (time_series UEs move with their velocity; "
+                    f"first at sample {s * n_ue + u})"
+                )
+        names = set(self.group(cond).array_keys())
+        if not {"vehicle_position", "vehicle_yaw", "vehicle_type"} <= names:
+            return
+        vp, vy, vt = (
+            self.read(cond, n) for n in ("vehicle_position", "vehicle_yaw", "vehicle_type")
+        )
+        if vp is None or vy is None or vt is None or vp.shape[0] != lay.snapshot:
+            return
+        from .traffic import _holds_ue
+
+        try:
+            hit = _holds_ue(vp.astype(np.float64), vy.astype(np.float64), vt, pos, margin=0.0)
+        except (IndexError, ValueError):
+            self.add(f"{cond}/vehicle_type: values outside the vehicle types of the contract")
+            return
+        n = int(hit.sum())
+        if n:
+            s, v = (int(i) for i in np.argwhere(hit)[0])
+            self.add(
+                f"{cond}/vehicle_position: {n} vehicle box{'es' if n != 1 else ''} (snapshot x "
+                f"vehicle) hold a UE (first: snapshot {s}, vehicle {v})"
+            )
 
     def check_shards(self) -> None:
         lay = self.lay
@@ -218,7 +320,10 @@ class _Checker:
             self.add("shard_done: array is missing; cannot tell which shards were written")
             self.done = np.ones(len(lay.shards), bool)
             return
-        done = self.root["shard_done"][:]
+        done = self.read("", "shard_done")
+        if done is None:
+            self.done = np.ones(len(lay.shards), bool)
+            return
         if done.shape != (len(lay.shards),):
             self.add(f"shard_done: shape {done.shape} does not match {len(lay.shards)} shards")
             done = np.resize(done, len(lay.shards))
@@ -282,6 +387,12 @@ class _Checker:
         known = known_arrays()
         arrays = set(g.array_keys())
         required = list(SAMPLE_VARIABLES) + (list(PATH_VARIABLES) if lay.with_paths else [])
+        required += list(CIR_VARIABLES) if getattr(lay, "tap", 0) else []
+        if self.cfg is not None and cond == self.conditions[0]:
+            if bool(self.cfg.output.paths) != bool(lay.with_paths):
+                self.add("root attrs: layout with_paths disagrees with output.paths of the config")
+            if (self.cfg.output.cir_taps or 0) != getattr(lay, "tap", 0):
+                self.add("root attrs: layout tap disagrees with output.cir_taps of the config")
         required += [n for n in schema.STATIC_ATTRS] + ["xyz"]
         if getattr(lay, "vehicle", 0):
             required += list(getattr(schema, "VEHICLE_VARIABLES", {}))
@@ -334,10 +445,25 @@ class _Checker:
         """TRP coordinates against the bounds and the config; subcarrier grid."""
         g = self.group(cond)
         names = set(g.array_keys())
-        if "trp" in names:
-            self.trp_names = [str(t) for t in g["trp"][:]]
-        if "trp_position" in names and g["trp_position"].ndim == 2:
-            pos = np.asarray(g["trp_position"][:], np.float64)
+        trp = self.read(cond, "trp") if "trp" in names else None
+        if trp is not None:
+            self.trp_names = [str(t) for t in trp]
+        for name in ("trp_orientation", "trp_tx_power", "subcarrier"):
+            v = self.read(cond, name) if name in names else None
+            if v is None or v.dtype.kind not in "fc" or np.isfinite(v).all():
+                continue
+            if not (name in self.unrecorded and np.isnan(v).all()):
+                self.add(f"{cond}/{name}: non-finite values")
+        for name in ("vehicle_position", "vehicle_velocity", "vehicle_yaw"):
+            v = self.read(cond, name) if name in names else None
+            if v is None:
+                continue
+            nan_ok = name != "vehicle_velocity"  # NaN marks a parked slot
+            if np.isinf(v).any() or (not nan_ok and np.isnan(v).any()):
+                self.add(f"{cond}/{name}: non-finite values")
+        pos = self.read(cond, "trp_position") if "trp_position" in names else None
+        if pos is not None and pos.ndim == 2:
+            pos = np.asarray(pos, np.float64)
             if not np.isfinite(pos).all():
                 self.add(f"{cond}/trp_position: non-finite values")
             elif self.bbox is not None:
@@ -360,8 +486,8 @@ class _Checker:
             want_names = [t.name for t in self.cfg.trps]
             if self.trp_names and self.trp_names != want_names:
                 self.add(f"{cond}/trp: names {self.trp_names} differ from the config {want_names}")
-            if "subcarrier" in names:
-                sc = g["subcarrier"][:]
+            sc = self.read(cond, "subcarrier") if "subcarrier" in names else None
+            if sc is not None:
                 step = np.diff(sc)
                 if len(sc) != self.cfg.ofdm.num_subcarriers or (
                     len(step) and not np.allclose(step, self.cfg.ofdm.spacing_hz, rtol=1e-6)
@@ -378,7 +504,9 @@ class _Checker:
 
         trp_pos = None
         if "trp_position" in g.array_keys() and g["trp_position"].shape == (lay.trp, 3):
-            trp_pos = np.asarray(g["trp_position"][:], np.float64)
+            trp_pos = self.read(cond, "trp_position")
+            trp_pos = None if trp_pos is None else np.asarray(trp_pos, np.float64)
+        physics = self._physics_context(cond, usable)
         codes = np.array([int(s) for s in LinkState])
         regions = self.cfg.ue.regions if self.cfg is not None else None
         z_hi = (
@@ -388,7 +516,11 @@ class _Checker:
             if not self.done[i]:
                 continue
             a = sl.start
-            r = {n: g[n][sl] for n in SAMPLE_VARIABLES + PATH_VARIABLES if have(n)}
+            r = {}
+            for n in SAMPLE_VARIABLES + PATH_VARIABLES + CIR_VARIABLES:
+                v = self.read(cond, n, i) if have(n) else None
+                if v is not None:
+                    r[n] = v
             self.out.values_checked += sum(v.size for v in r.values())
             state = r.get("link_state")
             npaths = r.get("num_paths")
@@ -401,6 +533,10 @@ class _Checker:
                         f"({', '.join(filled)}) although shard_done marks them written"
                     )
                     continue
+            self._deleted_chunks(cond, i, r)  # drops the arrays it reports from r
+            self._finite(p, r, a, tally)
+            if physics is not None:
+                self._physics(p, r, a, tally, physics)
             if state is not None:
                 tally.add(
                     p + "link_state: {n} fill value{s} (-1: never written)",
@@ -496,12 +632,13 @@ class _Checker:
                     )
                 if regions:
                     inside = np.zeros(len(ue), bool)
+                    tol = POSITION_TOL_M + self._walk_m()
                     for reg in regions:
                         inside |= (
-                            (ue[:, 0] >= reg.x[0] - POSITION_TOL_M)
-                            & (ue[:, 0] <= reg.x[1] + POSITION_TOL_M)
-                            & (ue[:, 1] >= reg.y[0] - POSITION_TOL_M)
-                            & (ue[:, 1] <= reg.y[1] + POSITION_TOL_M)
+                            (ue[:, 0] >= reg.x[0] - tol)
+                            & (ue[:, 0] <= reg.x[1] + tol)
+                            & (ue[:, 1] >= reg.y[0] - tol)
+                            & (ue[:, 1] <= reg.y[1] + tol)
                         )
                     tally.add(
                         p + "ue_position: {n} position{s} outside every ue.regions "
@@ -568,6 +705,188 @@ class _Checker:
         for line in tally.lines():
             self.add(line)
 
+    def _walk_m(self) -> float:
+        """How far a UE may walk from its sampled position (time-series traffic), metres."""
+        t = self.cfg.traffic if self.cfg is not None else None
+        if t is None or t.mode != "time_series":
+            return 0.0
+        return float(self.cfg.ue.speed_mps * (t.snapshots - 1) * t.dt_s)
+
+    def _deleted_chunks(self, cond: str, shard: int, r: dict[str, np.ndarray]) -> None:
+        """Arrays of a done shard that hold only fill values where the labels say they cannot:
+        a chunk that is missing (deleted, lost in a copy) reads as the fill value."""
+        state, sl = r.get("link_state"), self.lay.shards[shard]
+        all_no_path = state is not None and bool((state == LinkState.NO_PATH).all())
+        longer = None  # a valid path longer than the LoS delay must have an interaction
+        if "path_tau" in r and "los_distance" in r:
+            with np.errstate(invalid="ignore"):
+                longer = (
+                    r["path_tau"].astype(np.float64) * SPEED_OF_LIGHT
+                    > r["los_distance"][..., None].astype(np.float64) * (1 + 1e-5) + 0.01
+                ).any()
+        for name in list(r):
+            if not _all_fill(r[name]) or name in self.unrecorded:
+                continue
+            if name in NEVER_FILL or (name in FILL_IF_NO_PATH and not all_no_path):
+                pass
+            elif name == "path_interactions" and longer:
+                pass
+            else:
+                continue
+            self.add(
+                f"{cond}/{name}: samples {sl.start}-{sl.stop - 1} (shard {shard}) hold only fill "
+                "values although shard_done marks them written (missing chunk?)"
+            )
+            del r[name]
+
+    def _finite(self, p: str, r: dict[str, np.ndarray], a: int, tally: _Tally) -> None:
+        """NaN / Inf where the contract has none; velocity and time against the config."""
+        for name in ("ue_velocity", "time", "cir", "path_a"):
+            if name in r and not (name in self.unrecorded and np.isnan(r[name]).all()):
+                bad = ~np.isfinite(r[name])
+                if name == "ue_velocity":
+                    bad = bad.any(-1)  # per sample (the xyz axis is no TRP)
+                tally.add(p + name + ": {n} non-finite value{s}", bad, a, self.where)
+        if "blocking_vehicle" in r:
+            bv = r["blocking_vehicle"]
+            tally.add(
+                p + "blocking_vehicle: {n} value{s} neither -1 nor a vehicle index",
+                (bv < -1) | (bv >= getattr(self.lay, "vehicle", 0)),
+                a,
+                self.where,
+            )
+        for name in PATH_VARIABLES:
+            if name in r and r[name].dtype.kind == "f":
+                tally.add(p + name + ": {n} infinite value{s}", np.isinf(r[name]), a, self.where)
+        cfg = self.cfg
+        if "ue_velocity" in r and cfg is not None:
+            speed = np.linalg.norm(r["ue_velocity"].astype(np.float64), axis=-1)
+            with np.errstate(invalid="ignore"):
+                off = np.abs(speed - cfg.ue.speed_mps) > 1e-4 * max(cfg.ue.speed_mps, 1.0)
+            tally.add(
+                p + "ue_velocity: {n} speed{s} differ from ue.speed_mps of the config",
+                off & np.isfinite(speed),
+                a,
+                self.where,
+            )
+        if "snapshot" in r:
+            snap = r["snapshot"]
+            tally.add(
+                p + "snapshot: {n} value{s} outside 0 .. number of snapshots - 1",
+                (snap < 0) | (snap >= max(self.lay.snapshot, 1)),
+                a,
+                self.where,
+            )
+            if "time" in r and cfg is not None:
+                dt = cfg.traffic.dt_s if cfg.traffic is not None else 0.0
+                want = snap.astype(np.float64) * dt
+                off = ~np.isclose(r["time"].astype(np.float64), want, rtol=1e-6, atol=1e-6)
+                tally.add(
+                    p + "time: {n} value{s} differ from snapshot x traffic.dt_s",
+                    off & np.isfinite(r["time"]),
+                    a,
+                    self.where,
+                )
+
+    def _physics_context(self, cond: str, usable: dict[str, bool]) -> dict | None:
+        """What recomputing CSI / power / ToA / CIR from the stored paths needs; None if the
+        store has no paths."""
+        if not (usable.get("path_a") and usable.get("path_tau") and usable.get("num_paths")):
+            return None
+        sc = (
+            self.read(cond, "subcarrier") if "subcarrier" in self.group(cond).array_keys() else None
+        )
+        carrier = self.attrs.get("carrier_frequency_hz")
+        spacing = self.attrs.get("subcarrier_spacing_hz")
+        if sc is None or not isinstance(carrier, int | float):
+            return None
+        ports = self.cfg.ue.array.ports if self.cfg is not None else None
+        if ports is None and isinstance(self.attrs.get("ue_array"), dict):  # imports
+            from .config import ArrayConfig
+
+            try:
+                ports = ArrayConfig.model_validate(self.attrs["ue_array"], strict=False).ports
+            except Exception:  # noqa: BLE001 - a malformed attribute only skips the check
+                ports = None
+        return {
+            "freqs": float(carrier) + np.asarray(sc, np.float64),
+            "carrier": float(carrier),
+            "bandwidth": len(sc) * float(spacing) if isinstance(spacing, int | float) else None,
+            "ue_ports": ports,
+        }
+
+    def _physics(self, p: str, r: dict, a: int, tally: _Tally, ctx: dict) -> None:
+        """Cross-checks against the stored paths (see the module docstring)."""
+        from . import channel
+
+        if not all(k in r for k in ("path_a", "path_tau", "num_paths")):
+            return
+        n = len(r["num_paths"])
+        rows = np.unique(np.linspace(0, n - 1, min(n, PHYSICS_SAMPLES)).round().astype(int))
+        tau = r["path_tau"][rows].astype(np.float64)
+        valid = np.isfinite(tau)
+        pa = np.where(valid[:, :, None, None, :], r["path_a"][rows], 0).astype(np.complex64)
+        tau0 = np.where(valid, tau, 0.0)
+        npaths = r["num_paths"][rows]
+        complete = (npaths > 0) & (npaths <= self.lay.path)  # the stored paths are all paths
+
+        def report(key: str, bad: np.ndarray) -> None:
+            full = np.zeros(r["num_paths"].shape, bool)
+            full[rows] = bad
+            tally.add(p + key, full, a, self.where)
+
+        def rel_err(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+            axes = tuple(range(2, got.ndim))
+            scale = np.maximum(np.abs(want).max(axis=axes), np.abs(got).max(axis=axes))
+            return np.abs(got - want).max(axis=axes) / np.where(scale > 0, scale, 1.0)
+
+        if "csi" in r:
+            h = channel.cfr(pa, tau0, ctx["freqs"])
+            report(
+                "csi: {n} sampled link{s} whose CSI differs from the CSI recomputed from "
+                "path_a / path_tau",
+                complete & (rel_err(r["csi"][rows], h) > CSI_RTOL),
+            )
+        if "cir" in r and ctx["bandwidth"]:
+            h = channel.cir_taps(pa, tau0, ctx["carrier"], ctx["bandwidth"], r["cir"].shape[-1])
+            report(
+                "cir: {n} sampled link{s} whose taps differ from the taps recomputed from "
+                "path_a / path_tau",
+                complete & (rel_err(r["cir"][rows], h) > CSI_RTOL),
+            )
+        if "rx_power" in r and ctx["ue_ports"] is not None:
+            want = channel.path_gain_db(pa, ctx["ue_ports"]).astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(r["rx_power"][rows].astype(np.float64) - want) <= POWER_TOL_DB)
+            report(
+                "rx_power: {n} sampled link{s} whose rx_power differs from the path gain of path_a "
+                f"(> {POWER_TOL_DB} dB)",
+                complete & bad,
+            )
+        if "toa" in r:
+            first = np.where(valid, tau, np.inf).min(-1)
+            toa = r["toa"][rows].astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(toa - first) <= TOA_RTOL * first)
+            report(
+                "toa: {n} sampled link{s} whose toa differs from the first stored path delay",
+                complete & bad,
+            )
+        if "path_interactions" in r and "los_distance" in r:
+            los = np.isfinite(r["path_tau"]) & (r["path_interactions"] == 0).all(-1)
+            d = r["los_distance"][..., None].astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                off = (
+                    np.abs(r["path_tau"].astype(np.float64) * SPEED_OF_LIGHT - d) > 1e-5 * d + 0.01
+                )
+            tally.add(
+                p + "path_interactions: {n} path{s} without interactions (line of sight) whose "
+                "delay is not the LoS delay",
+                (los & off).any(-1),
+                a,
+                self.where,
+            )
+
     def check_shared(self, conditions: list[str]) -> None:
         if len(conditions) < 2:
             return
@@ -582,7 +901,9 @@ class _Checker:
                 for i, sl in enumerate(self.lay.shards):
                     if not self.done[i]:
                         continue
-                    x, y = first[name][sl], g[name][sl]
+                    x, y = self.read(conditions[0], name, i), self.read(cond, name, i)
+                    if x is None or y is None:
+                        continue
                     same = np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
                     if not same:
                         self.add(

@@ -165,7 +165,9 @@ def test_tampered_chunk_fails_the_manifest(store, tmp_path):
     g["csi"][s, t, 0, 0, 0] *= np.complex64(1.01)  # still a plausible value
     findings = validate(copy)
     chunk = f"tiny.zarr/dry/csi/c/{s // 8}/0/0/0/0"
-    assert findings == [f"manifest: {chunk}: SHA-256 mismatch (file changed since publishing)"]
+    assert findings[0] == f"manifest: {chunk}: SHA-256 mismatch (file changed since publishing)"
+    # the physics cross-check (CSI recomputed from the stored paths) may see the change too
+    assert all(f.startswith("dry/csi: 1 sampled link whose CSI differs") for f in findings[1:])
 
 
 # -- publish --------------------------------------------------------------------------------------
