@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 
 from .errors import SimgenError
-from .render import Renderer, RenderPlan
+from .render import Renderer, RenderPlan, add_duplicates
 
 _RENDERERS: dict[tuple, Renderer] = {}  # per worker process
 
@@ -35,17 +35,19 @@ def _worker_renderer(p: RenderPlan, device: str, threads: int | None) -> Rendere
     return _RENDERERS[key]
 
 
-def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) -> int:
-    """Task body: render shard ``index`` into the store; returns the number of samples."""
+def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) -> tuple[int, int]:
+    """Task body: render shard ``index`` into the store; returns the number of samples and of
+    duplicate paths removed."""
     from .store import open_store
 
     r = _worker_renderer(p, device, threads)
     store = open_store(p.out, mode="r+")
     if store.root["shard_done"][index]:  # a retry of a shard that landed after all
-        return 0
+        return 0, 0
     sl = store.layout.shards[index]
+    dups = r.tracer.duplicates_removed
     store.write_shard(index, r.shard_arrays(r.sample_position[sl], r.trace_samples(sl)))
-    return sl.stop - sl.start
+    return sl.stop - sl.start, r.tracer.duplicates_removed - dups
 
 
 def local_workers(spec: str) -> int | None:
@@ -112,10 +114,11 @@ def render_distributed(
         )
         if on_client is not None:
             on_client(client)
-        done = 0
+        done = dups = 0
         for fut in as_completed(futures):
-            n = fut.result()
+            n, d = fut.result()
             done += n
+            dups += d
             if progress:
                 progress(n)
     finally:
@@ -123,5 +126,6 @@ def render_distributed(
         client.close()
         if cluster is not None:
             cluster.close()
+    add_duplicates(store, dups)
     store.finalize()
     return done
