@@ -7,7 +7,7 @@ process on the same UEs and solver settings. Paths are matched per link by inter
 and delay (< 1 ps). Each (variant, size) is timed after a warm-up call of that size.
 
     python benchmarks/batching.py scenes/paris.yaml scenes/munich.yaml --ue-count 50 \\
-        [--sizes 1 5 25 50] [--samples 1e5] [--json out.json]
+        [--sizes 1 5 25 50] [--samples 1e5] [--device gpu] [--json out.json]
 
 A link is one TRP-UE pair; links/s counts tracing plus our path compaction, not CSI or writes.
 """
@@ -30,12 +30,14 @@ def trace_all(tracer, positions: np.ndarray, size: int):
     return concat(parts), time.perf_counter() - t0
 
 
-def run_scene(path: str, n_ue: int, sizes: list[int], samples: int | None, ref_table: int):
+def run_scene(
+    path: str, n_ue: int, sizes: list[int], samples: int | None, ref_table: int, device: str
+):
     from simgen import dedupe
     from simgen.render import Renderer, plan
     from simgen.trace import Tracer
 
-    r = Renderer(plan(path, ue_count=n_ue), "cpu")
+    r = Renderer(plan(path, ue_count=n_ue), device)
     cfg = r.plan.cfg.solver
     if samples is not None:
         cfg = cfg.model_copy(update={"samples_per_src": samples})
@@ -82,15 +84,14 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 25, 50])
     ap.add_argument("--samples", type=float, help="samples_per_src (default: the scene's)")
     ap.add_argument("--ref-table", type=float, default=2**24, help="reference table slots")
+    ap.add_argument("--device", default="cpu", help="cpu, gpu or auto")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
-    from simgen.backend import select_backend
-
-    select_backend("cpu")
     samples = None if args.samples is None else int(args.samples)
+    table = int(args.ref_table)
     results = [
-        run_scene(s, args.ue_count, args.sizes, samples, int(args.ref_table)) for s in args.scenes
+        run_scene(s, args.ue_count, args.sizes, samples, table, args.device) for s in args.scenes
     ]
     for res in results:
         print(f"\n{res['scene']}: {res['ue']} UEs x {res['trp']} TRPs, "

@@ -302,7 +302,9 @@ class SceneConfig(Strict):
         return self
 
     def content_hash(self) -> str:
-        """SHA-256 of everything that changes the data (not the output path or batch size)."""
+        """SHA-256 of everything that changes the data: not the output path, nor ``batch_ues``
+        (with simgen.dedupe's fix batching gives the paths of one UE per call; tested in
+        tests/test_batching.py)."""
         d = self.model_dump(mode="json")
         d["output"].pop("path")
         d["solver"].pop("batch_ues")

@@ -22,9 +22,9 @@ def trace_in(tracer: Tracer, pos: np.ndarray, size: int):
 
 
 def test_batched_tracing_matches_one_ue_per_call_on_etoile(tmp_path):
-    # The paris TRPs and 200 UEs; 3e3 rays per TRP (not 1e5) keep 200 solver calls short.
+    # The paris TRPs and 200 UEs; 1e4 rays per TRP (not 1e5) keep 200 solver calls short.
     cfg = write_config(
-        tmp_path, "paris.yaml", ue__sampling={"count": 200}, solver__samples_per_src=3000
+        tmp_path, "paris.yaml", ue__sampling={"count": 200}, solver__samples_per_src=10000
     )
     r = Renderer(plan(cfg), "cpu")
     assert r.tracer.exact and r.batch_ues == AUTO_BATCH_CPU
@@ -33,8 +33,8 @@ def test_batched_tracing_matches_one_ue_per_call_on_etoile(tmp_path):
     with dedupe.table_slots(2**22):  # reference: one UE per call, a large table
         ref = trace_in(stock, pos, 1)
     assert ref.valid.sum() > 2000
-    # stock Sionna with all UEs in one call loses paths here: the test can see the bug
-    assert dedupe.compare_paths(ref, trace_in(stock, pos, len(pos))).lost > 0
+    # stock Sionna at the same batch size loses paths here: the test can see the bug
+    assert dedupe.compare_paths(ref, trace_in(stock, pos, r.batch_ues)).lost > 0
     for size in (r.batch_ues, len(pos)):
         diff = dedupe.compare_paths(ref, trace_in(r.tracer, pos, size))
         assert diff.identical, (size, diff)
