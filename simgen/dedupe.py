@@ -7,10 +7,11 @@ same slot with a lower thread index silently removes the chain, and keys grow wi
 in a call, so batching receivers loses paths (``../shared/specs/sionna-dedupe.md``).
 
 :class:`ExactGenerator` changes that one rule: a chain that lost a slot is dropped only when the
-winning thread's own entry for the same depth and receiver holds the same pair of slots (a
-genuine duplicate of the same key); a loss to a different key is ignored. It also enlarges the
-table to :data:`TABLE_SLOTS` per source. The rare duplicates this admits (a key whose slots were
-both won by other keys) are removed after the solve by :func:`duplicate_mask`.
+winning thread's own entry for the same depth and receiver holds the same slot of that table (a
+duplicate in Sionna's sense: a chain is new only if it is new in every hash); a loss to another
+receiver's or another chain's key is ignored. It also enlarges the table to
+:data:`TABLE_SLOTS` per source. The rare duplicates this admits (a chain whose slots were won by
+other keys while a copy of it exists) are removed after the solve by :func:`duplicate_mask`.
 
 The subclass copies Sionna's ``_shoot_and_bounce`` with Step 2 replaced, so it is only used when
 the installed sionna-rt is :data:`VERIFIED_VERSION` and ``sb_deterministic.py`` is byte-for-byte
@@ -204,12 +205,15 @@ class ExactGenerator(sbd.SBDeterministicCandidateGenerator):
         hash0, hash1 = sbd.extract_hashes_from_u64(candidate_hashes)
         is_non_specular = candidate_hashes == sbd.NON_SPECULAR_PATH_MARKER
         # --- changed: a chain that lost a slot is dropped only if the winning thread's own
-        # entry for the same depth and receiver holds the same slot pair (a genuine duplicate);
-        # Sionna drops it whenever another thread (of any key) won either slot.
+        # entry for the same depth and receiver holds the same slot of that table (a chain
+        # already kept for this receiver, as Sionna means it: new only if new in every hash);
+        # Sionna drops it whenever another thread, of any key or receiver, won either slot.
         is_specular = (candidate_hashes != sbd.NO_PATH_RECORDED_MARKER) & (~is_non_specular)
         same_depth_target = lane - expected_thread_idx * mi.UInt32(num_targets)
         duplicate = dr.zeros(mi.Bool, dr.width(lane))
-        for table, slot in zip(min_thread_index_per_hash, (hash0, hash1), strict=True):
+        for i, (table, slot) in enumerate(
+            zip(min_thread_index_per_hash, (hash0, hash1), strict=True)
+        ):
             winner = dr.gather(mi.UInt32, table, slot, active=is_specular)
             lost = is_specular & (winner != expected_thread_idx)
             winner_entry = dr.gather(
@@ -218,7 +222,11 @@ class ExactGenerator(sbd.SBDeterministicCandidateGenerator):
                 same_depth_target + winner * mi.UInt32(num_targets),
                 active=lost,
             )
-            duplicate |= lost & (winner_entry == candidate_hashes)
+            winner_specular = (winner_entry != sbd.NO_PATH_RECORDED_MARKER) & (
+                winner_entry != sbd.NON_SPECULAR_PATH_MARKER
+            )
+            winner_slot = sbd.extract_hashes_from_u64(winner_entry)[i]
+            duplicate |= lost & winner_specular & (winner_slot == slot)
         did_win = is_specular & (~duplicate)
         # --- end of change
 
