@@ -54,6 +54,21 @@ def test_duplicate_mask_keeps_the_first_copy():
     assert not dedupe.duplicate_mask(valid, tau, inter, objects, prims).any()
 
 
+def test_sionna_duplicate_path_is_removed(tmp_path):
+    """At this UE Sionna returns one refraction-refraction-reflection path twice (same objects,
+    primitives and delay) even with one UE per call; the tracer keeps one copy."""
+    cfg = write_config(tmp_path, "paris.yaml", ue__sampling={"count": 1})
+    r = Renderer(plan(cfg), "cpu")
+    pos = np.array([[-164.71975708007812, -114.4732666015625, 1.5]], np.float32)
+    pb = r.tracer.trace(pos)
+    assert r.tracer.duplicates_removed >= 1
+    # no two kept paths of a link share interactions and delay
+    for t in range(pb.valid.shape[1]):
+        keys = [(pb.interactions[0, t, p].tobytes(), float(pb.tau[0, t, p]))
+                for p in np.flatnonzero(pb.valid[0, t])]  # fmt: skip
+        assert len(keys) == len(set(keys))
+
+
 def test_unverified_sionna_falls_back_to_one_ue_per_call(tmp_path, monkeypatch):
     assert dedupe.unsupported_reason() is None  # the pinned sionna-rt is the verified one
     assert AUTO_BATCH_GPU <= AUTO_BATCH_CPU
