@@ -11,7 +11,8 @@ winning thread's own entry for the same depth and receiver holds the same slot o
 duplicate in Sionna's sense: a chain is new only if it is new in every hash); a loss to another
 receiver's or another chain's key is ignored. It also enlarges the table to
 :data:`TABLE_SLOTS` per source. The rare duplicates this admits (a chain whose slots were won by
-other keys while a copy of it exists) are removed after the solve by :func:`duplicate_mask`.
+other keys while a copy of it exists) are removed after the solve by :func:`duplicate_mask`,
+as are the paths stock Sionna itself sometimes returns twice (seen with one UE per call).
 
 The subclass copies Sionna's ``_shoot_and_bounce`` with Step 2 replaced, so it is only used when
 the installed sionna-rt is :data:`VERIFIED_VERSION` and ``sb_deterministic.py`` is byte-for-byte
