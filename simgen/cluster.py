@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import SimgenError, StoreError
-from .render import Renderer, RenderPlan
+from .render import Renderer, RenderPlan, add_duplicates
 
 _RENDERERS: dict[tuple, Renderer] = {}  # per worker process
 
@@ -38,8 +38,9 @@ def _worker_renderer(p: RenderPlan, device: str, threads: int | None) -> Rendere
     return _RENDERERS[key]
 
 
-def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) -> int:
-    """Task body: render shard ``index`` into the store; returns the number of samples.
+def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) -> tuple[int, int]:
+    """Task body: render shard ``index`` into the store; returns the number of samples and of
+    duplicate paths removed.
 
     The worker samples the UEs itself: StoreError if its positions for the shard differ from
     the store's ``ue_position`` (another simgen/sionna build, platform, ...)."""
@@ -48,7 +49,7 @@ def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) ->
     r = _worker_renderer(p, device, threads)
     store = open_store(p.out, mode="r+")
     if store.root["shard_done"][index]:  # a retry of a shard that landed after all
-        return 0
+        return 0, 0
     sl = store.layout.shards[index]
     stored = store.root[store.conditions[0]]["ue_position"][sl]
     if not np.array_equal(stored, r.sample_position[sl]):
@@ -56,8 +57,9 @@ def render_shard(p: RenderPlan, device: str, threads: int | None, index: int) ->
             f"{p.out}: this worker's UE positions for shard {index} differ from the store's "
             "(check that workers run the same simgen and sionna-rt versions)"
         )
+    dups = r.tracer.duplicates_removed
     store.write_shard(index, r.shard_arrays(r.sample_position[sl], r.trace_samples(sl)))
-    return sl.stop - sl.start
+    return sl.stop - sl.start, r.tracer.duplicates_removed - dups
 
 
 def local_workers(spec: str) -> int | None:
@@ -127,10 +129,11 @@ def render_distributed(
         )
         if on_client is not None:
             on_client(client)
-        done = 0
+        done = dups = 0
         for fut in as_completed(futures):
-            n = fut.result()
+            n, d = fut.result()
             done += n
+            dups += d
             if progress:
                 progress(n)
     finally:
@@ -138,5 +141,6 @@ def render_distributed(
         client.close()
         if cluster is not None:
             cluster.close()
+    add_duplicates(store, dups)
     store.finalize()
     return done

@@ -29,14 +29,14 @@ from .errors import ConfigError
 from .rain import FREQ_RANGE_GHZ as RAIN_FREQ_RANGE_GHZ
 
 EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
-# UEs per solver call for batch_ues: auto. Sionna de-duplicates specular chains per (chain,
-# UE) in a hash table of max(max_num_paths_per_src, 1e6) slots per source; more UEs per call
-# fill it and collisions silently drop paths. Measured on etoile (samples_per_src 1e5, depth 3,
-# 25 UEs): 5 per call gives exactly the paths of 1 per call, 25 per call loses 5 of 719 paths
-# (up to 0.16 dB of rx power). Memory also grows ~50 MB per UE per call on CPU. The GPU value
-# trades fidelity for speed and is to be tuned by measurement (issue 8).
-AUTO_BATCH_CPU = 5
-AUTO_BATCH_GPU = 100
+# UEs per solver call for batch_ues: auto. With simgen.dedupe's fix of Sionna 2.2.0's
+# specular-chain de-duplication, results do not depend on the batch (tested against one UE per
+# call on etoile); the size only trades speed for memory. Measured on the default render (CPU,
+# etoile, 4 TRPs, 1e5 samples, depth 3): 50 per call is the fastest within ~4 GB RSS (see
+# docs/benchmarks.md). No GPU measurement supports more, so a GPU uses the same size. Without the
+# fix (another sionna-rt), auto is 1 (dedupe.FALLBACK_BATCH).
+AUTO_BATCH_CPU = 50
+AUTO_BATCH_GPU = AUTO_BATCH_CPU
 
 
 def _as_int(v: object) -> object:
@@ -200,8 +200,8 @@ class SolverConfig(Strict):
     seed: int = 42
     batch_ues: Count | Literal["auto"] = Field(
         "auto",
-        description="UEs per PathSolver call (results do not depend on it); auto: "
-        f"{AUTO_BATCH_CPU} on CPU (fastest and ~2 GB on etoile), {AUTO_BATCH_GPU} on a GPU",
+        description="UEs per PathSolver call (results do not depend on it, see simgen/dedupe.py);"
+        f" auto: {AUTO_BATCH_CPU} on CPU and GPU (fastest within ~4 GB on etoile)",
     )
 
 
@@ -353,7 +353,9 @@ class SceneConfig(Strict):
         return self
 
     def content_hash(self) -> str:
-        """SHA-256 of everything that changes the data (not the output path or batch size)."""
+        """SHA-256 of everything that changes the data: not the output path, nor ``batch_ues``
+        (with simgen.dedupe's fix batching gives the paths of one UE per call; tested in
+        tests/test_batching.py)."""
         d = self.model_dump(mode="json")
         d["output"].pop("path")
         d["solver"].pop("batch_ues")

@@ -14,6 +14,7 @@ import numpy as np
 from . import channel, labels, provenance
 from .backend import Device, select_backend
 from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig, load_config
+from .dedupe import FALLBACK_BATCH
 from .errors import ConfigError, StoreError
 from .rain import port_tilts
 from .store import Layout, Store, condition_name, create_or_resume, open_store
@@ -152,6 +153,14 @@ class Traced:
         )
 
 
+def add_duplicates(store: Store, n: int) -> None:
+    """Add ``n`` to the store's root attribute ``duplicate_paths_removed``: repeated paths of a
+    link dropped after the solves (:func:`simgen.dedupe.duplicate_mask`). A run that stops
+    before its end does not add the count of the shards it finished."""
+    attrs = store.root.attrs
+    attrs["duplicate_paths_removed"] = int(attrs.get("duplicate_paths_removed", 0)) + int(n)
+
+
 class Renderer:
     """Holds the loaded scene and tracer; renders shards into a store.
 
@@ -170,6 +179,8 @@ class Renderer:
         if p.samples_per_src is not None:
             self._use_density(p.samples_per_src)
         auto = AUTO_BATCH_CPU if self.backend.startswith("llvm") else AUTO_BATCH_GPU
+        if not self.tracer.exact:  # stock Sionna de-duplication: exact only one UE per call
+            auto = FALLBACK_BATCH
         self.batch_ues = auto if p.cfg.solver.batch_ues == "auto" else p.cfg.solver.batch_ues
         cfg = p.cfg
         self.frequencies = cfg.frequency_hz + channel.subcarrier_offsets(
@@ -251,6 +262,8 @@ class Renderer:
             "solver_seed": cfg.solver.seed,
             "samples_per_src": self.tracer.cfg.samples_per_src,
             "calibration": calibration,
+            "exact_batching": self.tracer.exact,  # simgen.dedupe's fix in use
+            "duplicate_paths_removed": 0,  # summed over shards by add_duplicates
             "ue_seed": cfg.ue.seed,
             "traffic_mode": None if cfg.traffic is None else cfg.traffic.mode,
             "versions": _versions(),
@@ -384,6 +397,7 @@ class Renderer:
         t0 = time.perf_counter()
         pending = store.pending()
         links = 0
+        dups = self.tracer.duplicates_removed
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simgen-write") as writer:
             in_flight = None
             for i in pending:
@@ -396,6 +410,7 @@ class Renderer:
                 links += len(positions) * len(self.ctx.trps)
             if in_flight is not None:
                 in_flight.result()
+        add_duplicates(store, self.tracer.duplicates_removed - dups)
         store.finalize()
         n_shards = len(store.layout.shards)
         return RenderResult(

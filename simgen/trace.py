@@ -14,6 +14,7 @@ import mitsuba as mi
 import numpy as np
 import sionna.rt as rt
 
+from . import dedupe
 from .config import SolverConfig
 
 
@@ -35,13 +36,19 @@ class PathBatch:
 
 
 class Tracer:
-    """Owns the PathSolver and a reusable set of receivers (moved, not re-added, per batch)."""
+    """Owns the PathSolver and a reusable set of receivers (moved, not re-added, per batch).
 
-    def __init__(self, scene: rt.Scene, solver: SolverConfig):
+    ``exact`` (default) uses :mod:`simgen.dedupe`'s batch-invariant solver when the installed
+    sionna-rt is the verified one; ``self.exact`` says whether it is in use (if not, only one UE
+    per call is guaranteed to give every path). ``exact=False`` forces Sionna's stock solver.
+    """
+
+    def __init__(self, scene: rt.Scene, solver: SolverConfig, exact: bool = True):
         self.scene = scene
         self.cfg = solver
-        self.solver = rt.PathSolver(deterministic=True)
+        self.solver, self.exact = dedupe.path_solver(exact)
         self.calls = 0  # number of PathSolver calls, for tests and benchmarks
+        self.duplicates_removed = 0  # repeated paths dropped after the solves (see dedupe)
         self._rx: list[str] = []
         self.last_paths: rt.Paths | None = None
 
@@ -70,7 +77,9 @@ class Tracer:
         paths = self.solver(self.scene, **solver_kwargs(self.cfg))
         self.calls += 1
         self.last_paths = paths  # the raw Sionna result of the latest call (tests, debugging)
-        return _to_batch(paths, len(positions), len(self.scene.transmitters))
+        batch, dups = _to_batch(paths, len(positions), len(self.scene.transmitters))
+        self.duplicates_removed += dups
+        return batch
 
 
 def solver_kwargs(c: SolverConfig) -> dict:
@@ -94,7 +103,8 @@ def _np(x) -> np.ndarray:
     return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
 
 
-def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> PathBatch:
+def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> tuple[PathBatch, int]:
+    """Our layout of one solver result, and the number of duplicate paths removed."""
     ar, ai = (_np(x) for x in paths.a)  # (rx, rx_ant, tx, tx_ant, P)
     a = (ar + 1j * ai).astype(np.complex64).transpose(0, 2, 1, 3, 4)
     tau = _np(paths.tau).astype(np.float32)
@@ -115,8 +125,17 @@ def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> PathBatch:
             z,
             z,
             np.zeros((n_rx, n_tx, 0, depth), np.uint8),
-        )
+        ), 0
     inter = inter.transpose(1, 2, 3, 0).astype(np.uint8)
+    objects, prims = (_np(x).transpose(1, 2, 3, 0) for x in (paths.objects, paths.primitives))
+    dup = dedupe.duplicate_mask(
+        valid.reshape(-1, n_paths),
+        tau.reshape(-1, n_paths),
+        inter.reshape(-1, n_paths, depth),
+        objects.reshape(-1, n_paths, depth),
+        prims.reshape(-1, n_paths, depth),
+    ).reshape(valid.shape)
+    valid &= ~dup
     per_path = (paths.phi_t, paths.theta_t, paths.phi_r, paths.theta_r, paths.doppler)
     angles = [_np(x).astype(np.float32) for x in per_path]  # angles and Doppler
 
@@ -136,7 +155,7 @@ def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> PathBatch:
     angles = [np.where(valid, take(x), 0).astype(np.float32) for x in angles]
     inter = np.take_along_axis(inter, order[..., None], axis=2)
     inter = np.where(valid[..., None], inter, 0).astype(np.uint8)
-    return PathBatch(a, tau, valid, *angles, inter)
+    return PathBatch(a, tau, valid, *angles, inter), int(dup.sum())
 
 
 def concat(batches: list[PathBatch]) -> PathBatch:

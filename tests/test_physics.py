@@ -105,18 +105,3 @@ def test_link_states(tmp_path, ue, depth, expected):
         assert np.isnan(out["toa"][0, 0]) and (out["csi"][0, 0] == 0).all()
     else:
         assert out["toa"][0, 0] >= out["los_distance"][0, 0] / SPEED_OF_LIGHT * (1 - 1e-6)
-
-
-def test_default_batching_matches_one_ue_per_call_on_etoile(tmp_path):
-    """Sionna drops paths on hash collisions when many UEs share a call; the CPU default
-    (batch_ues: auto) must give exactly the paths of one UE per call on the paris scene."""
-    cfg = write_config(tmp_path, "paris.yaml", ue__sampling={"count": 25})
-    auto = Renderer(plan(cfg), "cpu")
-    assert auto.batch_ues > 1
-    pos = auto.ue_position
-    a = auto.shard_arrays(pos, auto.trace(pos))["dry"]
-    one = Renderer(plan(cfg, batch_ues=1), "cpu")
-    b = one.shard_arrays(pos, one.trace(pos))["dry"]
-    np.testing.assert_array_equal(a["num_paths"], b["num_paths"])
-    np.testing.assert_array_equal(a["link_state"], b["link_state"])
-    np.testing.assert_allclose(a["rx_power"], b["rx_power"], atol=1e-3)
