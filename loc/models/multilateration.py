@@ -114,13 +114,14 @@ def multilaterate(
         clock_bias: also estimate a common range offset b (m), i.e. TDoA.
         huber_m: Huber threshold on range residuals (m); None = plain weighted LS.
         weights: (N, T) prior link weights >= 0, used instead of ``link_state`` weights.
-        tukey_m: after the Huber fit, refine with Tukey's biweight (links whose residual
-            exceeds ``tukey_m`` m get weight 0: NLOS-biased ranges are rejected, not averaged);
-            kept only where enough links stay inside for the unknowns. None: Huber only.
+        tukey_m: also refine each Huber fit with Tukey's biweight (links whose residual
+            exceeds ``tukey_m`` m get weight 0: NLOS-biased ranges are rejected, not averaged;
+            kept where enough links stay inside for the unknowns). None: Huber only.
         search_xy: [[x_min, x_max], [y_min, y_max]] m, the service area (needs ``ue_height``):
-            start from the best point of a grid over it under a robust cost that accepts late
-            ranges (NLOS) but not early ones (``grid_start``), instead of the linearised LS
-            start, which outlying ranges drag away.
+            also start from the best point of a grid over it (``grid_start``): the linearised
+            LS start is dragged away by outlying ranges.
+        With ``tukey_m`` or ``search_xy`` the solution is, per sample, the candidate fit with
+        the lowest truncated cost Σ w_i grid_cost(r_i, tukey_m or TUKEY_M).
     Needs n_used >= unknowns (2 or 3, +1 with clock_bias); else ``ok`` is False.
     """
     toa = np.asarray(toa, np.float64)
@@ -195,25 +196,35 @@ def multilaterate(
                 break
         return x, (w0 * resid(x)[0] ** 2).sum(1)
 
-    if search_xy is not None:
-        if z_known is None:
-            raise ConfigError("a grid start (search_xy) needs a known ue_height")
-        x0[:, :2] = grid_start(rho, tt, dz, w0, search_xy, tukey_m or TUKEY_M)
-        x, _ = gauss_newton(x0)
-    else:  # multi-start: the linearised start, and +-10 m along each axis (with few links
-        # the linearised start can sit on the TRPs' line / plane, a saddle of the range cost)
-        x, best = gauss_newton(x0)
-        for k in range(d):
-            for sgn in (1.0, -1.0):
-                xs = x0.copy()
-                xs[:, k] += sgn * 10.0
-                xk, ck = gauss_newton(xs)
-                better = ck < best * (1 - 1e-9) - 1e-12
-                x[better], best[better] = xk[better], ck[better]
-    if tukey_m is not None:  # from the grid point (a Huber fit may have drifted to outliers)
-        xt, _ = gauss_newton(x if search_xy is None else x0, tukey=True)
-        inside = (w0 * robust(resid(xt)[0], True) > 0).sum(1) >= n_unk
-        x[inside] = xt[inside]
+    # multi-start: the linearised start, and +-10 m along each axis (with few links the
+    # linearised start can sit on the TRPs' line / plane, a saddle of the range cost)
+    x, best = gauss_newton(x0)
+    for k in range(d):
+        for sgn in (1.0, -1.0):
+            xs = x0.copy()
+            xs[:, k] += sgn * 10.0
+            xk, ck = gauss_newton(xs)
+            better = ck < best * (1 - 1e-9) - 1e-12
+            x[better], best[better] = xk[better], ck[better]
+    if search_xy is None and tukey_m is None:
+        candidates = [x]
+    else:  # more candidates; keep the one with the lowest truncated cost (grid_cost)
+        c = tukey_m or TUKEY_M
+        starts = [x]
+        if search_xy is not None:
+            if z_known is None:
+                raise ConfigError("a grid start (search_xy) needs a known ue_height")
+            xg = x0.copy()
+            xg[:, :2] = grid_start(rho, tt, dz, w0, search_xy, c)
+            starts.append(gauss_newton(xg)[0])
+        candidates = list(starts)
+        for xs in starts if tukey_m is not None else []:
+            xt, _ = gauss_newton(xs, tukey=True)
+            inside = (w0 * robust(resid(xt)[0], True) > 0).sum(1) >= n_unk
+            candidates.append(np.where(inside[:, None], xt, xs))
+        costs = np.stack([(w0 * grid_cost(resid(xc)[0], c)).sum(1) for xc in candidates])
+        pick = costs.argmin(0)
+        x = np.stack(candidates)[pick, np.arange(n)]
     r = resid(x)[0]
     rms = np.sqrt((w0 * r**2).sum(1) / ws[:, 0])
     xyz = np.empty((n, 3))
@@ -229,8 +240,17 @@ def multilaterate(
     return MultilatResult(xyz=xyz, n_used=n_used, ok=ok, rms=rms)
 
 
+SEARCH_MARGIN_M = 10.0  # the service area: the database UEs' bounding box + this margin
 GRID_POINTS = 6000  # grid_start: about this many points over the service area
 EARLY_FACTOR = 3.0  # grid_start: an early range costs up to (EARLY_FACTOR * c)^2, a late one c^2
+
+
+def grid_cost(r: np.ndarray, c: float) -> np.ndarray:
+    """Truncated squared range residual r = ρ - d (m): min(r², c²) for r >= 0 (a late,
+    NLOS-biased range costs at most c²), min(r², (EARLY_FACTOR c)²) for r < 0 (a first arrival
+    cannot come before the direct path, so an early range is a stronger sign of a wrong point)."""
+    cap = np.where(r >= 0, c, EARLY_FACTOR * c).astype(r.dtype)
+    return np.minimum(r**2, cap**2)
 
 
 def grid_start(
@@ -242,13 +262,10 @@ def grid_start(
     c: float,
     block: int = 2**22,
 ) -> np.ndarray:
-    """Best grid point (N, 2) m over the rectangle ``search_xy`` [[x0, x1], [y0, y1]] m.
+    """Best grid point (N, 2) m over the rectangle ``search_xy`` [[x0, x1], [y0, y1]] m under
+    Σ_i w_i grid_cost(ρ_i - d_i, c); about ``GRID_POINTS`` points (float32 arithmetic).
 
     rho (N, T) ranges m, trp_xy (N, T, 2) m, dz (N, T) UE-minus-TRP height m, w (N, T) weights.
-    Cost Σ_i w_i min(r_i², c²) for r_i = ρ_i - d_i >= 0 (a late, NLOS-biased range costs at
-    most c²) and min(r_i², (EARLY_FACTOR c)²) for r_i < 0 (a first arrival cannot come before
-    the direct path, so an early range is a stronger sign of a wrong point). About
-    ``GRID_POINTS`` points (float32 arithmetic).
     """
     (x0, x1), (y0, y1) = np.asarray(search_xy, np.float64)
     step = max(np.sqrt((x1 - x0) * (y1 - y0) / GRID_POINTS), 0.1)
@@ -257,15 +274,14 @@ def grid_start(
     n, n_t = rho.shape
     t = trp_xy.astype(np.float32)
     h2 = (np.broadcast_to(dz, (n, n_t)) ** 2).astype(np.float32) + (t**2).sum(-1)  # (N, T)
-    cap = np.float32(c) ** 2, np.float32(EARLY_FACTOR * c) ** 2
     out = np.empty((n, 2))
     chunk = max(1, block // (len(g) * n_t))
     for a in range(0, n, chunk):
         s = slice(a, a + chunk)
         d2 = h2[s][..., None] - 2 * (t[s] @ g.T) + (g**2).sum(1)  # (b, T, G)
         r = rho[s].astype(np.float32)[..., None] - np.sqrt(d2.clip(0))
-        cost = np.minimum(r**2, np.where(r >= 0, *cap))
-        out[s] = g[np.einsum("btg,bt->bg", cost, w[s].astype(np.float32)).argmin(1)]
+        cost = np.einsum("btg,bt->bg", grid_cost(r, c), w[s].astype(np.float32))
+        out[s] = g[cost.argmin(1)]
     return out
 
 
@@ -431,15 +447,16 @@ def estimated_multilateration(
     deciding which ranges to trust. Reads neither ``toa`` nor ``link_state``.
 
     reference: labelled database samples (as kNN fingerprinting uses them): their median UE
-    height is the known height (a street-level UE, 2-D solve) and their (x, y) bounding box the
-    service area. present: (M, T) bool keeps only those TRPs (a test condition).
+    height is the known height (a street-level UE, 2-D solve) and their (x, y) bounding box
+    (+ ``SEARCH_MARGIN_M``) the service area. present: (M, T) bool keeps only those TRPs (a
+    test condition).
     """
     _check_trp_positions(store)
     est = estimate_toa(store, idx)
     toa = est.toa if present is None else np.where(present, est.toa, np.nan)
     ref = np.asarray(reference, np.int64)
     xy = store.xy[ref]
-    box = np.stack([xy.min(0), xy.max(0)], axis=1)
+    box = np.stack([xy.min(0) - SEARCH_MARGIN_M, xy.max(0) + SEARCH_MARGIN_M], axis=1)
     res = multilaterate(
         toa,
         store.trp_xyz,
