@@ -216,7 +216,7 @@ def multilaterate(
                 raise ConfigError("a grid start (search_xy) needs a known ue_height")
             xg = x0.copy()
             xg[:, :2] = grid_start(rho, tt, dz, w0, search_xy, c)
-            starts.append(gauss_newton(xg)[0])
+            starts.append(xg)  # as is: a Huber fit from it would be pulled by the outliers
         candidates = list(starts)
         for xs in starts if tukey_m is not None else []:
             xt, _ = gauss_newton(xs, tukey=True)
