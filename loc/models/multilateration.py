@@ -102,6 +102,7 @@ def multilaterate(
     weights: np.ndarray | None = None,
     tukey_m: float | None = None,
     search_xy: np.ndarray | None = None,
+    range_period_m: float | None = None,
 ) -> MultilatResult:
     """Position from synchronized ToAs by weighted robust Gauss-Newton (vectorised).
 
@@ -120,6 +121,8 @@ def multilaterate(
         search_xy: [[x_min, x_max], [y_min, y_max]] m, the service area (needs ``ue_height``):
             also start from the best point of a grid over it (``grid_start``): the linearised
             LS start is dragged away by outlying ranges.
+        range_period_m: ranges are known only modulo this (m; ToA from CSI, period c / Δf):
+            residuals are wrapped into [-period/2, period/2); use with ``search_xy``.
         With ``tukey_m`` or ``search_xy`` the solution is, per sample, the candidate fit with
         the lowest truncated cost Σ w_i grid_cost(r_i, tukey_m or TUKEY_M).
     Needs n_used >= unknowns (2 or 3, +1 with clock_bias); else ``ok`` is False.
@@ -160,7 +163,7 @@ def multilaterate(
         diff = x[:, None, :d] - tt
         dist = np.sqrt((diff**2).sum(-1) + dz**2).clip(1e-9)
         bias = x[:, d : d + 1] if clock_bias else 0.0
-        return rho - dist - bias, diff, dist
+        return wrap(rho - dist - bias, range_period_m), diff, dist
 
     def robust(r, tukey):
         a = np.abs(r)
@@ -215,7 +218,7 @@ def multilaterate(
             if z_known is None:
                 raise ConfigError("a grid start (search_xy) needs a known ue_height")
             xg = x0.copy()
-            xg[:, :2] = grid_start(rho, tt, dz, w0, search_xy, c)
+            xg[:, :2] = grid_start(rho, tt, dz, w0, search_xy, c, range_period_m)
             starts.append(xg)  # as is: a Huber fit from it would be pulled by the outliers
         candidates = list(starts)
         for xs in starts if tukey_m is not None else []:
@@ -245,6 +248,12 @@ GRID_POINTS = 6000  # grid_start: about this many points over the service area
 EARLY_FACTOR = 3.0  # grid_start: an early range costs up to (EARLY_FACTOR * c)^2, a late one c^2
 
 
+def wrap(r: np.ndarray, period: float | None) -> np.ndarray:
+    """Range residuals r (m) of ranges known modulo ``period`` (m) into [-period/2, period/2);
+    unchanged when ``period`` is None."""
+    return r if period is None else np.mod(r + period / 2, period) - period / 2
+
+
 def grid_cost(r: np.ndarray, c: float) -> np.ndarray:
     """Truncated squared range residual r = ρ - d (m): min(r², c²) for r >= 0 (a late,
     NLOS-biased range costs at most c²), min(r², (EARLY_FACTOR c)²) for r < 0 (a first arrival
@@ -260,12 +269,14 @@ def grid_start(
     w: np.ndarray,
     search_xy: np.ndarray,
     c: float,
+    period: float | None = None,
     block: int = 2**22,
 ) -> np.ndarray:
     """Best grid point (N, 2) m over the rectangle ``search_xy`` [[x0, x1], [y0, y1]] m under
     Σ_i w_i grid_cost(ρ_i - d_i, c); about ``GRID_POINTS`` points (float32 arithmetic).
 
-    rho (N, T) ranges m, trp_xy (N, T, 2) m, dz (N, T) UE-minus-TRP height m, w (N, T) weights.
+    rho (N, T) ranges m, trp_xy (N, T, 2) m, dz (N, T) UE-minus-TRP height m, w (N, T) weights;
+    period: ranges known modulo this (m), see ``wrap``.
     """
     (x0, x1), (y0, y1) = np.asarray(search_xy, np.float64)
     step = max(np.sqrt((x1 - x0) * (y1 - y0) / GRID_POINTS), 0.1)
@@ -279,7 +290,7 @@ def grid_start(
     for a in range(0, n, chunk):
         s = slice(a, a + chunk)
         d2 = h2[s][..., None] - 2 * (t[s] @ g.T) + (g**2).sum(1)  # (b, T, G)
-        r = rho[s].astype(np.float32)[..., None] - np.sqrt(d2.clip(0))
+        r = wrap(rho[s].astype(np.float32)[..., None] - np.sqrt(d2.clip(0)), period)
         cost = np.einsum("btg,bt->bg", grid_cost(r, c), w[s].astype(np.float32))
         out[s] = g[cost.argmin(1)]
     return out
@@ -381,6 +392,18 @@ def first_peak(
     return pos, np.where(found, y0, 0.0), peak
 
 
+def quiet_start(profile: np.ndarray, rel_db: float = TOA_REL_DB) -> np.ndarray:
+    """For a periodic profile (..., M): the bin (...,) just after its longest circular run of
+    bins more than ``rel_db`` dB below the strongest, where a wrapped channel begins (the start
+    of the delay window is arbitrary when delays are only known modulo the period)."""
+    m = profile.shape[-1]
+    below = profile < profile.max(axis=-1, keepdims=True) * 10 ** (-rel_db / 10)
+    twice = np.concatenate([below, below], axis=-1)
+    i = np.arange(2 * m)
+    run = i - np.maximum.accumulate(np.where(twice, -1, i), axis=-1)  # quiet run ending at i
+    return (run[..., m:].argmax(axis=-1) + 1) % m
+
+
 def estimate_toa(
     store,
     idx: np.ndarray,
@@ -396,8 +419,9 @@ def estimate_toa(
     coordinate (Hz offsets, spacing Δf). CIR taps h[l] = Σ_p a_p e^{-j2πf_cτ_p} sinc(l - Wτ_p)
     start at 0 s: zero-padded to 2L and taken to the frequency domain by an FFT (the band-limited
     spectrum of the taps), so the profile covers [0, 2L/W) without wrapping and the search keeps
-    [0, L/W). CSI H[k] = Σ_p a_p e^{-j2π(f_c+f_k)τ_p} gives delays modulo 1/Δf. The ToA is the
-    first peak of ``delay_profile`` (``first_peak``), a link with no detectable peak gets NaN.
+    [0, L/W). CSI H[k] = Σ_p a_p e^{-j2π(f_c+f_k)τ_p} gives delays modulo 1/Δf: its periodic
+    profile is searched from the end of its longest quiet stretch (``quiet_start``). The ToA is
+    the first peak of ``delay_profile`` (``first_peak``), NaN for a link without one.
     """
     if "subcarrier" not in store.ds.coords and "subcarrier" not in store.ds.variables:
         raise DataError(f"{store.path} has no subcarrier coordinate (Hz) to get the bandwidth")
@@ -425,9 +449,14 @@ def estimate_toa(
         h = h.reshape(len(rows), n_t, -1, n_ch)  # (b, T, pairs, L or K)
         if source == "cir":  # the taps' spectrum at 2L ascending frequencies
             h = np.fft.fftshift(np.fft.fft(h, n=2 * n_ch, axis=-1), axes=-1)
-        edge = oversample if source == "cir" else 0
         prof = delay_profile(h, oversample)
-        pos, first[rows], peak[rows] = first_peak(prof, n_search, rel_db, edge)
+        if source == "cir":
+            pos, first[rows], peak[rows] = first_peak(prof, n_search, rel_db, oversample)
+        else:  # periodic: the channel starts after its longest quiet stretch
+            start = quiet_start(prof, rel_db)
+            prof = np.take_along_axis(prof, (start[..., None] + np.arange(n_search)) % n_search, -1)
+            pos, first[rows], peak[rows] = first_peak(prof, n_search, rel_db)
+            pos = (pos + start) % n_search
         toa[rows] = pos * bin_s
     with np.errstate(divide="ignore"):
         db = 10 * np.log10(peak), 10 * np.log10(first)
@@ -464,6 +493,7 @@ def estimated_multilateration(
         ue_height=float(np.median(store.xyz[ref, 2])),
         tukey_m=tukey_m or est.resolution_m,
         search_xy=box,
+        range_period_m=None if est.period_s is None else SPEED_OF_LIGHT * est.period_s,
     )
     return res, est
 
