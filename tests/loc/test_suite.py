@@ -284,6 +284,8 @@ def test_suite_model_families_tiny(tmp_path):
     assert variable["multilat_oracle"]["overall"]["median"] > oracle["overall"]["median"]
     assert fixed["multilat"]["overall"]["median"] < 3.0
     assert fixed["multilat"]["method"] == "ToA multilateration (ToA estimated from CIR)"
+    md = (tmp_path / "vin" / "vinloc.md").read_text()
+    assert "- multilat_oracle: ToA multilateration (oracle: true ToA + link states)" in md
     # the TRP models read simgen's stored CIR taps (data.variable: cir) as they are
     import zarr
 
