@@ -3,8 +3,9 @@
 ToA multilateration: ranges ρ_i = c * toa_i to TRPs at t_i on a clock shared by the TRPs and the
 UE; the UE position p (x, y, z, or x, y with a known UE height) minimises the weighted robust sum
 Σ_i w_i ρ(ρ_i - ||p - t_i|| - b) with Gauss-Newton / IRLS (Huber, then optionally Tukey),
-optionally with a common range bias b (an unsynchronized UE clock). Start: weighted linearised
-least squares, plus a few shifted starts.
+optionally with a common range bias b (an unsynchronized UE clock). Starts: weighted linearised
+least squares and a few shifted copies, optionally the best point of a grid over the service
+area under a truncated cost (``grid_start``).
 
 Two ways to get the ToAs:
 
@@ -33,7 +34,7 @@ import torch
 from loc.errors import ConfigError, DataError
 from simgen.schema import SPEED_OF_LIGHT, LinkState
 
-TUKEY_M = 5.0  # m: ranges further than this from the fit are outliers (NLOS) in the fair solver
+TUKEY_M = 5.0  # m: grid_cost's truncation when multilaterate gets search_xy but no tukey_m
 STATE_WEIGHTS: dict[int, float] = {
     LinkState.LOS: 1.0,
     LinkState.OLOS: 0.5,
@@ -209,9 +210,8 @@ def multilaterate(
             xk, ck = gauss_newton(xs)
             better = ck < best * (1 - 1e-9) - 1e-12
             x[better], best[better] = xk[better], ck[better]
-    if search_xy is None and tukey_m is None:
-        candidates = [x]
-    else:  # more candidates; keep the one with the lowest truncated cost (grid_cost)
+    if search_xy is not None or tukey_m is not None:  # more candidates: keep, per sample, the
+        # one with the lowest truncated cost (grid_cost)
         c = tukey_m or TUKEY_M
         starts = [x]
         if search_xy is not None:

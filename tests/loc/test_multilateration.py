@@ -74,6 +74,24 @@ def test_nlos_links_are_down_weighted():
     assert np.abs(r.xyz - ue).max() < 1e-6
 
 
+def test_robust_solver_rejects_late_ranges_and_unwraps_periodic_ones():
+    ue = _ues(60, seed=2)
+    toa = _toa(ue)
+    toa[::3, 1] += 60.0 / SPEED_OF_LIGHT  # a late (NLOS) first arrival on a third of the UEs
+    box = np.array([[0.0, 120.0], [0.0, 90.0]])
+    kw = {"ue_height": 1.5, "weights": np.ones(toa.shape), "tukey_m": 3.0}
+    huber = multilaterate(toa, TRPS, ue_height=1.5)
+    assert np.abs(huber.xyz - ue).max() > 1.0  # pulled by the late range
+    robust = multilaterate(toa, TRPS, search_xy=box, **kw)
+    assert np.abs(robust.xyz - ue).max() < 1e-6  # rejected: 4 consistent ranges remain
+    # ranges known modulo 50 m (ToA from CSI with c / Δf = 50 m): the wrapped residuals and the
+    # grid start recover the position; without the wrap the fit is wrong
+    period = 50.0 / SPEED_OF_LIGHT
+    wrapped = multilaterate(toa % period, TRPS, search_xy=box, range_period_m=50.0, **kw)
+    assert np.abs(wrapped.xyz - ue).max() < 1e-6
+    assert np.abs(multilaterate(toa % period, TRPS, search_xy=box, **kw).xyz - ue).max() > 5.0
+
+
 def test_degrades_gracefully():
     ue = _ues(5)
     toa = _toa(ue)
