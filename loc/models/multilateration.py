@@ -409,7 +409,7 @@ def estimate_toa(
     idx: np.ndarray,
     rel_db: float = TOA_REL_DB,
     oversample: int = TOA_OVERSAMPLE,
-    block: int = 64,
+    block_mb: float = 256.0,
 ) -> ToAEstimate:
     """First-arrival ToA (N, T) of samples ``idx`` of a ``loc.data.CSIStore`` (its selected
     TRPs; every UE and TRP antenna, every tap / subcarrier) from the channel alone.
@@ -421,7 +421,8 @@ def estimate_toa(
     spectrum of the taps), so the profile covers [0, 2L/W) without wrapping and the search keeps
     [0, L/W). CSI H[k] = Σ_p a_p e^{-j2π(f_c+f_k)τ_p} gives delays modulo 1/Δf: its periodic
     profile is searched from the end of its longest quiet stretch (``quiet_start``). The ToA is
-    the first peak of ``delay_profile`` (``first_peak``), NaN for a link without one.
+    the first peak of ``delay_profile`` (``first_peak``), NaN for a link without one. Samples
+    are processed in blocks of about ``block_mb`` MB of profiles.
     """
     if "subcarrier" not in store.ds.coords and "subcarrier" not in store.ds.variables:
         raise DataError(f"{store.path} has no subcarrier coordinate (Hz) to get the bandwidth")
@@ -441,6 +442,9 @@ def estimate_toa(
     toa = np.full((len(idx), n_t), np.nan)
     first = np.zeros((len(idx), n_t))
     peak = np.zeros((len(idx), n_t))
+    pairs = int(np.prod(data.shape[2:-1]))
+    m = n_ch * oversample * (2 if source == "cir" else 1)  # profile bins
+    block = max(1, int(block_mb * 2**20 / (n_t * pairs * m * 16)))  # complex128 profiles
     order = np.argsort(idx, kind="stable")
     for a in range(0, len(idx), block):
         rows = order[a : a + block]
