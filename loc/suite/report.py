@@ -68,6 +68,13 @@ def markdown_table(result: dict, models: list[str]) -> str:
             f"- {c['label']}: train {' + '.join(c['train'])}; test {c['test_scenario']} "
             f"n={c['n_test']}, database {c['n_database']}"
         )
+    methods = {  # rows whose runner names its method (e.g. fair vs oracle multilateration)
+        m: r["method"]
+        for c in cols
+        for m in models
+        if (r := result["results"][c["label"]].get(m)) and r.get("method")
+    }
+    lines += [f"- {m}: {text}" for m, text in methods.items()]
     return "\n".join(lines) + "\n"
 
 

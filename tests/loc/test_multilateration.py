@@ -1,15 +1,22 @@
 """Model-based baselines: exact ToA multilateration from noiseless LOS delays, NLOS-aware
-down-weighting, graceful degradation, and kNN fingerprinting."""
+down-weighting, graceful degradation, kNN fingerprinting, and the fair multilateration (ToA
+estimated from a rendered CIR / CSI, never reading ``toa`` or ``link_state``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pytest
+import zarr
 
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError
 from loc.models.multilateration import (
     KNNFingerprint,
+    estimate_toa,
+    estimated_multilateration,
     fingerprints,
     knn_localize,
     link_weights,
@@ -67,6 +74,24 @@ def test_nlos_links_are_down_weighted():
     assert np.abs(r.xyz - ue).max() < 1e-6
 
 
+def test_robust_solver_rejects_late_ranges_and_unwraps_periodic_ones():
+    ue = _ues(60, seed=2)
+    toa = _toa(ue)
+    toa[::3, 1] += 60.0 / SPEED_OF_LIGHT  # a late (NLOS) first arrival on a third of the UEs
+    box = np.array([[0.0, 120.0], [0.0, 90.0]])
+    kw = {"ue_height": 1.5, "weights": np.ones(toa.shape), "tukey_m": 3.0}
+    huber = multilaterate(toa, TRPS, ue_height=1.5)
+    assert np.abs(huber.xyz - ue).max() > 1.0  # pulled by the late range
+    robust = multilaterate(toa, TRPS, search_xy=box, **kw)
+    assert np.abs(robust.xyz - ue).max() < 1e-6  # rejected: 4 consistent ranges remain
+    # ranges known modulo 50 m (ToA from CSI with c / Δf = 50 m): the wrapped residuals and the
+    # grid start recover the position; without the wrap the fit is wrong
+    period = 50.0 / SPEED_OF_LIGHT
+    wrapped = multilaterate(toa % period, TRPS, search_xy=box, range_period_m=50.0, **kw)
+    assert np.abs(wrapped.xyz - ue).max() < 1e-6
+    assert np.abs(multilaterate(toa % period, TRPS, search_xy=box, **kw).xyz - ue).max() > 5.0
+
+
 def test_degrades_gracefully():
     ue = _ues(5)
     toa = _toa(ue)
@@ -110,3 +135,66 @@ def test_on_store_toa_and_knn(store_path):
     np.testing.assert_allclose(knn.predict(db), st.xy[sp.train[:20]], atol=1e-3)  # d = 0 wins
     with pytest.raises(ConfigError):
         fingerprints(st.read(sp.train[:2]), "phase")
+
+
+# ----------------------------------------------------------------------------- fair (rendered)
+
+
+@pytest.fixture(scope="module")
+def canyon_store(tmp_path_factory):
+    """The tiny vinloc budget's street canyon (3 TRPs, 50 MHz, 32 CIR taps), 32 UEs, rendered."""
+    from loc.suite import load_protocol
+    from loc.suite.datasets import dataset_store
+
+    spec = load_protocol("vinloc", "tiny").datasets["vinloc"]
+    spec = dataclasses.replace(spec, ue_count=32)
+    return dataset_store(spec, tmp_path_factory.mktemp("canyon"), device="cpu")
+
+
+def _copy(store, tmp_path, name):
+    out = tmp_path / name
+    shutil.copytree(store, out)
+    return out
+
+
+def test_estimated_toa_within_a_tap_of_the_true_first_arrival(canyon_store, tmp_path):
+    st = CSIStore(canyon_store, "dry", variable="cir")
+    idx = np.arange(len(st))
+    est = estimate_toa(st, idx)
+    assert est.source == "cir" and est.period_s is None
+    tap_m = est.resolution_m
+    assert tap_m == pytest.approx(SPEED_OF_LIGHT / 50e6)  # 32 x 1.5625 MHz
+    true = np.asarray(st.ds["toa"].values)
+    los = st.link_state == LinkState.LOS
+    err = np.abs(est.toa - true)[los] * SPEED_OF_LIGHT
+    assert los.sum() >= 40 and np.isfinite(err).all()
+    # within a tap for LOS links (a LOS ray cancelled by its ground reflection 0.1 tap later can
+    # leave a later reflection first: allow 1 in 20), and sub-tap on the median
+    assert (err < tap_m).mean() >= 0.95 and np.median(err) < 0.15 * tap_m
+    assert np.isnan(est.toa[st.link_state == LinkState.NO_PATH]).all()
+    # the CSI (no cir variable) gives the same first arrivals: its IDFT sees the same band
+    no_cir = _copy(canyon_store, tmp_path, "no_cir.zarr")
+    shutil.rmtree(no_cir / "dry" / "cir")
+    est_csi = estimate_toa(CSIStore(no_cir, "dry"), idx)
+    assert est_csi.source == "csi" and est_csi.period_s == pytest.approx(1 / 1.5625e6)
+    d = np.abs(est_csi.toa - est.toa)[los] * SPEED_OF_LIGHT
+    assert np.median(d) < 0.1 * tap_m
+
+
+def test_fair_multilateration_reads_no_labels_and_is_within_metres(canyon_store, tmp_path):
+    st = CSIStore(canyon_store, "dry", variable="cir")
+    sp = split_indices(st.valid, 16, int(st.valid.sum()) - 16, seed=1)
+    fair, _ = estimated_multilateration(st, sp.test, sp.train)
+    e = np.linalg.norm(fair.xyz[:, :2] - st.xy[sp.test], axis=1)
+    assert fair.ok.all() and np.median(e) < 2.0 and e.mean() < 4.0
+    # corrupt the labels a receiver cannot know: the fair estimate does not move, the oracle does
+    bad = _copy(canyon_store, tmp_path, "corrupt.zarr")
+    g = zarr.open_group(str(bad / "dry"), mode="a")
+    rng = np.random.default_rng(0)
+    g["toa"][:] = rng.uniform(0, 1e-6, g["toa"].shape).astype(np.float32)
+    g["link_state"][:] = rng.integers(0, 4, g["link_state"].shape).astype(np.int8)
+    st_bad = CSIStore(bad, "dry", variable="cir")
+    again, _ = estimated_multilateration(st_bad, sp.test, sp.train)
+    np.testing.assert_array_equal(again.xyz, fair.xyz)
+    oracle, oracle_bad = toa_multilateration(st, sp.test), toa_multilateration(st_bad, sp.test)
+    assert np.abs(oracle_bad.xyz - oracle.xyz).max() > 10.0
