@@ -288,12 +288,12 @@ class Renderer:
             "subcarrier": self.frequencies - cfg.frequency_hz,
         }
         if self.ctx.fleet is not None:
-            fp = self.ctx.fleet.plan
+            fleet = self.ctx.fleet.plan
             static.update(
-                vehicle_position=fp.position,
-                vehicle_velocity=fp.velocity,
-                vehicle_yaw=fp.yaw,
-                vehicle_type=fp.vtype,
+                vehicle_position=fleet.position,
+                vehicle_velocity=fleet.velocity,
+                vehicle_yaw=fleet.yaw,
+                vehicle_type=fleet.vtype,
             )
         store = create_or_resume(
             p.out,
