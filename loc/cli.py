@@ -101,7 +101,11 @@ def train(
     scale: str = typer.Option(
         "auto", help="CSI scale: a number (paper: 1e4) or 'auto' (1/RMS of the training CSI)"
     ),
-    domain: str = typer.Option("freq", help="freq | angle_delay (input transform)"),
+    domain: str = typer.Option(
+        "auto",
+        help="auto | freq | angle_delay | ad_power (input transform; auto: ad_power for "
+        "models that take plain features under the conditioned recipe, else freq)",
+    ),
     frame: str = typer.Option("absolute", help="absolute | trp (locations relative to TRP)"),
     variable: str = typer.Option(
         "csi", help="csi | cir (stored CIR taps; VIn-Loc then needs domain 'taps')"
@@ -130,6 +134,7 @@ def train(
     from loc.evaluate import baseline_reports, evaluate, write_report
     from loc.fit.supervised import BUDGETS, TrainConfig, TrainSet
     from loc.fit.supervised import train as run_train
+    from loc.models import default_domain
 
     _setup_logging(quiet)
     if budget not in BUDGETS:
@@ -149,6 +154,8 @@ def train(
         parse_index_list(trp_ants),
         parse_index_list(subcarriers),
     )
+    if domain == "auto":
+        domain = default_domain([model], recipe, variable)
     transform = CSITransform(scale=scale_v, domain=domain)  # type: ignore[arg-type]
     cfg = TrainConfig(
         model=model,

@@ -70,6 +70,16 @@ def default_lr(name: str, recipe: str = "conditioned") -> float:
     return PEAK_LR.get(name, PEAK_LR[kind])
 
 
+def default_domain(names: list[str], recipe: str = "conditioned", variable: str = "csi") -> str:
+    """The CSI input transform (``loc.data.CSITransform.domain``) for models ``names``: the
+    angle-delay power ("ad_power") under the conditioned recipe on the CFR when none of them
+    transforms the complex channel itself (``complex_input``: AD_CNN, the TRP-token, DA and
+    MetaLoc models) and all are registered (suite-only rows, e.g. multilateration, read the
+    channel as stored); else the stored channel as is ("freq", the papers' input)."""
+    plain = all(n in MODELS and not getattr(MODELS[n][0], "complex_input", False) for n in names)
+    return "ad_power" if plain and recipe == "conditioned" and variable == "csi" else "freq"
+
+
 def build_model(name: str, in_shape: tuple[int, int, int], **overrides) -> nn.Module:
     """Instantiate a registered model for CSI samples of shape ``in_shape`` = (G, A, C)."""
     if name not in MODELS:
@@ -104,5 +114,6 @@ __all__ = [
     "VInLoc",
     "build_model",
     "count_parameters",
+    "default_domain",
     "default_lr",
 ]

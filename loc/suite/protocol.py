@@ -335,21 +335,13 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
 
 
 def resolve_domain(data: dict, models: list[str]) -> str:
-    """``data.domain: auto``: the angle-delay power features (``loc.data.CSITransform``,
-    "ad_power") when no model transforms the complex channel itself (``complex_input``: AD_CNN,
-    the TRP-token, DA and MetaLoc models; the suite-only rows) under the conditioned recipe on
-    the CFR; else the stored channel as is ("freq": the paper's input)."""
+    """``data.domain: auto`` -> ``loc.models.default_domain`` of the protocol's models."""
     if data["domain"] != "auto":
         return data["domain"]
-    from loc.models import MODELS
+    from loc.models import default_domain
     from loc.suite.runners import base_model
 
-    plain = all(
-        base_model(m) in MODELS and not getattr(MODELS[base_model(m)][0], "complex_input", False)
-        for m in models
-    )
-    use = plain and data["recipe"] == "conditioned" and data["variable"] == "csi"
-    return "ad_power" if use else "freq"
+    return default_domain([base_model(m) for m in models], data["recipe"], data["variable"])
 
 
 def csi_transform(data: dict, scale: float | None) -> CSITransform:
