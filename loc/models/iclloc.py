@@ -91,6 +91,10 @@ class ICLLoc(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff) for _ in range(depth))
         self.head = nn.Linear(d_model, 2)
 
+    def fit_targets(self, seq_xy: np.ndarray, identity: bool = False) -> None:
+        """Fit the label length L on the training sequences' locations (N, k + 1, 2) m."""
+        self.labels.fit_targets(seq_xy, identity)
+
     def tokens(self, ctx_h: torch.Tensor, ctx_x: torch.Tensor, cur_h: torch.Tensor) -> torch.Tensor:
         """ctx_h (B, n, G, A, C, 2), ctx_x (B, n, 2) labels in network units (see
         ``AnchorNorm.encode``), cur_h (B, 1, ...) -> (B, 2n + 1, d)."""

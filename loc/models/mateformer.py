@@ -126,6 +126,10 @@ class Mateformer(nn.Module):
         self.output_fc_x = nn.Linear(d_model, 2)
         self.x_fp32 = x_fp32
 
+    def fit_targets(self, seq_xy: np.ndarray, identity: bool = False) -> None:
+        """Fit the label length L on the training sequences' locations (N, k + 1, 2) m."""
+        self.labels.fit_targets(seq_xy, identity)
+
     def forward(
         self, nei_h: torch.Tensor, nei_x: torch.Tensor, cur_h: torch.Tensor
     ) -> torch.Tensor:

@@ -18,6 +18,7 @@ from loc.fit.supervised import (
     resolve_device,
     train,
 )
+from loc.models import PEAK_LR, VInLoc, build_model
 
 TINY = {  # small widths so CPU tests are fast; the code path is the full model's
     "mateformer": dict(d_model=32, depth=2, n_heads=4, d_ff=32, p_range=(4, 8), q_range=(1, 8)),
@@ -51,6 +52,27 @@ def test_lr_schedule_matches_spec():
     assert lr_at(299_999, cfg, 1e-4) == pytest.approx(8e-7)
     short = TrainConfig(steps=600, recipe="paper")
     assert lr_at(299, short, 1.0) == 1.0 and lr_at(300, short, 1.0) == pytest.approx(0.2)
+
+
+def test_paper_recipe_trains_the_specs_networks_and_ours_conditions_them(store_path):
+    """recipe: paper -> raw metres (point), absolute labels (set), the paper's CIR features
+    (TRP-token), the spec LR; the default -> standardised / anchor-relative / peak-normalised."""
+    ts = _set(store_path)
+    spans = ts.store.xy[ts.train].std(0).max()
+    for recipe in ("paper", "conditioned"):
+        paper = recipe == "paper"
+        kw = dict(steps=1, batch_size=8, n_neighbours=8, device="cpu", recipe=recipe)
+        cnn = train(TrainConfig(model="cnn", **kw), [ts]).model
+        assert float(cnn.scale) == pytest.approx(1.0 if paper else spans)
+        assert float(cnn.origin.abs().max()) == 0.0 if paper else float(cnn.origin.abs().max()) > 0
+        mate = train(TrainConfig(model="mateformer", model_kwargs=TINY["mateformer"], **kw), [ts])
+        assert mate.model.labels.relative is not paper
+        assert (float(mate.model.labels.label_scale) == 1.0) is paper
+        vin = build_model("vinloc", (2, 8, 8), **(VInLoc.paper_kwargs if paper else {}))
+        assert vin.tap_norm == ("global" if paper else "peak")
+        cfg = TrainConfig(model="cnn", **kw)
+        assert cfg.peak_lr("cnn") == (1e-3 if paper else PEAK_LR["point"])
+        assert cfg.schedule == ("step" if paper else "cosine")
 
 
 def test_default_schedule_is_warmup_then_cosine_sized_to_the_steps():
