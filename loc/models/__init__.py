@@ -54,7 +54,7 @@ MODELS: dict[str, tuple[type[nn.Module], dict]] = {
 # "same settings"; 1e-3 for the baselines; VIn-Loc 4e-4 with AdamW, its own ``make_optimizer``).
 # PEAK_LR: our default recipe (conditioned targets, warm-up + cosine), from the measured sweep
 # in docs/benchmarks.md ("Learning-rate sweep": 3e-3 won for every family at CPU widths; set
-# models keep 1e-3, 10 % behind there, as full-width transformers are the least stable); a
+# models keep 1e-3, 2-14 % behind there, as full-width transformers are the least stable); a
 # model name overrides its kind.
 PAPER_LR = {"set": 1e-4, "point": 1e-3, "trp": 4e-4}
 PEAK_LR: dict[str, float] = {"set": 1e-3, "point": 3e-3, "trp": 3e-3}
