@@ -15,6 +15,7 @@ from torch import nn
 
 from loc.data import FeatureBank
 from loc.errors import ConfigError, DataError
+from loc.fit.schedule import lr_factor
 from loc.fit.supervised import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -31,15 +32,21 @@ log = logging.getLogger("loc.da")
 
 @dataclasses.dataclass
 class DAConfig:
-    """Options of ``train_da``. Paper: batch 256, lr 1e-3, weight decay 1e-4 (as L_WR),
-    2000 epochs; λ_CR 0.7 / λ_PCP 0.3 (Tab. II), focal γ = 2; ``label_trp`` = which selected
-    TRP's link state gives the PCP label (the paper has one BS)."""
+    """Options of ``train_da``. Paper: batch 256, lr 1e-3 (constant), weight decay 1e-4 (as
+    L_WR), 2000 epochs; λ_CR 0.7 / λ_PCP 0.3 (Tab. II), focal γ = 2; ``label_trp`` = which
+    selected TRP's link state gives the PCP label (the paper has one BS).
+
+    schedule, warmup: LR schedule over ``steps`` (``loc.fit.schedule.lr_factor``): "cosine"
+    (linear warm-up over ``warmup`` * steps, then cosine decay; the default for budgets shorter
+    than the paper's) or "constant" (the paper recipe)."""
 
     model: str = "hda"
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup: float = 0.05
     weight_decay: float = 1e-4
     gamma: float = 2.0
     lambda_cr: float = 0.7
@@ -84,6 +91,8 @@ def train_da(
     history: list[dict] = []
     acc: dict[str, float] = {}
     for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.schedule, cfg.warmup)
         i_s, i_t = source.train[bs.rows(step)], target.train[bt.rows(step)]
         hs = bank_s(i_s)
         zs = (bank_s.xy(i_s) - model.origin) / model.scale
@@ -102,6 +111,7 @@ def train_da(
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             n = acc.pop("n")
             rec = {"step": step + 1, **{k: v / n for k, v in acc.items()}}
+            rec["lr"] = opt.param_groups[0]["lr"]
             if not all(math.isfinite(v) for v in rec.values()):
                 raise ConfigError(f"DA training diverged at step {step + 1}: {rec}")
             history.append(rec)

@@ -271,17 +271,100 @@ def select_init(result: MetaResult, support_h: torch.Tensor, max_ref: int = 512)
 # ----------------------------------------------------------------------------- adaptation
 
 
+@dataclasses.dataclass
+class AdaptConfig:
+    """Fast adaptation (meta-test) on K support samples, the same for every initialisation.
+
+    optimizer: "adam" (default: run to convergence) or "sgd" (the paper's recipe: exactly
+        ``steps`` full-batch steps θ <- θ - lr ∇L, no early stop, e.g. steps 20, lr = α).
+    steps: the most full-batch steps (Adam) or the exact number (SGD).
+    lr: Adam's learning rate or SGD's α.
+    holdout: Adam: fraction of the K samples held out to pick the step with the lowest held-out
+        loss; when that is fewer than ``min_holdout`` samples, all K are fitted and the
+        training loss picks the step (plateau). The best weights are restored.
+    patience: Adam: stop after this many steps without a relative improvement of ``min_delta``.
+    """
+
+    optimizer: str = "adam"
+    steps: int = 300
+    lr: float = 1e-3
+    holdout: float = 0.25
+    min_holdout: int = 4
+    patience: int = 30
+    min_delta: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"adapt.optimizer must be adam | sgd, got {self.optimizer!r}")
+        if self.steps < 0 or not self.lr > 0 or not 0 <= self.holdout < 1 or self.patience < 1:
+            raise ConfigError(
+                "adapt: steps >= 0, lr > 0, 0 <= holdout < 1 and patience >= 1 are required"
+            )
+
+    @staticmethod
+    def from_dict(d: dict | None) -> AdaptConfig:
+        """From a protocol's ``data.adapt`` mapping; unknown keys are a ConfigError."""
+        d = dict(d or {})
+        bad = set(d) - {f.name for f in dataclasses.fields(AdaptConfig)}
+        if bad:
+            raise ConfigError(f"data.adapt: unknown key(s) {', '.join(sorted(bad))}")
+        return AdaptConfig(**d)
+
+
 def adapt(
-    model: MetaLocNet, h: torch.Tensor, xy: torch.Tensor, steps: int = 20, alpha: float = 0.01
+    model: MetaLocNet, h: torch.Tensor, xy: torch.Tensor, cfg: AdaptConfig | None = None
 ) -> MetaLocNet:
-    """Fast adaptation (meta-test): a copy of ``model`` after ``steps`` plain gradient steps of
-    size α on the K support samples h (K, G, A, C, 2), xy (K, 2) m."""
+    """Fast adaptation: a copy of ``model`` fitted on the K support samples h (K, G, A, C, 2),
+    xy (K, 2) m per ``cfg`` (full batch). The copy's ``adapt_info`` says how it stopped:
+    {"steps": steps run, "best_step": steps of the kept weights, "monitor": "holdout" |
+    "train" | "none"}."""
+    cfg = cfg or AdaptConfig()
     m = copy.deepcopy(model).train()
-    opt = torch.optim.SGD(m.parameters(), lr=alpha)
-    for _ in range(steps):
+    with torch.no_grad():  # the fingerprint has no parameters: computed once
+        fp, z = m.fingerprint(h), (xy - m.origin) / m.scale
+
+    def loss(rows=slice(None)) -> torch.Tensor:
+        return F.mse_loss(m.net(fp[rows]), z[rows])
+
+    if cfg.optimizer == "sgd":  # the paper: a fixed number of α-steps
+        opt = torch.optim.SGD(m.parameters(), lr=cfg.lr)
+        for _ in range(cfg.steps):
+            opt.zero_grad(set_to_none=True)
+            loss().backward()
+            opt.step()
+        m.adapt_info = {"steps": cfg.steps, "best_step": cfg.steps, "monitor": "none"}
+        return m.eval()
+    k = len(h)
+    n_val = round(cfg.holdout * k)
+    if n_val >= cfg.min_holdout and k - n_val >= 1:
+        perm = torch.from_numpy(np.random.default_rng([cfg.seed, k]).permutation(k))
+        fit, val = perm[n_val:].to(h.device), perm[:n_val].to(h.device)
+        monitor = "holdout"
+    else:
+        fit = val = torch.arange(k, device=h.device)
+        monitor = "train"
+    opt = torch.optim.Adam(m.parameters(), lr=cfg.lr)
+
+    def score() -> float:
+        with torch.no_grad():
+            return float(loss(val))
+
+    best, best_step, best_state, since, step = score(), 0, copy.deepcopy(m.state_dict()), 0, 0
+    for step in range(1, cfg.steps + 1):
         opt.zero_grad(set_to_none=True)
-        m.training_loss(h, xy).backward()
+        loss(fit).backward()
         opt.step()
+        s = score()
+        if not math.isfinite(s):
+            break
+        since = 0 if s < best * (1 - cfg.min_delta) else since + 1
+        if s < best:
+            best, best_step, best_state = s, step, copy.deepcopy(m.state_dict())
+        if since >= cfg.patience:
+            break
+    m.load_state_dict(best_state)
+    m.adapt_info = {"steps": step, "best_step": best_step, "monitor": monitor}
     return m.eval()
 
 
@@ -295,8 +378,7 @@ def adaptation_curve(
     target,
     test: np.ndarray,
     ks: Sequence[int],
-    steps: int = 20,
-    alpha: float = 0.01,
+    adapt_cfg: AdaptConfig | None = None,
     seed: int = 0,
     device: str = "cpu",
 ) -> dict[str, dict[int, dict[str, float]]]:
@@ -312,6 +394,6 @@ def adaptation_curve(
         h_s, x_s = bank(sup), bank.xy(sup)
         for name, init in inits.items():
             base = init.models[select_init(init, h_s)] if isinstance(init, MetaResult) else init
-            e = _errors(adapt(base, h_s, x_s, steps, alpha), bank, np.asarray(test))
+            e = _errors(adapt(base, h_s, x_s, adapt_cfg), bank, np.asarray(test))
             out[name][k] = {"mean": float(e.mean()), "median": float(np.median(e))}
     return out

@@ -1,10 +1,13 @@
-"""Learning-rate schedules, as a multiplier of the peak LR.
+"""Learning-rate schedules sized to the step count, shared by the fitting loops.
 
-- ``"cosine"`` (our default for every budget but ``paper``): linear warm-up over the first
-  ``warmup`` fraction of the steps, then a cosine decay to 1 % of the peak at the last step.
-  Sized to the step count, so a 1,500-step CPU run decays as fully as a 300k-step one.
-- ``"step"`` (the paper recipe, spec §4.2): constant, multiplied by ``decay`` after each
-  ``milestones`` fraction of the steps ((1/2, 2/3, 5/6) of 300k = 150k / 200k / 250k).
+``lr_factor(step, steps, schedule)`` is the multiplier of the peak LR at 0-based ``step`` of a
+run of ``steps`` steps (the spec's step number is ``step + 1``):
+
+- ``"cosine"``: linear warm-up over ``warmup * steps`` steps (to the peak at the last warm-up
+  step), then a half cosine from the peak to 0 at the last step, never below 1 % of the peak.
+- ``"step"``: the paper recipe: x ``decay`` after each milestone fraction of ``steps``
+  (step number > round(m * steps)), no warm-up.
+- ``"constant"``: 1.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import math
 
 from loc.errors import ConfigError
 
-SCHEDULES = ("cosine", "step")
-FLOOR = 0.01  # cosine: the last step's LR as a fraction of the peak
+SCHEDULES = ("cosine", "step", "constant")
+FLOOR = 0.01  # cosine: smallest multiplier of the peak LR
 
 
 def lr_factor(
@@ -22,17 +25,23 @@ def lr_factor(
     steps: int,
     schedule: str = "cosine",
     warmup: float = 0.05,
-    milestones: tuple[float, ...] = (1 / 2, 2 / 3, 5 / 6),
+    milestones=(1 / 2, 2 / 3, 5 / 6),
     decay: float = 0.2,
 ) -> float:
-    """Multiplier of the peak LR at 0-based ``step`` of ``steps``."""
-    n = step + 1  # the spec counts steps from 1
+    """Multiplier (0, 1] of the peak LR for 0-based ``step`` of ``steps`` (see module doc)."""
+    if steps < 1:
+        raise ConfigError(f"an LR schedule needs steps >= 1, got {steps}")
+    n = step + 1
+    if schedule == "constant":
+        return 1.0
     if schedule == "step":
         return decay ** sum(n > round(m * steps) for m in milestones)
     if schedule != "cosine":
         raise ConfigError(f"unknown LR schedule {schedule!r} ({' | '.join(SCHEDULES)})")
-    n_warm = max(1, round(warmup * steps))
-    if n <= n_warm:
-        return n / n_warm
-    progress = (n - n_warm) / max(1, steps - n_warm)
-    return FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if not 0.0 <= warmup < 1.0:
+        raise ConfigError(f"warm-up fraction must be in [0, 1), got {warmup}")
+    w = round(warmup * steps)
+    if n <= w:
+        return n / w
+    t = (n - w) / max(steps - w, 1)  # (0, 1]: 1 at the last step
+    return max(FLOOR, 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0))))

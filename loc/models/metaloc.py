@@ -1,38 +1,42 @@
-"""MetaLoc (spec ``metaloc.md``): MAML meta-training of a fingerprint -> location MLP over
-environments, centralized (vanilla MAML) and distributed (MAML-TS, MAML-DG), and fast
-adaptation with K target samples.
+"""MetaLoc's network (spec ``metaloc.md``): a fingerprint -> location MLP. Meta-training and
+fast adaptation are in ``loc.fit.meta``.
 
-Environments are ``loc.fit.supervised.TrainSet`` objects (a store / condition group / TRP layout and
-its training indices). A task is N reference points ("ways") with ``k_spt`` support and
-``k_qry`` query samples each: samples that share a UE position (e.g. several traffic snapshots)
-form one reference point; when an environment has too few repeated positions a task is
-N * (k_spt + k_qry) distinct random samples (support and query disjoint).
+``MetaLocNet`` = MLP with 4 hidden layers (256, 256, 128, 64; ReLU) on a fingerprint of the
+CSI features (B, G, A, C, 2) (already multiplied by the store's CSI scale, so a bin of power 1
+is the training RMS):
 
-Model: ``MetaLocNet`` = MLP with 4 hidden layers (256, 256, 128, 64; ReLU) on a fingerprint of
-the CSI features: ``"amplitude"`` = |h| of every (link group, antenna, subcarrier) (G*A*C) or
-``"rss"`` = per-link-group mean power in dB / 10 (G). It is a plain "point" model, so the
-standard loop trains it on pooled environments (the TL baseline) or on K target samples (RI).
-Losses are MSE on standardised locations (``TargetNorm``).
+- ``"angle_delay"`` (default): log-power of the angle-delay CSI H_AD = F_angle H F_delay^H
+  (``loc.data.dft_matrices``) per (link group, angle, delay) bin, in dB re the training RMS,
+  clipped at ``floor_db`` and mapped to [0, ...): (max(10 log10 |H_AD|^2, floor) - floor) /
+  |floor| (G*A*C values). It carries location where |h| does not: the carrier phase
+  scrambles the CFR every few cm, while the power per (direction, delay) bin changes smoothly.
+- ``"amplitude"``: |h| of every (link group, antenna, subcarrier) (G*A*C).
+- ``"rss"``: per-link-group mean power in dB / 10 (G).
+
+It is a plain "point" model, so the standard loop trains it on pooled environments (the TL
+baseline) or on K target samples (RI). Losses are MSE on standardised locations (``TargetNorm``).
 """
 
 from __future__ import annotations
 
-import logging
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loc.data import dft_matrices
 from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
 
-log = logging.getLogger("loc.metaloc")
-
 PARADIGMS = ("maml", "maml_ts", "maml_dg")
+FINGERPRINTS = ("angle_delay", "amplitude", "rss")
 
 
 class MetaLocNet(TargetNorm):
-    """Fingerprint MLP: CSI features (B, G, A, C, 2) -> location (B, 2) m."""
+    """Fingerprint MLP: CSI features (B, G, A, C, 2) -> location (B, 2) m.
+
+    floor_db: clip level (dB re the training RMS bin power) of the angle-delay fingerprint.
+    """
 
     kind = "point"
     bf16_ok = False
@@ -42,15 +46,28 @@ class MetaLocNet(TargetNorm):
         self,
         in_shape: tuple[int, int, int] = (1, 32, 32),
         hidden: tuple[int, ...] = (256, 256, 128, 64),
-        features: str = "amplitude",
+        features: str = "angle_delay",
+        floor_db: float = -40.0,
     ) -> None:
         super().__init__()
-        if features not in ("amplitude", "rss"):
-            raise ConfigError(f"unknown MetaLoc fingerprint {features!r} (amplitude | rss)")
+        if features not in FINGERPRINTS:
+            raise ConfigError(
+                f"unknown MetaLoc fingerprint {features!r} ({' | '.join(FINGERPRINTS)})"
+            )
+        if not floor_db < 0:
+            raise ConfigError(f"floor_db must be negative (dB re the training RMS), got {floor_db}")
         g, a, c = in_shape
-        self.hparams = dict(in_shape=tuple(in_shape), hidden=tuple(hidden), features=features)
-        self.features = features
-        d = g * a * c if features == "amplitude" else g
+        self.hparams = dict(
+            in_shape=tuple(in_shape), hidden=tuple(hidden), features=features, floor_db=floor_db
+        )
+        self.features, self.floor_db = features, float(floor_db)
+        if features == "angle_delay":
+            f_a, f_d = dft_matrices(a, c)
+            self.register_buffer("f_angle", torch.from_numpy(f_a.astype(np.complex64)), False)
+            self.register_buffer(
+                "f_delay_h", torch.from_numpy(f_d.conj().T.astype(np.complex64)), False
+            )
+        d = g if features == "rss" else g * a * c
         layers: list[nn.Module] = []
         for w in hidden:
             layers += [nn.Linear(d, w), nn.ReLU()]
@@ -59,7 +76,12 @@ class MetaLocNet(TargetNorm):
         self.net = nn.Sequential(*layers)
 
     def fingerprint(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, G, A, C, 2) -> (B, D) fingerprint."""
+        """(B, G, A, C, 2) -> (B, D) fingerprint (see the module doc)."""
+        if self.features == "angle_delay":
+            hc = torch.view_as_complex(h.float().contiguous())
+            p = (self.f_angle @ hc @ self.f_delay_h).abs() ** 2  # (B, G, A, C)
+            db = 10 * torch.log10(p + 1e-30)
+            return ((db.clamp(min=self.floor_db) - self.floor_db) / -self.floor_db).flatten(1)
         p = (h.float() ** 2).sum(-1)  # |h|^2 (B, G, A, C)
         if self.features == "amplitude":
             return p.sqrt().flatten(1)

@@ -44,8 +44,7 @@ DATA_DEFAULTS = {
     "finetune_sizes": [],  # transfer-learning curve: fine-tune on n test-scenario samples
     "finetune_steps": 1000,  # steps of each fine-tuning run (constant LR)
     "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
-    "adapt_steps": 20,  # MetaLoc: SGD steps of fast adaptation
-    "adapt_lr": 0.01,  # MetaLoc: step size alpha of fast adaptation
+    "adapt": {},  # MetaLoc: fast-adaptation options (loc.fit.meta.AdaptConfig)
 }
 SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db", "trp_subset"}
 
@@ -279,7 +278,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if not isinstance(shots, list) or not shots:
         raise ConfigError("data.k_shots must be a non-empty list of sample counts")
     data["k_shots"] = [_count(v, "data.k_shots[]") for v in shots]
-    _count(data["adapt_steps"], "data.adapt_steps", 0)
+    from loc.fit.meta import AdaptConfig
+
+    if not isinstance(data["adapt"], dict):
+        raise ConfigError("data.adapt must be a mapping (optimizer, steps, lr, ...)")
+    AdaptConfig.from_dict(data["adapt"])  # validates
     _count(data["finetune_steps"], "data.finetune_steps")
     if not isinstance(data["finetune_sizes"], list):
         raise ConfigError("data.finetune_sizes must be a list of sample counts")

@@ -147,6 +147,14 @@ def _curve_table(res: dict, cols: list, models: list[str], key: str, title: str)
             curve = {0: r["overall"], **r.get(key, {})} if direct and r else r.get(key, {})
             cells.append(f"{curve[n]['mean']:.2f}" if n in curve else "–")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    # baselines on the same K samples (MetaLoc: "mean of K", kNN on K), from any model's entry
+    base = {lab: (res[lab].get(rows[0]) or {}).get("adaptation_baselines", {}) for lab, _ in heads}
+    for b in dict.fromkeys(b for v in base.values() for b in v):
+        cells = [
+            f"{base[lab][b][n]['mean']:.2f}" if n in base[lab].get(b, {}) else "–"
+            for lab, n in heads
+        ]
+        lines.append(f"| *{b}* | " + " | ".join(cells) + " |")
     return lines
 
 

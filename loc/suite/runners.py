@@ -116,6 +116,7 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
             steps=proto.steps,
             batch_size=min(proto.batch_size, len(db)),
             lr=proto.data["lr"] or DAConfig.lr,
+            schedule="constant" if proto.budget == "paper" else "cosine",
             seed=proto.seed,
             device=str(device),
             log_every=proto.log_every,
@@ -138,12 +139,19 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
 # ----------------------------------------------------------------------------- meta
 
 
+def _err_stats(pred: np.ndarray, xy: np.ndarray) -> dict[str, float]:
+    """Mean / median 2-D error (m) of estimates (M, 2) (or one (2,) for all) against xy (M, 2)."""
+    e = np.linalg.norm(np.asarray(pred)[..., :2] - xy[:, :2], axis=1)
+    return {"mean": float(e.mean()), "median": float(np.median(e))}
+
+
 def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.data import FeatureBank
     from loc.evaluate import predict
-    from loc.fit.meta import MetaConfig, adapt, meta_train, select_init
+    from loc.fit.meta import AdaptConfig, MetaConfig, adapt, meta_train, select_init
     from loc.fit.supervised import TrainConfig, train
     from loc.models.metaloc import MetaLocNet
+    from loc.models.multilateration import KNNFingerprint
 
     data = proto.data
     kw = dict(proto.model_kwargs.get(name, {}))
@@ -179,24 +187,36 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
         init = MetaLocNet(train_sets[0].store.shape, **kw)
         init.fit_targets(np.concatenate([s.store.xy[s.train] for s in train_sets]))
     ks = sorted(data["k_shots"])
+    acfg = AdaptConfig.from_dict(data["adapt"])
+    fp_net = init.models[0] if hasattr(init, "models") else init  # fingerprints: weight-free
     preds, extra = {}, {}
     for tname, (st, db, te) in tests.items():
         if ks[-1] > len(db):
             raise DataError(f"{tname}: K = {ks[-1]} exceeds the {len(db)} database samples")
         bank = FeatureBank(st, device)
-        curve = {}
+        with torch.no_grad():
+            fp_test = fp_net.to(device).fingerprint(bank(te)).cpu().numpy()
+        curve, baselines = {}, {"mean of K": {}, f"kNN (k={KNN_K}) on K": {}}
         for k in ks:  # the same K samples for every model: seeded by (split seed, K)
             sup = np.random.default_rng([data["split_seed"], k]).choice(db, k, replace=False)
             h, xy = bank(sup), bank.xy(sup)
             base = init
             if hasattr(init, "models"):  # MetaResult: MAML-TS picks its env by MMD
                 base = init.models[select_init(init, h)]
-            m = adapt(base.to(device), h, xy, data["adapt_steps"], data["adapt_lr"])
+            m = adapt(base.to(device), h, xy, acfg)
             p = predict(m, st, te, device=device)
-            e = np.linalg.norm(p - st.xy[te], axis=1)
-            curve[k] = {"mean": float(e.mean()), "median": float(np.median(e))}
+            curve[k] = {**_err_stats(p, st.xy[te]), **m.adapt_info}
+            knn = KNNFingerprint(min(KNN_K, k))
+            with torch.no_grad():
+                knn.fit(fp_net.fingerprint(h).cpu().numpy(), st.xy[sup])
+            baselines["mean of K"][k] = _err_stats(st.xy[sup].mean(0), st.xy[te])
+            baselines[f"kNN (k={KNN_K}) on K"][k] = _err_stats(knn.predict(fp_test), st.xy[te])
         preds[tname] = p  # the largest K
-        extra[tname] = {"k_shot": ks[-1], "adaptation_curve": curve}
+        extra[tname] = {
+            "k_shot": ks[-1],
+            "adaptation_curve": curve,
+            "adaptation_baselines": baselines,
+        }
     return Fitted(preds, extra, {"paradigm": paradigm or name})
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError
 from loc.fit.da import DAConfig, evaluate_da, train_da
+from loc.fit.schedule import lr_factor
 from loc.fit.supervised import TrainConfig, TrainSet, load_checkpoint, train
 from loc.models import build_model, count_parameters
 from loc.models.da import (
@@ -145,6 +146,14 @@ def test_da_models_overfit_tiny_dataset(store_path, tmp_path, name):
         assert all(abs(h["s1"]) <= S_BOUND and abs(h["s2"]) <= S_BOUND for h in res.history)
     model, ck = load_checkpoint(tmp_path)
     assert ck["model"] == name and ck["data"][1]["group"] == "rain_25mmh"
+    # targets standardised by TargetNorm fitted on the source labels, kept in the checkpoint
+    xy_s = src.store.xy[src.train]
+    np.testing.assert_allclose(ck["state_dict"]["origin"].numpy(), xy_s.mean(0), rtol=1e-5)
+    assert float(model.scale) == pytest.approx(xy_s.std(0).max(), rel=1e-5)
+    # warm-up + cosine LR (non-paper default): the logged LR follows lr_factor
+    lrs = [(h["step"], h["lr"]) for h in res.history]
+    assert lrs[0][1] == pytest.approx(3e-3 * 10 / 10) and lrs[-1][1] == pytest.approx(3e-5)
+    assert all(lr == pytest.approx(3e-3 * lr_factor(s - 1, 200)) for s, lr in lrs)
     m = evaluate_da(model, src.store, src.train, label_trp=0)
     spread = np.sqrt(
         np.mean(np.sum((src.store.xy[src.train] - src.store.xy[src.train].mean(0)) ** 2, axis=1))

@@ -1,6 +1,8 @@
 """MetaLoc: one MAML inner step lowers the query loss; centralized and distributed paradigms
 agree on a single environment; MMD picks the right environment; meta-training + fast
-adaptation fits the tiny store."""
+adaptation fits the tiny store; fast adaptation (Adam to convergence, early stopping on held-out
+support samples, the paper's SGD recipe) on the angle-delay fingerprint, with a shuffled-CSI
+control that must not beat the mean of the K labels."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError
 from loc.fit.meta import (
+    AdaptConfig,
     MetaConfig,
     _call_loss,
     adapt,
@@ -135,13 +138,17 @@ def test_meta_training_and_fast_adaptation_fit_tiny_store(store_path):
     ri = MetaLocNet(dry.store.shape, **SMALL["model_kwargs"])
     ri.fit_targets(dry.store.xy[dry.train])
     curve = adaptation_curve(
-        {"maml_dg": res, "ri": ri}, rain, sp.test[:60], ks=(32,), steps=10, alpha=0.05
+        {"maml_dg": res, "ri": ri},
+        rain,
+        sp.test[:60],
+        ks=(32,),
+        adapt_cfg=AdaptConfig(optimizer="sgd", steps=10, lr=0.05),
     )
     xy = rain.store.xy[sp.test[:60]]
     base = np.linalg.norm(xy - xy.mean(0), axis=1).mean()
     assert curve["maml_dg"][32]["mean"] < 0.5 * base
     assert curve["maml_dg"][32]["mean"] < 0.5 * curve["ri"][32]["mean"]
-    m = adapt(res.model, *(_toy_inputs(rain)), steps=2)
+    m = adapt(res.model, *(_toy_inputs(rain)), AdaptConfig(steps=2))
     assert m is not res.model and m.training is False
 
 
@@ -169,3 +176,90 @@ def test_metaloc_net_in_registry_and_standard_loop(store_path):
     )
     loss = np.array([h["loss"] for h in train(cfg, [env]).history])  # the TL / RI baseline
     assert loss[:5].mean() / loss[-20:].mean() >= 5
+
+
+# ----------------------------------------------------------------------------- fast adaptation
+
+
+def _target(store_path, k):
+    """A fresh angle-delay MetaLocNet (targets fitted on the dry group: the "historical"
+    environment) and K support + 100 test samples of the rain group (the new one)."""
+    from loc.data import FeatureBank
+
+    src, _ = _env(store_path, "dry", n=256)
+    tgt, sp = _env(store_path, "rain_25mmh", n=256)
+    torch.manual_seed(0)
+    m = MetaLocNet(tgt.store.shape, hidden=(64, 64), features="angle_delay")
+    m.fit_targets(src.store.xy[src.train])
+    bank = FeatureBank(tgt.store)
+    sup, test = sp.train[:k], sp.test
+    return m, bank, bank(sup), bank.xy(sup), bank(test), tgt.store.xy[test]
+
+
+def _err(model, h, xy) -> float:
+    with torch.no_grad():
+        return float(np.linalg.norm(model(h).numpy() - xy, axis=1).mean())
+
+
+def test_adaptation_reduces_held_out_error(store_path):
+    """Adam to convergence on K = 96 labelled samples of the new environment: the held-out
+    error falls far below the unadapted init and the mean of the K labels, and below kNN on
+    the same fingerprints with the K samples as the database."""
+    from loc.models.multilateration import KNNFingerprint
+
+    m, _, h_s, x_s, h_t, x_t = _target(store_path, 96)
+    a = adapt(m, h_s, x_s, AdaptConfig(lr=3e-3, steps=300))
+    mean_of_k = float(np.linalg.norm(x_s.numpy().mean(0) - x_t, axis=1).mean())
+    with torch.no_grad():
+        knn = KNNFingerprint(5).fit(m.fingerprint(h_s).numpy(), x_s.numpy())
+        e_knn = float(np.linalg.norm(knn.predict(m.fingerprint(h_t).numpy()) - x_t, axis=1).mean())
+    e0, e1 = _err(m, h_t, x_t), _err(a, h_t, x_t)
+    assert e1 < 0.35 * e0 and e1 < 0.35 * mean_of_k and e1 < e_knn, (e0, e1, mean_of_k, e_knn)
+    assert a.adapt_info["monitor"] == "holdout" and a is not m and not a.training
+    assert _err(m, h_t, x_t) == e0  # the init is untouched
+
+
+def test_early_stopping_restores_the_best_weights(store_path):
+    """A large LR on K = 32 overfits: the run stops before ``steps`` and keeps the weights of
+    its best held-out step, exactly those of a run cut at that step."""
+    m, _, h_s, x_s, *_ = _target(store_path, 32)
+    cfg = AdaptConfig(lr=3e-2, steps=400, patience=15)
+    a = adapt(m, h_s, x_s, cfg)
+    info = a.adapt_info
+    assert info["monitor"] == "holdout" and 0 < info["best_step"] < info["steps"] < 400, info
+    cut = AdaptConfig(lr=3e-2, steps=info["best_step"], patience=10**6)
+    b = adapt(m, h_s, x_s, cut)
+    assert b.adapt_info["best_step"] == info["best_step"]
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
+    # tiny K: no held-out part, the training loss picks the step
+    assert adapt(m, h_s[:8], x_s[:8], cfg).adapt_info["monitor"] == "train"
+
+
+def test_paper_recipe_runs_exactly_the_sgd_steps(store_path):
+    m, _, h_s, x_s, *_ = _target(store_path, 16)
+    a = adapt(m, h_s, x_s, AdaptConfig(optimizer="sgd", steps=3, lr=0.05))
+    assert a.adapt_info == {"steps": 3, "best_step": 3, "monitor": "none"}
+    params = {k: v.detach().clone() for k, v in m.named_parameters()}
+    for _ in range(3):  # θ <- θ - α ∇L(θ; support), by hand
+        loss = _call_loss(m, {k: v.requires_grad_() for k, v in params.items()}, h_s, x_s)
+        grads = torch.autograd.grad(loss, list(params.values()))
+        params = {
+            k: (v - 0.05 * g).detach() for (k, v), g in zip(params.items(), grads, strict=True)
+        }
+    for k, v in a.named_parameters():
+        torch.testing.assert_close(v, params[k], rtol=1e-5, atol=1e-6, msg=k)
+    with pytest.raises(ConfigError, match="adapt.optimizer"):
+        AdaptConfig(optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="unknown key"):
+        AdaptConfig.from_dict({"step": 3})
+
+
+def test_shuffled_csi_control_does_not_beat_the_mean_of_k(store_path):
+    """Control: the same K = 96 labels with their CSI permuted across samples carry no
+    location; adaptation must not beat predicting the mean of the K labels."""
+    m, _, h_s, x_s, h_t, x_t = _target(store_path, 96)
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(h_s)))
+    a = adapt(m, h_s[perm], x_s, AdaptConfig(lr=3e-3, steps=300))
+    mean_of_k = float(np.linalg.norm(x_s.numpy().mean(0) - x_t, axis=1).mean())
+    assert _err(a, h_t, x_t) > 0.9 * mean_of_k, (_err(a, h_t, x_t), mean_of_k)

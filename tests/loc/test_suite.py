@@ -282,7 +282,11 @@ def test_suite_model_families_tiny(tmp_path):
     for r in (res[m] for m in models):
         assert sorted(r["adaptation_curve"]) == [4, 16] and r["k_shot"] == 16
         assert r["adaptation_curve"][16]["mean"] == pytest.approx(r["overall"]["mean"])
-    assert "K labelled target samples" in (tmp_path / "meta" / "metaloc.md").read_text()
+        # baselines on the same K samples, identical for every model
+        assert r["adaptation_baselines"] == res["maml"]["adaptation_baselines"]
+        assert sorted(r["adaptation_baselines"]["mean of K"]) == [4, 16]
+    md = (tmp_path / "meta" / "metaloc.md").read_text()
+    assert "K labelled target samples" in md and "| *mean of K* |" in md and "| *kNN (k=5)" in md
 
     vin = run_suite(load_protocol("vinloc", "tiny"), tmp_path / "vin", cache, device="cpu")
     models = {"vinloc", "vinloc_nopos", "resnet_fp", "knn_fp", "multilat", "multilat_oracle"}
