@@ -32,14 +32,14 @@ def _inputs(b=3, t=4):
 
 
 def test_paper_sizes_and_registry():
-    m = build_model("vinloc", (12, 1, 256), tap_norm="global")  # the paper's input
+    m = build_model("vinloc", (12, 1, 256))
     assert m.hparams["d_emb"] * 2 == m.loc_token.shape[-1] == 512
     assert len(m.encoder.layers) == 4 and m.encoder.layers[0].self_attn.num_heads == 4
     assert m.encoder.layers[0].linear1.out_features == 1024
     assert sum(isinstance(x, torch.nn.Linear) for x in m.head) == 4
     assert count_parameters(m) == 8_932_472
-    # our per-TRP peak normalisation adds one input feature: 16 x 3 x 3 more first-conv weights
-    assert count_parameters(build_model("vinloc", (12, 1, 256))) == 8_932_472 + 16 * 3
+    # the per-TRP peak normalisation option adds one input feature: 16 x 3 more conv weights
+    assert count_parameters(build_model("vinloc", (12, 1, 256), tap_norm="peak")) == 8_932_472 + 48
     assert not build_model("vinloc_nopos", (12, 1, 256)).use_positions
     with pytest.raises(ConfigError, match="do not split"):
         build_model("vinloc", (12, 1, 256), n_trp=5)
@@ -110,7 +110,7 @@ def test_cir_features_and_random_subset():
     # our default: per-TRP peak normalisation makes a TRP 40 dB weaker look the same, except
     # for its level channel; an absent (all-zero) TRP stays all zero
     two = torch.stack([h1[0, 0], 0.01 * h1[0, 0], 0 * h1[0, 0]])[None]  # (1, 3 TRPs, 1, 16, 2)
-    pk = cir_features(two, 3)
+    pk = cir_features(two, 3, tap_norm="peak")
     assert pk.shape == (1, 3, 4, 1, 16)
     torch.testing.assert_close(pk[0, 0, :3], pk[0, 1, :3])
     assert int(pk[0, 0, 2, 0].argmax()) == 5 and float(pk[0, 0, 2, 0].max()) == 1.0
