@@ -8,15 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from .errors import SimgenError, StoreError
+from .progress import progress
 from .safety import check_replaceable, output_lock
 
 app = typer.Typer(
@@ -102,16 +96,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
         say(f"nothing to do: {p.out} is complete (use --overwrite to render it again)")
         store.finalize()
         return
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-    ) as bar:
-        task = bar.add_task("tracing UEs", total=todo)
+    with progress(err, todo, "tracing UEs", quiet=quiet, rate_scale=len(r.ctx.trps)) as advance:
         if cluster:
             from .cluster import render_distributed
 
@@ -120,7 +105,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
                 r,
                 cluster,
                 device,
-                progress=lambda k: bar.advance(task, k),
+                progress=advance,
                 force_resume=force_resume,
             )
             dt = time.perf_counter() - t0
@@ -130,7 +115,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
                 f" -> {p.out}"
             )
             return
-        result = r.render(store, progress=lambda n: bar.advance(task, n))
+        result = r.render(store, progress=advance)
     say(
         f"done: {result.links_rendered} links in {result.seconds:.1f} s "
         f"({result.links_per_s:.1f} links/s), {result.solver_calls} solver calls -> {p.out}"
