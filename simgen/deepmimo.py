@@ -48,12 +48,11 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
-from . import channel
+from . import channel, provenance
 from .config import ArrayConfig, OFDMConfig, parse_config
 from .errors import ConfigError, StoreError
 from .safety import check_output, check_replaceable, remove_if_ours
@@ -393,16 +392,6 @@ def read_scenario(
 # --------------------------------------------------------------------------- import
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("simgen", "deepmimo", "zarr", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def _select(m: dict[str, np.ndarray], max_paths: int | None) -> dict[str, np.ndarray]:
     """Keep the ``max_paths`` strongest paths per link, then order the path axis by delay."""
     valid = np.isfinite(m["delay"]) & np.isfinite(m["power"])
@@ -592,7 +581,7 @@ def import_scenario(
         "num_subcarriers": ofdm.num_subcarriers,
         "trp_array": options["trp_array"],
         "ue_array": options["ue_array"],
-        "versions": _versions(),
+        "versions": provenance.versions(("simgen", "deepmimo", "zarr", "numpy")),
         "Conventions": "CF-1.10",
         "scene_bbox_m": None,
         "link_state_codes": {s.name: int(s) for s in LinkState},

@@ -30,8 +30,8 @@ from . import figures
 from .errors import SimgenError, StoreError
 from .safety import check_output, check_replaceable, remove_if_ours
 from .schema import SCHEMA_VERSION, SPEED_OF_LIGHT, STATIC_ATTRS, LinkState
-from .store import Layout
-from .validate import MANIFEST, check, known_arrays, open_root, verify_manifest, write_manifest
+from .store import Layout, open_root
+from .validate import MANIFEST, check, known_arrays, verify_manifest, write_manifest
 
 DEFAULT_LICENSE = "CC-BY-4.0"
 LICENSE_URLS = {

@@ -27,7 +27,6 @@ Every problem becomes one line (a *finding*); an empty list means the store is c
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ from .schema import (
     SPEED_OF_LIGHT,
     LinkState,
 )
-from .store import Layout
+from .store import Layout, open_root
 
 MANIFEST = "MANIFEST.sha256"
 REQUIRED_ROOT_ATTRS = (
@@ -122,14 +121,6 @@ class _Tally:
     def lines(self) -> Iterator[str]:
         for key, n in self.count.items():
             yield f"{key.format(n=n, s='' if n == 1 else 's')} (first at {self.first[key]})"
-
-
-def open_root(path: Path) -> zarr.Group:
-    if path.is_file() and zipfile.is_zipfile(path):
-        store = zarr.storage.ZipStore(path, mode="r")
-    else:
-        store = zarr.storage.LocalStore(path, read_only=True)
-    return zarr.open_group(store=store, mode="r", use_consolidated=False)
 
 
 def validate(path: str | Path, manifest: str | Path | None = None) -> list[str]:
