@@ -6,7 +6,7 @@
   sizes, link-state counts per condition, per-TRP statistics, how to load it);
 - ``figures/``: top view (TRPs, UE samples coloured by link state, building footprints),
   ToA / excess-delay / received-power histograms, a CSI magnitude example;
-- ``croissant.json``: Croissant 1.0 JSON-LD metadata (one RecordSet per condition, one Field per
+- ``croissant.json``: Croissant 1.1 JSON-LD metadata (one RecordSet per condition, one Field per
   variable), checked with ``mlcroissant`` when it is installed;
 - the store itself: a copy (``<name>.zarr/``, default), a single-file zipped store
   (``<name>.zarr.zip``, ``--zip``) or nothing (``--no-copy``);
@@ -285,17 +285,25 @@ def _footprints(st: Stats, ue: np.ndarray, notes: list[str], device: str):
 
 
 # -- Croissant ------------------------------------------------------------------------------------
+CROISSANT_VERSION = "1.1"  # isArray / arrayShape are Croissant 1.1 terms
+CROISSANT_CONFORMS_TO = f"http://mlcommons.org/croissant/{CROISSANT_VERSION}"
+# The standard Croissant 1.1 @context, key for key (mlcroissant 1.1.1's ``make_context`` for a
+# 1.1 document; a test compares them, so a reader sees no "@context is not standard" warning).
 CROISSANT_CONTEXT = {
     "@language": "en",
     "@vocab": "https://schema.org/",
+    "arrayShape": "cr:arrayShape",
     "citeAs": "cr:citeAs",
     "column": "cr:column",
     "conformsTo": "dct:conformsTo",
+    "containedIn": "cr:containedIn",
     "cr": "http://mlcommons.org/croissant/",
     "rai": "http://mlcommons.org/croissant/RAI/",
     "data": {"@id": "cr:data", "@type": "@json"},
     "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
     "dct": "http://purl.org/dc/terms/",
+    "description": {"@container": "@language"},
+    "equivalentProperty": "cr:equivalentProperty",
     "examples": {"@id": "cr:examples", "@type": "@json"},
     "extract": "cr:extract",
     "field": "cr:field",
@@ -304,10 +312,12 @@ CROISSANT_CONTEXT = {
     "fileSet": "cr:fileSet",
     "format": "cr:format",
     "includes": "cr:includes",
+    "isArray": "cr:isArray",
     "isLiveDataset": "cr:isLiveDataset",
     "jsonPath": "cr:jsonPath",
     "key": "cr:key",
     "md5": "cr:md5",
+    "name": {"@container": "@language"},
     "parentField": "cr:parentField",
     "path": "cr:path",
     "recordSet": "cr:recordSet",
@@ -315,13 +325,12 @@ CROISSANT_CONTEXT = {
     "regex": "cr:regex",
     "repeated": "cr:repeated",
     "replace": "cr:replace",
+    "samplingRate": "cr:samplingRate",
     "sc": "https://schema.org/",
     "separator": "cr:separator",
     "source": "cr:source",
     "subField": "cr:subField",
     "transform": "cr:transform",
-    "isArray": "cr:isArray",
-    "arrayShape": "cr:arrayShape",
 }
 ZARR_MIME = "application/vnd+zarr"
 
@@ -350,9 +359,9 @@ def croissant(
     date: str,
     url: str | None = None,
 ) -> dict:
-    """Croissant 1.0 metadata: the store as a FileObject (zip) or FileSet (directory), one
-    RecordSet per condition with one Field per array (``isArray``/``arrayShape``, Croissant
-    1.1 style, for the n-d variables; complex64 is described as Float with a note)."""
+    """Croissant 1.1 metadata (standard ``@context``): the store as a FileObject (zip) or
+    FileSet (directory), one RecordSet per condition with one Field per array (``isArray`` /
+    ``arrayShape`` for the n-d variables; complex64 is described as Float with a note)."""
     versions = st.attrs.get("versions", {})
     dist = []
     source_key = None
@@ -404,7 +413,7 @@ def croissant(
         "@type": "sc:Dataset",
         "name": name,
         "description": description,
-        "conformsTo": "http://mlcommons.org/croissant/1.0",
+        "conformsTo": CROISSANT_CONFORMS_TO,
         "license": license_url(license_id),
         "url": url or "README.md",  # the card, relative to this file, unless hosted
         "version": "1.0.0",
@@ -495,7 +504,8 @@ def card(
             f"{st.store_files:,} files)"
         )
     L.append(
-        f"- `README.md`: this card; `croissant.json`: Croissant 1.0 metadata ({croissant_note})"
+        f"- `README.md`: this card; `croissant.json`: Croissant {CROISSANT_VERSION} metadata "
+        f"({croissant_note})"
     )
     L.append("- `figures/`: the figures below")
     L.append(
@@ -739,6 +749,16 @@ def publish(
             "encodingFormat": "application/zip",
             "contentSize": f"{z.stat().st_size} B",
             "sha256": sha256_file(z),
+        }
+    else:  # mode "none": the store is published elsewhere, beside this folder's files
+        store_entry = {
+            "@type": "cr:FileSet",
+            "@id": "zarr-store",
+            "name": "zarr-store",
+            "description": f"Zarr v3 directory store ({st.store_files} files), published "
+            "separately from this folder",
+            "encodingFormat": ZARR_MIME,
+            "includes": f"{store_name}/**",
         }
     result.notes = []
     result.files += make_figures(

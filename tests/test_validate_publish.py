@@ -185,7 +185,7 @@ def test_publish_card_croissant_manifest(store, tmp_path):
     assert "| trp_west |" in text and "| trp_east |" in text
 
     meta = json.loads((dist / "croissant.json").read_text())
-    assert meta["@type"] == "sc:Dataset" and meta["conformsTo"].endswith("croissant/1.0")
+    assert meta["@type"] == "sc:Dataset" and meta["conformsTo"].endswith("croissant/1.1")
     fields = {f["name"] for rs in meta["recordSet"] for f in rs["field"]}
     for cond in ("dry", "rain_25mmh"):
         for name in root[cond].array_keys():
@@ -231,6 +231,38 @@ def test_publish_zip_is_one_verifiable_file(store, tmp_path):
     meta = json.loads((dist / "croissant.json").read_text())
     assert meta["license"] == "https://creativecommons.org/publicdomain/zero/1.0/"
     assert meta["distribution"][0]["sha256"] in (dist / MANIFEST).read_text()
+
+
+@pytest.mark.parametrize("mode", ["copy", "zip", "none"])
+def test_croissant_loads_in_mlcroissant_without_warnings(store, tmp_path, mode, caplog):
+    """Every kind of release validates in mlcroissant with no issue and no warning (e.g. "the
+    JSON-LD @context is not standard"), declares Croissant 1.1 and uses its standard @context."""
+    import logging
+    import warnings
+
+    mlc = pytest.importorskip("mlcroissant")
+    from mlcroissant._src.core.context import Context, CroissantVersion
+    from mlcroissant._src.core.rdf import make_context
+
+    from simgen.publish import CROISSANT_CONTEXT
+
+    dist = tmp_path / "dist"
+    r = publish(store, dist, device="cpu", footprints=False, mode=mode)
+    assert r.croissant_check == "mlcroissant: ok", r.croissant_check
+    meta = json.loads((dist / "croissant.json").read_text())
+    assert meta["conformsTo"] == "http://mlcommons.org/croissant/1.1"
+    assert meta["@context"] == CROISSANT_CONTEXT == make_context(
+        Context(conforms_to=CroissantVersion.V_1_1)
+    )
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = mlc.Dataset(jsonld=str(dist / "croissant.json"))
+    issues = ds.metadata.ctx.issues
+    assert not issues.errors and not issues.warnings, issues.report()
+    assert [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING] == []
+    ours = [w for w in caught if not issubclass(w.category, DeprecationWarning)]  # rdflib's own
+    assert ours == [], [str(w.message) for w in ours]
+    assert {rs.name for rs in ds.metadata.record_sets} == {"dry", "rain_25mmh"}
 
 
 def test_publish_refuses_a_broken_store(store, tmp_path):
