@@ -22,14 +22,24 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import Template
 
 import numpy as np
+import yaml
 import zarr
 
 from . import figures
 from .errors import SimgenError, StoreError
 from .safety import check_output, check_replaceable, remove_if_ours
-from .schema import SCHEMA_VERSION, SPEED_OF_LIGHT, STATIC_ATTRS, LinkState
+from .schema import (
+    ANTENNA_ORDER,
+    RX_POWER_DEFINITION,
+    SCHEMA_VERSION,
+    SPEED_OF_LIGHT,
+    STATIC_ATTRS,
+    SUBCARRIER_CONVENTION,
+    LinkState,
+)
 from .store import Layout, open_root
 from .validate import MANIFEST, check, known_arrays, verify_manifest, write_manifest
 
@@ -452,17 +462,85 @@ def check_croissant(path: Path) -> str:
 
 
 # -- card -----------------------------------------------------------------------------------------
+# Hugging Face Hub dataset-card metadata: licence ids the Hub knows (lower-case SPDX, ODbL as
+# "odbl"); anything else is "other" with license_name / license_link.
+HF_LICENSES = {
+    "apache-2.0", "mit", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-4.0", "cc-by-3.0", "cc-by-sa-3.0",
+    "odbl", "odc-by", "pddl", "cdla-permissive-2.0", "cdla-sharing-1.0", "unlicense",
+}  # fmt: skip
+# The Hub's size buckets (number of records: here UE samples x TRPs = links per condition).
+HF_SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
+CARD_TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` bucket for ``n`` records."""
+    return next((cat for hi, cat in HF_SIZE_CATEGORIES if n < hi), "n>1B")
+
+
+def front_matter(st: Stats, *, name: str, license_id: str, store_ref: str) -> dict:
+    """Dataset-card YAML metadata the Hugging Face Hub accepts as is: licence, size, task,
+    tags and one ``configs`` entry per condition group (the first is the default)."""
+    hf = {"odbl-1.0": "odbl"}.get(license_id.lower(), license_id.lower())
+    meta: dict = {"pretty_name": name}
+    if hf in HF_LICENSES:
+        meta["license"] = hf
+    else:
+        meta.update(license="other", license_name=license_id, license_link=license_url(license_id))
+    meta["size_categories"] = [size_category(st.layout.sample * st.layout.trp)]
+    meta["task_categories"] = ["tabular-regression"]
+    meta["tags"] = [
+        "wireless-localization",
+        "channel-state-information",
+        "mimo-ofdm",
+        "ray-tracing",
+        "sionna-rt",
+        "zarr",
+    ]
+    zipped = store_ref.endswith(".zip")
+    meta["configs"] = [
+        {
+            "config_name": cond,
+            "data_files": [
+                {"split": "train", "path": store_ref if zipped else f"{store_ref}/{cond}/**"}
+            ],
+            **({"default": True} if i == 0 else {}),
+        }
+        for i, cond in enumerate(st.conditions)
+    ]
+    return meta
+
+
+def _table(head: list[str], align: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table; ``align`` per column is "---" or "---:"."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    cells = [[c.replace("|", "\\|") for c in r] for r in rows]  # a "|" in a cell ends it
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
+
+
 def card(
     st: Stats,
     *,
     name: str,
     license_id: str,
     store_rel: str | None,
+    store_name: str,
     findings: list[str],
     croissant_note: str,
     date: str,
     notes: list[str],
 ) -> str:
+    """The dataset card (README.md): ``templates/dataset_card.md`` filled in, with YAML front
+    matter for the Hugging Face Hub (:func:`front_matter`)."""
     a, lay = st.attrs, st.layout
     versions = a.get("versions", {})
     cfg_text = a.get("scene_config_yaml", "")
@@ -475,10 +553,8 @@ def card(
     scene = cfg.scene if cfg is not None else "?"
     osm = _osm_derived(scene, cfg_text)
     n_links = lay.sample * lay.trp
-    L = []
-    L.append(f"# {a.get('title', name)}")
-    L.append("")
-    L.append(
+    store_ref = store_rel or store_name
+    summary = (
         f"Ray-traced multi-TRP MIMO-OFDM channel state information (CSI) with localization "
         f"labels, rendered by **simgen** with Sionna RT {versions.get('sionna-rt', '?')} from the "
         f"scene `{scene}`: **{lay.sample:,} UE samples × {lay.trp} TRPs = {n_links:,} links** per "
@@ -493,171 +569,139 @@ def card(
             else ""
         )
     )
-    L.append("")
-    L.append(f"![Top view: TRPs and UE samples coloured by link state]({FIGURES['top_view']})")
-    L.append("")
-    L.append("## Contents")
-    L.append("")
+    contents = []
     if store_rel:
-        L.append(
+        contents.append(
             f"- `{store_rel}`: the Zarr v3 store ({_human(st.store_bytes)} on disk, "
             f"{st.store_files:,} files)"
         )
-    L.append(
+    contents += [
         f"- `README.md`: this card; `croissant.json`: Croissant {CROISSANT_VERSION} metadata "
-        f"({croissant_note})"
-    )
-    L.append("- `figures/`: the figures below")
-    L.append(
+        f"({croissant_note})",
+        "- `figures/`: the figures below",
         f"- `{MANIFEST}`: SHA-256 of every file; check with `sha256sum -c {MANIFEST}` or "
-        f"`simgen validate {store_rel or '<store>'}`"
+        f"`simgen validate {store_rel or '<store>'}`",
+    ]
+    variables = _table(
+        ["variable", "dims", "dtype", "units", "size", "description"],
+        ["---"] * 6,
+        [
+            [
+                f"`{arr['name']}`",
+                f"({', '.join(arr['dims'])})",
+                arr["dtype"],
+                arr["units"],
+                _human(arr["bytes"]),
+                arr["long_name"],
+            ]
+            for arr in st.arrays
+        ],
     )
-    L.append("")
-    L.append(
-        "One Zarr group per weather condition; each is a complete xarray Dataset "
-        "(geometry and labels are repeated, CSI and received power differ):"
+    link_state_table = _table(
+        ["condition", *(s.name for s in LinkState), "total"],
+        ["---"] + ["---:"] * (len(LinkState) + 1),
+        [
+            [
+                c,
+                *(f"{st.counts[c][s.name]:,}" for s in LinkState),
+                f"{sum(st.counts[c].values()):,}",
+            ]
+            for c in st.conditions
+        ],
     )
-    L.append("")
-    L.append("| variable | dims | dtype | units | size | description |")
-    L.append("|---|---|---|---|---|---|")
-    for arr in st.arrays:
-        L.append(
-            f"| `{arr['name']}` | ({', '.join(arr['dims'])}) | {arr['dtype']} | "
-            f"{arr['units']} | {_human(arr['bytes'])} | {arr['long_name']} |"
-        )
-    L.append("")
-    L.append(
-        "Link-state codes (`link_state`): "
-        + ", ".join(f"{int(s)} {s.name}" for s in LinkState)
-        + ". `toa` and `rx_power` are NaN exactly on NO_PATH links."
-    )
-    L.append("")
-    L.append("```python")
-    L.append("import xarray as xr")
-    L.append(
-        f'ds = xr.open_zarr("{store_rel or "<store>"}", group="{st.conditions[0]}")'
-        + (
-            "  # zipped: zarr.storage.ZipStore(path, mode='r')"
-            if store_rel and store_rel.endswith(".zip")
-            else ""
-        )
-    )
-    L.append("ds.csi, ds.link_state, ds.toa, ds.ue_position")
-    L.append("```")
-    L.append("")
-    L.append("## Link states per condition")
-    L.append("")
-    L.append("| condition | " + " | ".join(s.name for s in LinkState) + " | total |")
-    L.append("|---|" + "---:|" * (len(LinkState) + 1))
-    for c in st.conditions:
-        row = st.counts[c]
-        L.append(
-            f"| {c} | "
-            + " | ".join(f"{row[s.name]:,}" for s in LinkState)
-            + f" | {sum(row.values()):,} |"
-        )
-    L.append("")
-    L.append("## Per-TRP statistics")
-    L.append("")
-    head = (
-        "| TRP | position (m) | tx power (dBm) | "
-        + " | ".join(f"{s.name} %" for s in LinkState)
-        + " | median distance (m) | median ToA (ns) | median excess delay (ns) | "
-        + " | ".join(f"rx power {c} (dB): median [p10, p90]" for c in st.conditions)
-        + " |"
-    )
-    L.append(head)
-    L.append(
-        "|---|---|---:|"
-        + "---:|" * len(LinkState)
-        + "---:|---:|---:|"
-        + "---:|" * len(st.conditions)
-    )
+    trp_rows = []
     for t, row in enumerate(st.per_trp):
         p = st.trp_position[t]
-        pct = " | ".join(f"{100 * row[s.name] / max(row['links'], 1):.1f}" for s in LinkState)
-        pw = " | ".join(
-            f"{m:.1f} [{lo:.1f}, {hi:.1f}]" if np.isfinite(m) else "–"
-            for m, lo, hi in (row["power"][c] for c in st.conditions)
+        trp_rows.append(
+            [
+                row["name"],
+                f"({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f})",
+                f"{float(st.trp_tx_power[t]):g}",
+                *(f"{100 * row[s.name] / max(row['links'], 1):.1f}" for s in LinkState),
+                f"{row['distance_median']:.1f}",
+                f"{row['toa_median_ns']:.1f}",
+                f"{row['excess_median_ns'] + 0.0:.2f}",
+                *(
+                    f"{m:.1f} [{lo:.1f}, {hi:.1f}]" if np.isfinite(m) else "–"
+                    for m, lo, hi in (row["power"][c] for c in st.conditions)
+                ),
+            ]
         )
-        L.append(
-            f"| {row['name']} | ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) | "
-            f"{float(st.trp_tx_power[t]):g} | {pct} | {row['distance_median']:.1f} | "
-            f"{row['toa_median_ns']:.1f} | {row['excess_median_ns'] + 0.0:.2f} | {pw} |"
-        )
-    L.append("")
-    L.append(
-        f"![ToA, excess delay and received power histograms by link state]({FIGURES['histograms']})"
+    per_trp_table = _table(
+        [
+            "TRP",
+            "position (m)",
+            "tx power (dBm)",
+            *(f"{s.name} %" for s in LinkState),
+            "median distance (m)",
+            "median ToA (ns)",
+            "median excess delay (ns)",
+            *(f"rx power {c} (dB): median [p10, p90]" for c in st.conditions),
+        ],
+        ["---", "---", "---:"] + ["---:"] * (len(LinkState) + 3 + len(st.conditions)),
+        trp_rows,
     )
-    L.append("")
-    L.append(f"![CSI magnitude example]({FIGURES['csi']})")
-    L.append("")
-    L.append("## How it was generated")
-    L.append("")
-    L.append(
-        "Sionna RT traces every TRP→UE link (shooting and bouncing rays, solver settings in the "
-        "config below); simgen labels each link with its own ray test of the TRP–UE segment "
-        "(LOS / OLOS: foliage only / NLOS: building or ground / BLOCKED: vehicle / NO_PATH: no "
-        "path found), takes the first-arrival delay on a common clock as ToA, sums the path "
-        "gains into `rx_power`, and evaluates the channel frequency response on the subcarrier "
-        "grid including the absolute-delay phase. Rain conditions scale every path by the "
-        "ITU-R P.838-3 specific attenuation over its length; all conditions share one trace."
-    )
-    L.append("")
-    L.append(
+    prov = [
         "- command: `simgen render <config.yaml>`"
-        + (f" with overrides {a.get('overrides')}" if a.get("overrides") else "")
-    )
-    L.append(
+        + (f" with overrides {a.get('overrides')}" if a.get("overrides") else ""),
         f"- config hash: `{a.get('config_hash', '')}`; schema version "
         f"{a.get('schema_version', '')}; UE seed {a.get('ue_seed')}, solver seed "
-        f"{a.get('solver_seed')}"
-    )
-    L.append("- software: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        f"{a.get('solver_seed')}",
+        "- software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+    ]
     if a.get("scene_bbox_m"):
         lo, hi = a["scene_bbox_m"]
-        L.append(
+        prov.append(
             f"- scene bounds: x [{lo[0]:.1f}, {hi[0]:.1f}] m, y [{lo[1]:.1f}, {hi[1]:.1f}] "
             f"m, z [{lo[2]:.1f}, {hi[2]:.1f}] m"
         )
-    L.append(
+    prov.append(
         "- validation (`simgen validate`): "
         + ("clean" if not findings else f"{len(findings)} findings:")
     )
-    for f in findings[:20]:
-        L.append(f"  - {f}")
-    for n in notes:
-        L.append(f"- note: {n}")
-    L.append("")
-    L.append("<details><summary>scene configuration (YAML)</summary>")
-    L.append("")
-    L.append("```yaml")
-    L.append(cfg_text.rstrip())
-    L.append("```")
-    L.append("")
-    L.append("</details>")
-    L.append("")
-    L.append("## License")
-    L.append("")
-    L.append(f"- license: **{license_id}** ({license_url(license_id)})")
+    prov += [f"  - {f}" for f in findings[:20]] + [f"- note: {n}" for n in notes]
     if osm:
-        L.append(
-            f"- scene geometry: the scene `{scene}` is derived from OpenStreetMap data, "
+        geometry = (
+            f"scene geometry: the scene `{scene}` is derived from OpenStreetMap data, "
             "© OpenStreetMap contributors, available under the Open Database License (ODbL 1.0, "
             "https://opendatacommons.org/licenses/odbl/1-0/). Positions and labels in this "
             "dataset are derived from it: keep the attribution, and the ODbL terms apply to any "
             "database extracted from the geometry."
         )
     else:
-        L.append(
-            f"- scene geometry: `{scene}`. Scenes derived from OpenStreetMap (Sionna's built-in "
+        geometry = (
+            f"scene geometry: `{scene}`. Scenes derived from OpenStreetMap (Sionna's built-in "
             "city scenes such as `etoile` and `munich`) are © OpenStreetMap contributors under "
             "the ODbL 1.0; this scene is not marked as one."
         )
-    L.append("")
-    L.append(f"_Card generated by `simgen publish` on {date}._")
-    L.append("")
-    return "\n".join(L)
+    fm = front_matter(st, name=name, license_id=license_id, store_ref=store_ref)
+    return Template(CARD_TEMPLATE.read_text()).substitute(
+        front_matter=yaml.safe_dump(fm, sort_keys=False, allow_unicode=True).rstrip(),
+        title=a.get("title", name),
+        summary=summary,
+        fig_top_view=FIGURES["top_view"],
+        contents="\n".join(contents),
+        variables_table=variables,
+        link_codes=", ".join(f"{int(s)} {s.name}" for s in LinkState),
+        store_ref=store_rel or "<store>",
+        first_condition=st.conditions[0],
+        zip_hint="  # zipped: zarr.storage.ZipStore(path, mode='r')"
+        if store_rel and store_rel.endswith(".zip")
+        else "",
+        antenna_order=ANTENNA_ORDER,
+        subcarrier_convention=SUBCARRIER_CONVENTION,
+        rx_power_definition=RX_POWER_DEFINITION,
+        link_state_table=link_state_table,
+        per_trp_table=per_trp_table,
+        fig_histograms=FIGURES["histograms"],
+        fig_csi=FIGURES["csi"],
+        provenance="\n".join(prov),
+        config_yaml=cfg_text.rstrip(),
+        license_id=license_id,
+        license_url=license_url(license_id),
+        geometry_license=geometry,
+        date=date,
+    )
 
 
 # -- publish --------------------------------------------------------------------------------------
@@ -788,6 +832,7 @@ def publish(
         name=name,
         license_id=license_id,
         store_rel=store_rel,
+        store_name=store_name,
         findings=findings,
         croissant_note=result.croissant_check,
         date=date,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import zarr
 from simgen_testutil import write_config
 from typer.testing import CliRunner
@@ -184,6 +185,29 @@ def test_publish_card_croissant_manifest(store, tmp_path):
     assert "**CC-BY-4.0**" in text and "ODbL" in text and "name: street_canyon" in text
     assert "| trp_west |" in text and "| trp_east |" in text
 
+    assert "`rx_power`: path gain in dB" in text and "polarization-major" in text
+    assert r"sum over paths and UE polarization ports of \|a\|^2" in text  # "|" escaped in cells
+    # Hugging Face dataset-card front matter: YAML between the first two "---" lines
+    head, fm, body = text.split("---\n", 2)
+    assert head == "" and body.startswith("\n# ")
+    card = yaml.safe_load(fm)
+    assert card["license"] == "cc-by-4.0" and card["pretty_name"] == "street_canyon"
+    assert card["size_categories"] == ["n<1K"] and card["task_categories"] == [
+        "tabular-regression"
+    ]
+    assert "wireless-localization" in card["tags"]
+    assert card["configs"] == [
+        {
+            "config_name": "dry",
+            "data_files": [{"split": "train", "path": "tiny.zarr/dry/**"}],
+            "default": True,
+        },
+        {
+            "config_name": "rain_25mmh",
+            "data_files": [{"split": "train", "path": "tiny.zarr/rain_25mmh/**"}],
+        },
+    ]
+
     meta = json.loads((dist / "croissant.json").read_text())
     assert meta["@type"] == "sc:Dataset" and meta["conformsTo"].endswith("croissant/1.1")
     fields = {f["name"] for rs in meta["recordSet"] for f in rs["field"]}
@@ -228,6 +252,9 @@ def test_publish_zip_is_one_verifiable_file(store, tmp_path):
     np.testing.assert_array_equal(
         ds.csi.values, zarr.open_group(str(store), mode="r")["rain_25mmh"]["csi"][:]
     )
+    card = yaml.safe_load((dist / "README.md").read_text().split("---\n", 2)[1])
+    assert card["license"] == "cc0-1.0"
+    assert {c["data_files"][0]["path"] for c in card["configs"]} == {"tiny.zarr.zip"}
     meta = json.loads((dist / "croissant.json").read_text())
     assert meta["license"] == "https://creativecommons.org/publicdomain/zero/1.0/"
     assert meta["distribution"][0]["sha256"] in (dist / MANIFEST).read_text()
@@ -263,6 +290,26 @@ def test_croissant_loads_in_mlcroissant_without_warnings(store, tmp_path, mode, 
     ours = [w for w in caught if not issubclass(w.category, DeprecationWarning)]  # rdflib's own
     assert ours == [], [str(w.message) for w in ours]
     assert {rs.name for rs in ds.metadata.record_sets} == {"dry", "rain_25mmh"}
+
+
+def test_card_front_matter_licence_and_size():
+    from types import SimpleNamespace
+
+    from simgen.publish import front_matter, size_category
+
+    assert [size_category(n) for n in (0, 999, 1000, 250_000, 10**7)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "100K<n<1M",
+        "10M<n<100M",
+    ]
+    st = SimpleNamespace(layout=SimpleNamespace(sample=5000, trp=4), conditions=["dry"])
+    fm = front_matter(st, name="x", license_id="ODbL-1.0", store_ref="x.zarr")
+    assert fm["license"] == "odbl" and fm["size_categories"] == ["10K<n<100K"]
+    fm = front_matter(st, name="x", license_id="https://example.org/terms", store_ref="x.zarr")
+    assert fm["license"] == "other" and fm["license_link"] == "https://example.org/terms"
+    assert fm["license_name"] == "https://example.org/terms"
 
 
 def test_publish_refuses_a_broken_store(store, tmp_path):
