@@ -167,7 +167,7 @@ def calibrate(
 @app.command()
 def info(store: Annotated[Path, typer.Argument(help="a simgen Zarr store")]) -> None:
     """Sizes, link-state counts, ToA and power ranges of a store."""
-    from .info import summarize
+    from .release.info import summarize
 
     print(summarize(store))
 
@@ -190,7 +190,7 @@ def import_deepmimo(
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
 ) -> None:
     """Import a DeepMIMO v4 scenario (TXs -> TRPs, RXs -> samples) with our CSI; no download."""
-    from .deepmimo import import_scenario
+    from .interop.deepmimo import import_scenario
 
     if spacing_hz is None and bandwidth_hz is None:
         spacing_hz = 30e3
@@ -219,7 +219,7 @@ def export_deepmimo(
     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
 ) -> None:
     """Write a store's paths as a DeepMIMO v4 scenario folder (for deepmimo.load)."""
-    from .deepmimo import export_scenario
+    from .interop.deepmimo import export_scenario
 
     with output_lock(out, inputs=(store,)):
         path = export_scenario(store, out, condition=condition, overwrite=overwrite)
@@ -235,7 +235,7 @@ def validate(
     ] = None,
 ) -> None:
     """Check STORE against the dataset contract; list findings and exit 1 if there are any."""
-    from .validate import check, summary
+    from .release.validate import check, summary
 
     result = check(store, manifest)
     for line in result.lines:
@@ -262,7 +262,7 @@ def publish(
     force: Annotated[bool, typer.Option(help="publish even if validation finds problems")] = False,
 ) -> None:
     """Dataset card, figures, Croissant metadata, the store and a SHA-256 manifest in OUT."""
-    from .publish import publish as run
+    from .release.publish import publish as run
 
     mode = "zip" if zip else "copy" if copy else "none"
     with output_lock(out, inputs=(store,)):
@@ -295,7 +295,7 @@ def preview(
 ) -> None:
     """Top view of a scene config before rendering: TRPs, UE regions and samples, lanes."""
     from .errors import ConfigError
-    from .figures import preview as draw
+    from .release.figures import preview as draw
 
     path, problem = draw(scene, out, device=device, footprints=footprints)
     print(f"preview -> {path}")

@@ -17,9 +17,9 @@ from simgen_testutil import write_config
 from typer.testing import CliRunner
 
 from simgen.cli import app
-from simgen.publish import publish
+from simgen.release.publish import publish
+from simgen.release.validate import MANIFEST, check, validate, verify_manifest, write_manifest
 from simgen.schema import SPEED_OF_LIGHT, LinkState
-from simgen.validate import MANIFEST, check, validate, verify_manifest, write_manifest
 
 runner = CliRunner()
 
@@ -271,7 +271,7 @@ def test_croissant_loads_in_mlcroissant_without_warnings(store, tmp_path, mode, 
     from mlcroissant._src.core.context import Context, CroissantVersion
     from mlcroissant._src.core.rdf import make_context
 
-    from simgen.publish import CROISSANT_CONTEXT
+    from simgen.release.publish import CROISSANT_CONTEXT
 
     dist = tmp_path / "dist"
     r = publish(store, dist, device="cpu", footprints=False, mode=mode)
@@ -295,7 +295,7 @@ def test_croissant_loads_in_mlcroissant_without_warnings(store, tmp_path, mode, 
 def test_card_front_matter_licence_and_size():
     from types import SimpleNamespace
 
-    from simgen.publish import front_matter, size_category
+    from simgen.release.publish import front_matter, size_category
 
     assert [size_category(n) for n in (0, 999, 1000, 250_000, 10**7)] == [
         "n<1K",
@@ -330,7 +330,7 @@ def test_preview_writes_png(tmp_path):
 
 
 def test_preview_draws_a_broken_config_and_names_the_problem(tmp_path):
-    from simgen.figures import preview
+    from simgen.release.figures import preview
 
     cfg = write_config(
         tmp_path,

@@ -28,10 +28,9 @@ import numpy as np
 import yaml
 import zarr
 
-from . import figures
-from .errors import SimgenError, StoreError
-from .safety import check_output, check_replaceable, remove_if_ours
-from .schema import (
+from ..errors import SimgenError, StoreError
+from ..safety import check_output, check_replaceable, remove_if_ours
+from ..schema import (
     ANTENNA_ORDER,
     RX_POWER_DEFINITION,
     SCHEMA_VERSION,
@@ -40,7 +39,8 @@ from .schema import (
     SUBCARRIER_CONVENTION,
     LinkState,
 )
-from .store import Layout, open_root
+from ..store import Layout, open_root
+from . import figures
 from .validate import MANIFEST, check, known_arrays, verify_manifest, write_manifest
 
 DEFAULT_LICENSE = "CC-BY-4.0"
@@ -281,7 +281,7 @@ def make_figures(
 def _footprints(st: Stats, ue: np.ndarray, notes: list[str], device: str):
     """Building raster from the scene named in the stored config; None (and a note) if the
     scene cannot be loaded here."""
-    from .config import parse_config, resolve_scene
+    from ..config import parse_config, resolve_scene
 
     try:
         cfg = parse_config(st.attrs["scene_config_yaml"], "scene_config_yaml")
@@ -545,7 +545,7 @@ def card(
     versions = a.get("versions", {})
     cfg_text = a.get("scene_config_yaml", "")
     try:
-        from .config import parse_config
+        from ..config import parse_config
 
         cfg = parse_config(cfg_text, "scene_config_yaml")
     except SimgenError:

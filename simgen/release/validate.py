@@ -35,9 +35,9 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from . import schema
-from .errors import ConfigError, StoreError
-from .schema import (
+from .. import schema
+from ..errors import ConfigError, StoreError
+from ..schema import (
     CIR_VARIABLES,
     FILL,
     PATH_VARIABLES,
@@ -46,7 +46,7 @@ from .schema import (
     SPEED_OF_LIGHT,
     LinkState,
 )
-from .store import Layout, open_root
+from ..store import Layout, open_root
 
 MANIFEST = "MANIFEST.sha256"
 REQUIRED_ROOT_ATTRS = (
@@ -202,7 +202,7 @@ class _Checker:
 
     # -- context ---------------------------------------------------------------------------------
     def _config(self):
-        from .config import parse_config
+        from ..config import parse_config
 
         text = self.attrs.get("scene_config_yaml")
         if not isinstance(text, str):
@@ -290,7 +290,7 @@ class _Checker:
         )
         if vp is None or vy is None or vt is None or vp.shape[0] != lay.snapshot:
             return
-        from .traffic import _holds_ue
+        from ..traffic import _holds_ue
 
         try:
             hit = _holds_ue(vp.astype(np.float64), vy.astype(np.float64), vt, pos, margin=0.0)
@@ -793,7 +793,7 @@ class _Checker:
             return None
         ports = self.cfg.ue.array.ports if self.cfg is not None else None
         if ports is None and isinstance(self.attrs.get("ue_array"), dict):  # imports
-            from .config import ArrayConfig
+            from ..config import ArrayConfig
 
             try:
                 ports = ArrayConfig.model_validate(self.attrs["ue_array"], strict=False).ports
@@ -808,7 +808,7 @@ class _Checker:
 
     def _physics(self, p: str, r: dict, a: int, tally: _Tally, ctx: dict) -> None:
         """Cross-checks against the stored paths (see the module docstring)."""
-        from . import channel
+        from .. import channel
 
         if not all(k in r for k in ("path_a", "path_tau", "num_paths")):
             return
