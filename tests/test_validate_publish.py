@@ -271,7 +271,7 @@ def test_croissant_loads_in_mlcroissant_without_warnings(store, tmp_path, mode, 
     from mlcroissant._src.core.context import Context, CroissantVersion
     from mlcroissant._src.core.rdf import make_context
 
-    from simgen.release.publish import CROISSANT_CONTEXT
+    from simgen.release.croissant import CROISSANT_CONTEXT
 
     dist = tmp_path / "dist"
     r = publish(store, dist, device="cpu", footprints=False, mode=mode)
@@ -295,7 +295,7 @@ def test_croissant_loads_in_mlcroissant_without_warnings(store, tmp_path, mode, 
 def test_card_front_matter_licence_and_size():
     from types import SimpleNamespace
 
-    from simgen.release.publish import front_matter, size_category
+    from simgen.release.card import front_matter, size_category
 
     assert [size_category(n) for n in (0, 999, 1000, 250_000, 10**7)] == [
         "n<1K",
