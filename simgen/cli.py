@@ -233,11 +233,21 @@ def validate(
         Path | None,
         typer.Option(help="MANIFEST.sha256 to verify (default: the one beside the store)"),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Check STORE against the dataset contract; list findings and exit 1 if there are any."""
+    from contextlib import ExitStack
+
     from .release.validate import check, summary
 
-    result = check(store, manifest)
+    with ExitStack() as stack:
+
+        def start(total: int):
+            return stack.enter_context(
+                progress(err, total, "checking", quiet=quiet, unit="shards", rate_unit="shards/s")
+            )
+
+        result = check(store, manifest, progress=start)
     for line in result.lines:
         print(line)
     if result.lines:

@@ -46,9 +46,22 @@ def test_untouched_store_is_clean(store):
     assert validate(store) == []
     res = runner.invoke(app, ["validate", str(store)])
     assert res.exit_code == 0, res.output
-    assert res.output.startswith("ok: ") and "2 conditions (dry, rain_25mmh)" in res.output
+    # progress lines go to stderr; the verdict is the first stdout line
+    assert res.stdout.startswith("ok: ") and "2 conditions (dry, rain_25mmh)" in res.stdout
     states = zarr.open_group(str(store), mode="r")["dry"]["link_state"][:]
     assert (states == LinkState.NO_PATH).any()  # the NaN rules are exercised
+
+
+def test_validate_prints_progress_lines_without_a_terminal(store):
+    """`simgen validate` reads every chunk; in a log it prints steady progress lines."""
+    res = runner.invoke(app, ["validate", str(store)])
+    assert res.exit_code == 0, res.output
+    lines = [s for s in res.output.splitlines() if s.startswith("checking: ")]
+    # 3 shards x 2 condition groups, a line per shard read (each is over 10 %)
+    assert len(lines) == 6 and lines[-1].startswith("checking: 6/6 shards (100 %), "), res.output
+    assert " shards/s, elapsed " in lines[-1], lines
+    quiet = runner.invoke(app, ["validate", str(store), "--quiet"])
+    assert quiet.exit_code == 0 and "checking: " not in quiet.output, quiet.output
 
 
 # -- planted faults -------------------------------------------------------------------------------

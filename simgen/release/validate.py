@@ -27,7 +27,7 @@ Every problem becomes one line (a *finding*); an empty list means the store is c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,8 +128,14 @@ def validate(path: str | Path, manifest: str | Path | None = None) -> list[str]:
     return check(path, manifest).lines
 
 
-def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
-    """Like :func:`validate` but also returns what was checked."""
+def check(
+    path: str | Path,
+    manifest: str | Path | None = None,
+    progress: Callable[[int], Callable[[int], None]] | None = None,
+) -> Findings:
+    """Like :func:`validate` but also returns what was checked. ``progress(total)``, if given,
+    is called once with the number of shard reads (finished shards x condition groups) and
+    returns ``advance(n)``, called as each shard of each group is checked."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such store")
@@ -158,7 +164,7 @@ def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
         out.add("root attrs: layout is missing or malformed; cannot check arrays")
         return out
     try:
-        _Checker(root, attrs, layout, out).run()
+        _Checker(root, attrs, layout, out, progress).run()
     finally:
         if isinstance(root.store, zarr.storage.ZipStore):
             root.store.close()
@@ -166,8 +172,10 @@ def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
 
 
 class _Checker:
-    def __init__(self, root: zarr.Group, attrs: dict, layout: Layout, out: Findings):
+    def __init__(self, root: zarr.Group, attrs: dict, layout: Layout, out: Findings, progress=None):
         self.root, self.attrs, self.lay, self.out = root, attrs, layout, out
+        self.start_progress = progress or (lambda total: lambda n: None)
+        self.advance: Callable[[int], None] = lambda n: None
         self.conditions = [c for c in attrs.get("conditions", []) if isinstance(c, str)]
         self.cfg = self._config()
         self.bbox = self._bbox()
@@ -243,6 +251,7 @@ class _Checker:
         for extra in sorted(groups - set(self.conditions)):
             self.add(f"{extra}: group is not listed in the conditions attribute")
         present = [c for c in self.conditions if c in groups]
+        self.advance = self.start_progress(len(present) * int(self.done.sum()))
         for cond in present:
             ok = self.check_contract(cond)
             self.check_static(cond)
@@ -506,6 +515,7 @@ class _Checker:
         for i, sl in enumerate(lay.shards):
             if not self.done[i]:
                 continue
+            self.advance(1)
             a = sl.start
             r = {}
             for n in SAMPLE_VARIABLES + PATH_VARIABLES + CIR_VARIABLES:
