@@ -16,8 +16,6 @@ from ...store import Store, open_store
 from .channel import _as_array, steering_vector
 from .format import MATRICES, bits_to_digits
 
-# --------------------------------------------------------------------------- export
-
 
 def store_arrays(attrs: dict) -> tuple[ArrayConfig, ArrayConfig]:
     """(trp_array, ue_array) of a store: import attrs, else the rendered scene's config."""

@@ -17,8 +17,6 @@ from ...store import Layout, Store, create_or_resume
 from .channel import _as_array, path_gains
 from .format import _folder, _params, _Scenario, digits_to_bits, read_scenario
 
-# --------------------------------------------------------------------------- import
-
 
 def _select(m: dict[str, np.ndarray], max_paths: int | None) -> dict[str, np.ndarray]:
     """Keep the ``max_paths`` strongest paths per link, then order the path axis by delay."""
