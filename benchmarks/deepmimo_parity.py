@@ -5,16 +5,16 @@
 
 1. Render ``scenes/street_canyon.yaml`` (2 TRPs with 2x4 arrays tilted by look_at, UEs with 1x2
    arrays, path arrays on) on the CPU.
-2. Export the paths with :func:`simgen.deepmimo.export_scenario` and open the folder with
+2. Export the paths with :func:`simgen.interop.deepmimo.export_scenario` and open the folder with
    ``deepmimo.load``.
 3. DeepMIMO's ``compute_channels`` on those paths, aligned to our conventions by
-   :func:`simgen.deepmimo.deepmimo_csi` (sqrt(N) scale, k*B/N grid from 0 vs centred
+   :func:`simgen.interop.deepmimo.deepmimo_csi` (sqrt(N) scale, k*B/N grid from 0 vs centred
    subcarriers, element-0 vs centre phase reference and element order, carrier phase
    e^{-j2pi f_c tau}), against the store's CSI: relative error ||H_dm - H_ours|| / ||H_ours||
    per link (over antenna pairs and subcarriers).
 4. Time to compute the channels of the same paths, each tool from the same inputs (one gain,
    delay and four angles per path): DeepMIMO ``compute_channels`` vs ours
-   (:func:`simgen.deepmimo.path_gains` steering vectors + :func:`simgen.channel.cfr`) on the
+   (:func:`simgen.interop.deepmimo.path_gains` steering vectors + :func:`simgen.channel.cfr`) on the
    CPU, and a torch port of ours on the GPU when ``torch.cuda.is_available()``.
 
 The last line printed is ``max relative error <value>``.
@@ -66,7 +66,7 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 
 def ours_numpy(inp: dict, trp, ue, freqs):
     from simgen import channel
-    from simgen import deepmimo as sd
+    from simgen.interop import deepmimo as sd
 
     pa = sd.path_gains(
         inp["a"],
@@ -85,7 +85,7 @@ def ours_torch(inp: dict, trp, ue, freqs, device: str):
     """Torch port of path_gains + channel.cfr (same formula: float64 phase, complex64 sum)."""
     import torch
 
-    from simgen import deepmimo as sd
+    from simgen.interop import deepmimo as sd
 
     t = {k: torch.as_tensor(np.ascontiguousarray(v), device=device) for k, v in inp.items()}
     f = torch.as_tensor(freqs, dtype=torch.float64, device=device)
@@ -134,7 +134,7 @@ def main() -> None:
         channel.THREADS = args.threads
     import deepmimo  # noqa: F401 - fail early when the optional extra is missing
 
-    from simgen import deepmimo as sd
+    from simgen.interop import deepmimo as sd
     from simgen.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="simgen_dm_bench_"))

@@ -8,15 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from .errors import SimgenError, StoreError
+from .progress import progress
 from .safety import check_replaceable, output_lock
 
 app = typer.Typer(
@@ -102,16 +96,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
         say(f"nothing to do: {p.out} is complete (use --overwrite to render it again)")
         store.finalize()
         return
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-    ) as bar:
-        task = bar.add_task("tracing UEs", total=todo)
+    with progress(err, todo, "tracing UEs", quiet=quiet, rate_scale=len(r.ctx.trps)) as advance:
         if cluster:
             from .cluster import render_distributed
 
@@ -120,7 +105,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
                 r,
                 cluster,
                 device,
-                progress=lambda k: bar.advance(task, k),
+                progress=advance,
                 force_resume=force_resume,
             )
             dt = time.perf_counter() - t0
@@ -130,7 +115,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
                 f" -> {p.out}"
             )
             return
-        result = r.render(store, progress=lambda n: bar.advance(task, n))
+        result = r.render(store, progress=advance)
     say(
         f"done: {result.links_rendered} links in {result.seconds:.1f} s "
         f"({result.links_per_s:.1f} links/s), {result.solver_calls} solver calls -> {p.out}"
@@ -182,7 +167,7 @@ def calibrate(
 @app.command()
 def info(store: Annotated[Path, typer.Argument(help="a simgen Zarr store")]) -> None:
     """Sizes, link-state counts, ToA and power ranges of a store."""
-    from .info import summarize
+    from .release.info import summarize
 
     print(summarize(store))
 
@@ -205,7 +190,7 @@ def import_deepmimo(
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
 ) -> None:
     """Import a DeepMIMO v4 scenario (TXs -> TRPs, RXs -> samples) with our CSI; no download."""
-    from .deepmimo import import_scenario
+    from .interop.deepmimo import import_scenario
 
     if spacing_hz is None and bandwidth_hz is None:
         spacing_hz = 30e3
@@ -234,7 +219,7 @@ def export_deepmimo(
     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
 ) -> None:
     """Write a store's paths as a DeepMIMO v4 scenario folder (for deepmimo.load)."""
-    from .deepmimo import export_scenario
+    from .interop.deepmimo import export_scenario
 
     with output_lock(out, inputs=(store,)):
         path = export_scenario(store, out, condition=condition, overwrite=overwrite)
@@ -248,11 +233,21 @@ def validate(
         Path | None,
         typer.Option(help="MANIFEST.sha256 to verify (default: the one beside the store)"),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Check STORE against the dataset contract; list findings and exit 1 if there are any."""
-    from .validate import check, summary
+    from contextlib import ExitStack
 
-    result = check(store, manifest)
+    from .release.validate import check, summary
+
+    with ExitStack() as stack:
+
+        def start(total: int):
+            return stack.enter_context(
+                progress(err, total, "checking", quiet=quiet, unit="shards", rate_unit="shards/s")
+            )
+
+        result = check(store, manifest, progress=start)
     for line in result.lines:
         print(line)
     if result.lines:
@@ -277,7 +272,7 @@ def publish(
     force: Annotated[bool, typer.Option(help="publish even if validation finds problems")] = False,
 ) -> None:
     """Dataset card, figures, Croissant metadata, the store and a SHA-256 manifest in OUT."""
-    from .publish import publish as run
+    from .release.publish import publish as run
 
     mode = "zip" if zip else "copy" if copy else "none"
     with output_lock(out, inputs=(store,)):
@@ -310,7 +305,7 @@ def preview(
 ) -> None:
     """Top view of a scene config before rendering: TRPs, UE regions and samples, lanes."""
     from .errors import ConfigError
-    from .figures import preview as draw
+    from .release.figures import preview as draw
 
     path, problem = draw(scene, out, device=device, footprints=footprints)
     print(f"preview -> {path}")

@@ -46,11 +46,16 @@ def scene_files_sha256(scene_path: str, builtin: bool) -> str | None:
     return h.hexdigest()
 
 
-def _version(pkg: str) -> str:
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return "unknown"
+def versions(packages: tuple[str, ...] = (*PACKAGES, "zarr", "numpy")) -> dict[str, str]:
+    """Installed version of each distribution in ``packages`` ("unknown" when not installed);
+    the ``versions`` root attribute of every store simgen writes."""
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
 
 
 def fingerprint(scene: str, scene_path: str, backend: str) -> dict:
@@ -63,7 +68,7 @@ def fingerprint(scene: str, scene_path: str, backend: str) -> dict:
 
     return {
         "scene_files_sha256": scene_files_sha256(scene_path, scene in builtin_scenes()),
-        "versions": {p: _version(p) for p in PACKAGES},
+        "versions": versions(PACKAGES),
         "backend": "cuda" if "cuda" in backend else "llvm",
     }
 

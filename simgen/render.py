@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -75,34 +74,13 @@ def plan(
     return RenderPlan(cfg, text, scene_path, out_path, overrides, config_path=str(config_path))
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("simgen", "sionna-rt", "mitsuba", "drjit", "zarr", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
 def _select_paths(pb: PathBatch, max_paths: int) -> PathBatch:
     """Keep the ``max_paths`` strongest paths per link (re-sorted by delay), pad to max_paths."""
     p = pb.tau.shape[-1]
     if p > max_paths:
         power = np.where(pb.valid, (np.abs(pb.a) ** 2).mean(axis=(2, 3)), -1.0)
         keep = np.sort(np.argsort(-power, axis=-1, kind="stable")[..., :max_paths], axis=-1)
-        take = lambda x: np.take_along_axis(x, keep, axis=-1)  # noqa: E731
-        pb = PathBatch(
-            np.take_along_axis(pb.a, keep[:, :, None, None, :], axis=-1),
-            take(pb.tau),
-            take(pb.valid),
-            take(pb.aod_az),
-            take(pb.aod_zen),
-            take(pb.aoa_az),
-            take(pb.aoa_zen),
-            take(pb.doppler),
-            np.take_along_axis(pb.interactions, keep[..., None], axis=2),
-        )
+        pb = pb.take_paths(keep)
     return pb
 
 
@@ -266,7 +244,7 @@ class Renderer:
             "duplicate_paths_removed": 0,  # summed over shards by add_duplicates
             "ue_seed": cfg.ue.seed,
             "traffic_mode": None if cfg.traffic is None else cfg.traffic.mode,
-            "versions": _versions(),
+            "versions": provenance.versions(),
             provenance.ATTR: {k: v for k, v in fp.items() if k != "versions"},
             "Conventions": "CF-1.10",
             "scene_bbox_m": None

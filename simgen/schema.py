@@ -3,6 +3,24 @@
 A store holds one Zarr group per condition (``dry``, ``rain_25mmh``, ...). Each group is a
 self-contained xarray Dataset with the variables below; ``csi`` and ``rx_power`` differ between
 conditions, the geometry and labels are repeated so each group can be opened on its own.
+
+Conventions every reader needs (also in ``docs/architecture.md``, "Dataset contract"):
+
+- **Antenna order** (``ue_ant``, ``trp_ant``): Sionna's ``PlanarArray`` order,
+  polarization-major then column-first. Antenna ``i = pol * rows * cols + col * rows + row``:
+  all elements of the first polarization (V, or +45 deg for cross) come first, then all of the
+  second; within one polarization, element ``n = col * rows + row`` is numbered column by
+  column from the top-left of the array as seen from its front (in the array frame, y grows
+  with ``col`` and z falls with ``row``; positions are relative to the array centre).
+- **Subcarriers** (``subcarrier`` coordinate, Hz): baseband offsets from the carrier ``f_c``,
+  centred like Sionna's ``subcarrier_frequencies``: ``[-K/2, ..., K/2 - 1] * df`` for even K,
+  ``[-(K-1)/2, ..., (K-1)/2] * df`` for odd K; subcarrier k is at absolute frequency
+  ``f_c + subcarrier[k]`` and ``csi[..., k] = sum_p a_p exp(-j 2 pi (f_c + subcarrier[k]) tau_p)``.
+- **rx_power** is a path gain in dB (not dBm: add ``trp_tx_power`` for a received power): the
+  power one UE element receives on all its polarization ports together from one TRP port
+  radiating unit power, summed over paths, averaged over TRP ports and element pairs
+  (``channel.path_gain_db``). Free space gives ``(lambda / 4 pi d)^2`` for V, H, VH and cross
+  arrays alike, i.e. it is the co-polarized gain of an ideal single-port link.
 """
 
 from __future__ import annotations
@@ -12,6 +30,20 @@ import enum
 import numpy as np
 
 SCHEMA_VERSION = "1.0"
+
+# The three conventions above as one line each (published in the dataset card and Croissant).
+ANTENNA_ORDER = (
+    "polarization-major, then column-first from the top-left (Sionna PlanarArray): "
+    "antenna = pol * rows * cols + col * rows + row"
+)
+SUBCARRIER_CONVENTION = (
+    "baseband offsets from the carrier, centred: [-K/2 .. K/2-1] * spacing (even K), "
+    "absolute frequency = carrier + offset"
+)
+RX_POWER_DEFINITION = (
+    "path gain in dB (add trp_tx_power for dBm): sum over paths and UE polarization ports, "
+    "mean over TRP ports and element pairs; free space (lambda / 4 pi d)^2"
+)
 SPEED_OF_LIGHT = 299_792_458.0  # m/s
 
 

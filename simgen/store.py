@@ -10,11 +10,13 @@ writes again; finished shards are never recomputed.
 from __future__ import annotations
 
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zarr
+import zarr.storage
 
 from .errors import StoreError
 from .safety import check_output, remove_if_ours
@@ -96,13 +98,27 @@ class Store:
         zarr.consolidate_metadata(self.root.store)
 
 
+def open_root(path: str | Path, mode: str = "r") -> zarr.Group:
+    """The root group of a store: a directory, or a zip file (read-only). The one place simgen
+    opens a store; consolidated metadata is not used, so what is read is what is on disk.
+    Raises what zarr raises for a missing or corrupt store (see :func:`open_store`)."""
+    path = Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        if mode != "r":
+            raise StoreError(f"{path}: a zipped store is read-only")
+        store = zarr.storage.ZipStore(path, mode="r")
+    else:
+        store = zarr.storage.LocalStore(path, read_only=mode == "r")
+    return zarr.open_group(store=store, mode=mode, use_consolidated=False)
+
+
 def open_store(path: str | Path, mode: str = "r") -> Store:
     """Open an existing simgen store; StoreError if it is missing or not a simgen store."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such store")
     try:
-        root = zarr.open_group(str(path), mode=mode)
+        root = open_root(path, mode=mode)
         attrs = dict(root.attrs)
         layout = Layout(**attrs["layout"])
     except Exception as exc:  # noqa: BLE001 - zarr raises many kinds on corrupt metadata

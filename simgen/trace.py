@@ -8,7 +8,7 @@ the result does not depend on how Sionna ordered its buffer or how UEs were batc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import mitsuba as mi
 import numpy as np
@@ -33,6 +33,47 @@ class PathBatch:
     @property
     def num_paths(self) -> np.ndarray:
         return self.valid.sum(-1)
+
+    @staticmethod
+    def path_axis(name: str) -> int:
+        """Index of the path axis P of field ``name`` (4 for ``a``, 2 for all others)."""
+        return 4 if name == "a" else 2
+
+    @classmethod
+    def empty(cls, n_rx: int, n_tx: int, ue_ant: int, trp_ant: int, depth: int) -> PathBatch:
+        """A batch with no path at all (P = 0)."""
+        out = {}
+        for f in fields(cls):
+            shape = {"a": (ue_ant, trp_ant, 0), "interactions": (0, depth)}.get(f.name, (0,))
+            dtype = {"a": np.complex64, "valid": bool, "interactions": np.uint8}.get(
+                f.name, np.float32
+            )
+            out[f.name] = np.zeros((n_rx, n_tx, *shape), dtype)
+        return cls(**out)
+
+    def take_paths(self, order: np.ndarray) -> PathBatch:
+        """Every field with its path axis indexed by ``order`` (B, T, P'), int: reordered and
+        cut to P' paths."""
+        out = {}
+        for f in fields(self):
+            x, ax = getattr(self, f.name), self.path_axis(f.name)
+            idx = order.reshape(order.shape[:2] + (1,) * (ax - 2) + order.shape[2:])
+            out[f.name] = np.take_along_axis(x, _expand(idx, x.ndim), axis=ax)
+        return PathBatch(**out)
+
+    def zero_invalid(self) -> PathBatch:
+        """Every field set to 0 where ``valid`` is False (padding paths)."""
+        out = {}
+        for f in fields(self):
+            x, ax = getattr(self, f.name), self.path_axis(f.name)
+            v = self.valid.reshape(self.valid.shape[:2] + (1,) * (ax - 2) + self.valid.shape[2:])
+            out[f.name] = np.where(_expand(v, x.ndim), x, 0).astype(x.dtype)
+        return PathBatch(**out)
+
+
+def _expand(x: np.ndarray, ndim: int) -> np.ndarray:
+    """``x`` with trailing length-1 axes up to ``ndim`` dimensions (for broadcasting)."""
+    return x.reshape(x.shape + (1,) * (ndim - x.ndim))
 
 
 class Tracer:
@@ -114,18 +155,7 @@ def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> tuple[PathBatch, int]:
     depth = inter.shape[0] if inter.ndim == 4 else 0
     if n_paths == 0:  # nothing found anywhere in the batch
         ue_ant, trp_ant = (a.shape[2], a.shape[3]) if a.ndim == 5 else (1, 1)
-        z = np.zeros((n_rx, n_tx, 0), np.float32)
-        return PathBatch(
-            np.zeros((n_rx, n_tx, ue_ant, trp_ant, 0), np.complex64),
-            z,
-            z.astype(bool),
-            z,
-            z,
-            z,
-            z,
-            z,
-            np.zeros((n_rx, n_tx, 0, depth), np.uint8),
-        ), 0
+        return PathBatch.empty(n_rx, n_tx, ue_ant, trp_ant, depth), 0
     inter = inter.transpose(1, 2, 3, 0).astype(np.uint8)
     objects, prims = (_np(x).transpose(1, 2, 3, 0) for x in (paths.objects, paths.primitives))
     dup = dedupe.duplicate_mask(
@@ -145,17 +175,8 @@ def _to_batch(paths: rt.Paths, n_rx: int, n_tx: int) -> tuple[PathBatch, int]:
     p_max = int(valid.sum(-1).max())
     order = order[..., :p_max]
 
-    def take(x: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(x, order, axis=-1)
-
-    valid = take(valid)
-    a = np.take_along_axis(a, order[:, :, None, None, :], axis=-1)
-    a = np.where(valid[:, :, None, None, :], a, 0).astype(np.complex64)
-    tau = np.where(valid, take(tau), 0).astype(np.float32)
-    angles = [np.where(valid, take(x), 0).astype(np.float32) for x in angles]
-    inter = np.take_along_axis(inter, order[..., None], axis=2)
-    inter = np.where(valid[..., None], inter, 0).astype(np.uint8)
-    return PathBatch(a, tau, valid, *angles, inter), int(dup.sum())
+    pb = PathBatch(a, tau, valid, *angles, inter).take_paths(order).zero_invalid()
+    return pb, int(dup.sum())
 
 
 def concat(batches: list[PathBatch]) -> PathBatch:
@@ -167,17 +188,8 @@ def concat(batches: list[PathBatch]) -> PathBatch:
         widths[axis] = (0, p - x.shape[axis])
         return np.pad(x, widths)
 
-    fields = {}
-    for name, axis in (
-        ("a", -1),
-        ("tau", -1),
-        ("valid", -1),
-        ("aod_az", -1),
-        ("aod_zen", -1),
-        ("aoa_az", -1),
-        ("aoa_zen", -1),
-        ("doppler", -1),
-        ("interactions", 2),
-    ):
-        fields[name] = np.concatenate([pad(getattr(b, name), axis) for b in batches], axis=0)
-    return PathBatch(**fields)
+    out = {}
+    for f in fields(PathBatch):
+        axis = PathBatch.path_axis(f.name)
+        out[f.name] = np.concatenate([pad(getattr(b, f.name), axis) for b in batches], axis=0)
+    return PathBatch(**out)

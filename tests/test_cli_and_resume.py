@@ -163,3 +163,43 @@ def test_kill_and_resume_gives_identical_dataset(tmp_path):
         b = xr.open_zarr(cut, group=group).load()
         for name in a.data_vars:
             np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_line_progress_steady_interval():
+    from simgen.progress import LineProgress
+
+    now = [0.0]
+    lines: list[str] = []
+    clock = lambda: now[0]  # noqa: E731
+    bar = LineProgress(100, lines.append, rate_scale=3, step=0.1, every_s=30.0, clock=clock)
+    for _ in range(20):  # 5 UEs per second: a line per 10 % (every 2 s)
+        now[0] += 1.0
+        bar.advance(5)
+    assert len(lines) == 10, lines
+    assert lines[4] == "progress: 50/100 UEs (50 %), 15.0 links/s, elapsed 10s, ETA 10s"
+    lines.clear()
+    slow = LineProgress(1000, lines.append, every_s=30.0, clock=clock)
+    for _ in range(9):  # 1 UE per 10 s: well under 10 %, so a line every 30 s
+        now[0] += 10.0
+        slow.advance(1)
+    assert len(lines) == 3 and lines[-1].startswith("progress: 9/1000 UEs (1 %)"), lines
+
+
+def test_render_to_a_pipe_prints_progress_lines(tmp_path):
+    """Without a terminal the rich bar draws nothing; `simgen render` prints steady lines."""
+    from simgen_testutil import OPEN_SCENE
+
+    cfg = write_config(
+        tmp_path,
+        OPEN_SCENE,
+        ue__sampling={"count": 20},
+        solver__batch_ues=2,
+        output__chunk_samples=10,
+    )
+    res = simgen("render", str(cfg), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    lines = [s for s in res.stderr.splitlines() if s.startswith("tracing UEs: ")]
+    assert len(lines) == 10, res.stderr  # one per 2 UEs (10 %)
+    assert lines[-1].startswith("tracing UEs: 20/20 UEs (100 %), "), lines
+    assert " links/s, elapsed " in lines[0] and ", ETA " in lines[0], lines
+    assert res.stderr.strip().splitlines()[-1].startswith("done: 40 links"), res.stderr

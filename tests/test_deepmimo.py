@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from simgen_testutil import write_config
 
-from simgen import deepmimo as sd
 from simgen.config import ArrayConfig
 from simgen.errors import ConfigError, StoreError
+from simgen.interop import deepmimo as sd
 from simgen.schema import SPEED_OF_LIGHT, LinkState
 from simgen.store import open_store
 

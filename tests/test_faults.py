@@ -167,7 +167,7 @@ def test_publish_into_the_folder_of_the_store_is_refused(tmp_path, small_store):
 
 
 def test_republish_replaces_only_its_own_store_copy(tmp_path, small_store):
-    from simgen.publish import publish
+    from simgen.release.publish import publish
 
     dist = tmp_path / "dist"
     for mode in ("copy", "copy", "zip", "zip"):  # an earlier release of ours is replaced

@@ -14,7 +14,7 @@ from simgen_testutil import write_config
 from typer.testing import CliRunner
 
 from simgen.cli import app
-from simgen.validate import validate
+from simgen.release.validate import validate
 
 runner = CliRunner()
 
@@ -214,7 +214,7 @@ def test_deepmimo_import_has_no_new_findings(tmp_path):
     'not recorded', not a missing chunk or a NaN fault."""
     from test_deepmimo import SPACING, make_scenario
 
-    import simgen.deepmimo as sd
+    import simgen.interop.deepmimo as sd
 
     make_scenario(tmp_path / "s", n_ue=6, seed=0)
     sd.import_scenario(

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import zarr
 from simgen_testutil import write_config
 from typer.testing import CliRunner
 
 from simgen.cli import app
-from simgen.publish import publish
+from simgen.release.publish import publish
+from simgen.release.validate import MANIFEST, check, validate, verify_manifest, write_manifest
 from simgen.schema import SPEED_OF_LIGHT, LinkState
-from simgen.validate import MANIFEST, check, validate, verify_manifest, write_manifest
 
 runner = CliRunner()
 
@@ -45,9 +46,22 @@ def test_untouched_store_is_clean(store):
     assert validate(store) == []
     res = runner.invoke(app, ["validate", str(store)])
     assert res.exit_code == 0, res.output
-    assert res.output.startswith("ok: ") and "2 conditions (dry, rain_25mmh)" in res.output
+    # progress lines go to stderr; the verdict is the first stdout line
+    assert res.stdout.startswith("ok: ") and "2 conditions (dry, rain_25mmh)" in res.stdout
     states = zarr.open_group(str(store), mode="r")["dry"]["link_state"][:]
     assert (states == LinkState.NO_PATH).any()  # the NaN rules are exercised
+
+
+def test_validate_prints_progress_lines_without_a_terminal(store):
+    """`simgen validate` reads every chunk; in a log it prints steady progress lines."""
+    res = runner.invoke(app, ["validate", str(store)])
+    assert res.exit_code == 0, res.output
+    lines = [s for s in res.output.splitlines() if s.startswith("checking: ")]
+    # 3 shards x 2 condition groups, a line per shard read (each is over 10 %)
+    assert len(lines) == 6 and lines[-1].startswith("checking: 6/6 shards (100 %), "), res.output
+    assert " shards/s, elapsed " in lines[-1], lines
+    quiet = runner.invoke(app, ["validate", str(store), "--quiet"])
+    assert quiet.exit_code == 0 and "checking: " not in quiet.output, quiet.output
 
 
 # -- planted faults -------------------------------------------------------------------------------
@@ -184,8 +198,31 @@ def test_publish_card_croissant_manifest(store, tmp_path):
     assert "**CC-BY-4.0**" in text and "ODbL" in text and "name: street_canyon" in text
     assert "| trp_west |" in text and "| trp_east |" in text
 
+    assert "`rx_power`: path gain in dB" in text and "polarization-major" in text
+    assert r"sum over paths and UE polarization ports of \|a\|^2" in text  # "|" escaped in cells
+    # Hugging Face dataset-card front matter: YAML between the first two "---" lines
+    head, fm, body = text.split("---\n", 2)
+    assert head == "" and body.startswith("\n# ")
+    card = yaml.safe_load(fm)
+    assert card["license"] == "cc-by-4.0" and card["pretty_name"] == "street_canyon"
+    assert card["size_categories"] == ["n<1K"] and card["task_categories"] == [
+        "tabular-regression"
+    ]
+    assert "wireless-localization" in card["tags"]
+    assert card["configs"] == [
+        {
+            "config_name": "dry",
+            "data_files": [{"split": "train", "path": "tiny.zarr/dry/**"}],
+            "default": True,
+        },
+        {
+            "config_name": "rain_25mmh",
+            "data_files": [{"split": "train", "path": "tiny.zarr/rain_25mmh/**"}],
+        },
+    ]
+
     meta = json.loads((dist / "croissant.json").read_text())
-    assert meta["@type"] == "sc:Dataset" and meta["conformsTo"].endswith("croissant/1.0")
+    assert meta["@type"] == "sc:Dataset" and meta["conformsTo"].endswith("croissant/1.1")
     fields = {f["name"] for rs in meta["recordSet"] for f in rs["field"]}
     for cond in ("dry", "rain_25mmh"):
         for name in root[cond].array_keys():
@@ -228,9 +265,64 @@ def test_publish_zip_is_one_verifiable_file(store, tmp_path):
     np.testing.assert_array_equal(
         ds.csi.values, zarr.open_group(str(store), mode="r")["rain_25mmh"]["csi"][:]
     )
+    card = yaml.safe_load((dist / "README.md").read_text().split("---\n", 2)[1])
+    assert card["license"] == "cc0-1.0"
+    assert {c["data_files"][0]["path"] for c in card["configs"]} == {"tiny.zarr.zip"}
     meta = json.loads((dist / "croissant.json").read_text())
     assert meta["license"] == "https://creativecommons.org/publicdomain/zero/1.0/"
     assert meta["distribution"][0]["sha256"] in (dist / MANIFEST).read_text()
+
+
+@pytest.mark.parametrize("mode", ["copy", "zip", "none"])
+def test_croissant_loads_in_mlcroissant_without_warnings(store, tmp_path, mode, caplog):
+    """Every kind of release validates in mlcroissant with no issue and no warning (e.g. "the
+    JSON-LD @context is not standard"), declares Croissant 1.1 and uses its standard @context."""
+    import logging
+    import warnings
+
+    mlc = pytest.importorskip("mlcroissant")
+    from mlcroissant._src.core.context import Context, CroissantVersion
+    from mlcroissant._src.core.rdf import make_context
+
+    from simgen.release.croissant import CROISSANT_CONTEXT
+
+    dist = tmp_path / "dist"
+    r = publish(store, dist, device="cpu", footprints=False, mode=mode)
+    assert r.croissant_check == "mlcroissant: ok", r.croissant_check
+    meta = json.loads((dist / "croissant.json").read_text())
+    assert meta["conformsTo"] == "http://mlcommons.org/croissant/1.1"
+    assert meta["@context"] == CROISSANT_CONTEXT == make_context(
+        Context(conforms_to=CroissantVersion.V_1_1)
+    )
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = mlc.Dataset(jsonld=str(dist / "croissant.json"))
+    issues = ds.metadata.ctx.issues
+    assert not issues.errors and not issues.warnings, issues.report()
+    assert [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING] == []
+    ours = [w for w in caught if not issubclass(w.category, DeprecationWarning)]  # rdflib's own
+    assert ours == [], [str(w.message) for w in ours]
+    assert {rs.name for rs in ds.metadata.record_sets} == {"dry", "rain_25mmh"}
+
+
+def test_card_front_matter_licence_and_size():
+    from types import SimpleNamespace
+
+    from simgen.release.card import front_matter, size_category
+
+    assert [size_category(n) for n in (0, 999, 1000, 250_000, 10**7)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "100K<n<1M",
+        "10M<n<100M",
+    ]
+    st = SimpleNamespace(layout=SimpleNamespace(sample=5000, trp=4), conditions=["dry"])
+    fm = front_matter(st, name="x", license_id="ODbL-1.0", store_ref="x.zarr")
+    assert fm["license"] == "odbl" and fm["size_categories"] == ["10K<n<100K"]
+    fm = front_matter(st, name="x", license_id="https://example.org/terms", store_ref="x.zarr")
+    assert fm["license"] == "other" and fm["license_link"] == "https://example.org/terms"
+    assert fm["license_name"] == "https://example.org/terms"
 
 
 def test_publish_refuses_a_broken_store(store, tmp_path):
@@ -251,7 +343,7 @@ def test_preview_writes_png(tmp_path):
 
 
 def test_preview_draws_a_broken_config_and_names_the_problem(tmp_path):
-    from simgen.figures import preview
+    from simgen.release.figures import preview
 
     cfg = write_config(
         tmp_path,

@@ -27,8 +27,7 @@ Every problem becomes one line (a *finding*); an empty list means the store is c
 from __future__ import annotations
 
 import hashlib
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +35,9 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from . import schema
-from .errors import ConfigError, StoreError
-from .schema import (
+from .. import schema
+from ..errors import ConfigError, StoreError
+from ..schema import (
     CIR_VARIABLES,
     FILL,
     PATH_VARIABLES,
@@ -47,7 +46,7 @@ from .schema import (
     SPEED_OF_LIGHT,
     LinkState,
 )
-from .store import Layout
+from ..store import Layout, open_root
 
 MANIFEST = "MANIFEST.sha256"
 REQUIRED_ROOT_ATTRS = (
@@ -124,21 +123,19 @@ class _Tally:
             yield f"{key.format(n=n, s='' if n == 1 else 's')} (first at {self.first[key]})"
 
 
-def open_root(path: Path) -> zarr.Group:
-    if path.is_file() and zipfile.is_zipfile(path):
-        store = zarr.storage.ZipStore(path, mode="r")
-    else:
-        store = zarr.storage.LocalStore(path, read_only=True)
-    return zarr.open_group(store=store, mode="r", use_consolidated=False)
-
-
 def validate(path: str | Path, manifest: str | Path | None = None) -> list[str]:
     """Findings for the store at ``path`` (directory or zipped), one line each; [] if clean."""
     return check(path, manifest).lines
 
 
-def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
-    """Like :func:`validate` but also returns what was checked."""
+def check(
+    path: str | Path,
+    manifest: str | Path | None = None,
+    progress: Callable[[int], Callable[[int], None]] | None = None,
+) -> Findings:
+    """Like :func:`validate` but also returns what was checked. ``progress(total)``, if given,
+    is called once with the number of shard reads (finished shards x condition groups) and
+    returns ``advance(n)``, called as each shard of each group is checked."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such store")
@@ -167,7 +164,7 @@ def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
         out.add("root attrs: layout is missing or malformed; cannot check arrays")
         return out
     try:
-        _Checker(root, attrs, layout, out).run()
+        _Checker(root, attrs, layout, out, progress).run()
     finally:
         if isinstance(root.store, zarr.storage.ZipStore):
             root.store.close()
@@ -175,8 +172,10 @@ def check(path: str | Path, manifest: str | Path | None = None) -> Findings:
 
 
 class _Checker:
-    def __init__(self, root: zarr.Group, attrs: dict, layout: Layout, out: Findings):
+    def __init__(self, root: zarr.Group, attrs: dict, layout: Layout, out: Findings, progress=None):
         self.root, self.attrs, self.lay, self.out = root, attrs, layout, out
+        self.start_progress = progress or (lambda total: lambda n: None)
+        self.advance: Callable[[int], None] = lambda n: None
         self.conditions = [c for c in attrs.get("conditions", []) if isinstance(c, str)]
         self.cfg = self._config()
         self.bbox = self._bbox()
@@ -211,7 +210,7 @@ class _Checker:
 
     # -- context ---------------------------------------------------------------------------------
     def _config(self):
-        from .config import parse_config
+        from ..config import parse_config
 
         text = self.attrs.get("scene_config_yaml")
         if not isinstance(text, str):
@@ -252,6 +251,7 @@ class _Checker:
         for extra in sorted(groups - set(self.conditions)):
             self.add(f"{extra}: group is not listed in the conditions attribute")
         present = [c for c in self.conditions if c in groups]
+        self.advance = self.start_progress(len(present) * int(self.done.sum()))
         for cond in present:
             ok = self.check_contract(cond)
             self.check_static(cond)
@@ -299,7 +299,7 @@ class _Checker:
         )
         if vp is None or vy is None or vt is None or vp.shape[0] != lay.snapshot:
             return
-        from .traffic import _holds_ue
+        from ..traffic import _holds_ue
 
         try:
             hit = _holds_ue(vp.astype(np.float64), vy.astype(np.float64), vt, pos, margin=0.0)
@@ -515,6 +515,7 @@ class _Checker:
         for i, sl in enumerate(lay.shards):
             if not self.done[i]:
                 continue
+            self.advance(1)
             a = sl.start
             r = {}
             for n in SAMPLE_VARIABLES + PATH_VARIABLES + CIR_VARIABLES:
@@ -802,7 +803,7 @@ class _Checker:
             return None
         ports = self.cfg.ue.array.ports if self.cfg is not None else None
         if ports is None and isinstance(self.attrs.get("ue_array"), dict):  # imports
-            from .config import ArrayConfig
+            from ..config import ArrayConfig
 
             try:
                 ports = ArrayConfig.model_validate(self.attrs["ue_array"], strict=False).ports
@@ -817,7 +818,7 @@ class _Checker:
 
     def _physics(self, p: str, r: dict, a: int, tally: _Tally, ctx: dict) -> None:
         """Cross-checks against the stored paths (see the module docstring)."""
-        from . import channel
+        from .. import channel
 
         if not all(k in r for k in ("path_a", "path_tau", "num_paths")):
             return

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from .config import SceneConfig
-from .schema import SPEED_OF_LIGHT, LinkState
+from ..config import SceneConfig
+from ..schema import SPEED_OF_LIGHT, LinkState
 
 STATE_COLOR = {
     LinkState.LOS: "#2ca02c",
@@ -48,10 +48,10 @@ class SceneRaster:
 
 def load_scene(cfg: SceneConfig, scene_path: str, device: str = "auto"):
     """The scene as a render would load it (imports sionna.rt: selects the backend first)."""
-    from .backend import select_backend
+    from ..backend import select_backend
 
     select_backend(device)
-    from . import scene
+    from .. import scene
 
     return scene.load(cfg, scene_path)
 
@@ -59,15 +59,15 @@ def load_scene(cfg: SceneConfig, scene_path: str, device: str = "auto"):
 def load_geometry(cfg: SceneConfig, scene_path: str, device: str = "auto"):
     """Only the static geometry (no TRPs, no checks, no UEs): for drawing a config that
     :func:`load_scene` refuses. None for the empty scene."""
-    from .backend import select_backend
-    from .config import EMPTY_SCENE
+    from ..backend import select_backend
+    from ..config import EMPTY_SCENE
 
     if scene_path == EMPTY_SCENE:
         return None
     select_backend(device)
     import sionna.rt as rt
 
-    from . import scene as sc
+    from .. import scene as sc
 
     s = rt.load_scene(scene_path, merge_shapes_exclude_regex=sc.merge_exclude_regex(cfg))
     category, names = sc._categorize(s, cfg)
@@ -80,7 +80,7 @@ def load_geometry(cfg: SceneConfig, scene_path: str, device: str = "auto"):
 
 def scene_raster(ctx, extent: tuple[float, float, float, float], cells: int = 480):
     """Probe the scene straight down on a grid of about ``cells`` along the longer side."""
-    from .scene import ground_level
+    from ..scene import ground_level
 
     if ctx.bbox_min is None:
         return None
@@ -101,7 +101,7 @@ def _draw_raster(ax, raster: SceneRaster | None):
     """Buildings as grey shades by height above the ground; foliage green; vehicles blue."""
     if raster is None:
         return None
-    from .scene import BUILDING, FOLIAGE, GROUND, VEHICLE
+    from ..scene import BUILDING, FOLIAGE, GROUND, VEHICLE
 
     ground = raster.category == GROUND
     z0 = float(np.median(raster.z[ground])) if ground.any() else 0.0
@@ -209,7 +209,7 @@ def _panel_size(extent, width: float = 5.2) -> tuple[float, float]:
 def _geometry_legend(raster) -> list:
     if raster is None:
         return []
-    from .scene import FOLIAGE, VEHICLE
+    from ..scene import FOLIAGE, VEHICLE
 
     items = [Patch(color=(0.55, 0.55, 0.57), label="building")]
     if (raster.category == FOLIAGE).any():
@@ -474,8 +474,8 @@ def preview(
     scene reveals are found) and the UEs are sampled; without it (or when loading fails) only
     what the config says is drawn.
     """
-    from .config import load_config
-    from .errors import SimgenError
+    from ..config import load_config
+    from ..errors import SimgenError
 
     cfg, _, scene_path = load_config(config_path)
     problem, ctx, raster, ue = None, None, None, None
@@ -484,7 +484,7 @@ def preview(
             ctx = load_scene(cfg, scene_path, device)
             ue = ctx.ue_position if getattr(ctx, "ue_position", None) is not None else None
             if ue is None:
-                from .scene import sample_ues
+                from ..scene import sample_ues
 
                 ue = sample_ues(cfg, ctx)
         except SimgenError as exc:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import LinkState
-from .store import open_store
+from ..schema import LinkState
+from ..store import open_store
 
 
 def summarize(path: str | Path) -> str:
