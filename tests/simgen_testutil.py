@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
 from pathlib import Path
 
 import yaml
@@ -14,7 +15,9 @@ def write_config(tmp: Path, base: str | dict, **changes) -> Path:
 
     A key such as ``solver__max_depth`` replaces one nested value.
     """
-    cfg = yaml.safe_load((SCENES / base).read_text()) if isinstance(base, str) else dict(base)
+    # a deep copy: ``solver__batch_ues=...`` must not change the shared dict (e.g. OPEN_SCENE)
+    # for every later test
+    cfg = yaml.safe_load((SCENES / base).read_text()) if isinstance(base, str) else deepcopy(base)
     for key, value in changes.items():
         node = cfg
         *parents, leaf = key.split("__")
