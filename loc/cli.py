@@ -173,8 +173,7 @@ def train(
         log_every=log_every,
         ckpt_every=ckpt_every,
         init_from=None if init_from is None else str(init_from),
-        schedule="step" if constant_lr else None,
-        lr_milestones=() if constant_lr else TrainConfig.lr_milestones,
+        schedule="constant" if constant_lr else None,
     )
     sets, splits = [], []
     for g in group:

@@ -68,13 +68,19 @@ def coarse_query_xy(store: CSIStore, queries: np.ndarray, coarse_error: float, s
     return coarse_locations(store.xy[np.asarray(queries)], coarse_error, rng)
 
 
+def zero_absent_trps(f: np.ndarray, present: np.ndarray | None) -> np.ndarray:
+    """Features (M, G, A, C, 2) with the link groups of absent TRPs zeroed (absent TRPs give no
+    signal); ``present`` (M, T) bool, link groups trp-major (G = T * U). None: unchanged."""
+    if present is None:
+        return f
+    g = f.shape[1] // present.shape[1]
+    return f * np.repeat(present, g, axis=1)[:, :, None, None, None]
+
+
 def flat_features(store: CSIStore, idx: np.ndarray, present: np.ndarray | None = None):
-    """(M, D) float32: the model input features of samples ``idx``, flattened; with ``present``
-    (M, T) bool the absent TRPs' features are zero (trp-major link groups)."""
-    f = store.read(np.asarray(idx))
-    if present is not None:
-        g = f.shape[1] // present.shape[1]
-        f = f * np.repeat(present, g, axis=1)[:, :, None, None, None]
+    """(M, D) float32: the model input features of samples ``idx``, flattened, absent TRPs
+    (``present`` (M, T) bool False) zeroed."""
+    f = zero_absent_trps(store.read(np.asarray(idx)), present)
     return f.reshape(len(f), -1)
 
 

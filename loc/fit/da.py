@@ -95,7 +95,7 @@ def train_da(
             group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.schedule, cfg.warmup)
         i_s, i_t = source.train[bs.rows(step)], target.train[bt.rows(step)]
         hs = bank_s(i_s)
-        zs = (bank_s.xy(i_s) - model.origin) / model.scale
+        zs = model.standardise(bank_s.xy(i_s))
         if hasattr(model, "da_loss"):
             ds = torch.as_tensor(labels[i_s], device=device)
             lam = lambda_ramp(step / cfg.steps)

@@ -25,8 +25,7 @@ def transfer_curve(cfg, checkpoint, test, device, run_dir, sizes, steps) -> dict
             steps=steps,
             batch_size=min(cfg.batch_size, n),
             n_neighbours=min(cfg.n_neighbours, n - 1),
-            schedule="step",
-            lr_milestones=(),  # constant LR
+            schedule="constant",
             init_from=str(checkpoint),
             log_every=max(1, min(1000, steps // 5)),
             ckpt_every=steps,

@@ -39,9 +39,8 @@ def params_of(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _call_loss(model: MetaLocNet, params: dict, h: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """MSE on standardised locations with the parameter dict ``params`` (functional call)."""
-    z = (xy - model.origin) / model.scale
     pred = functional_call(model, params, (h,), {}, strict=False)
-    return F.mse_loss((pred - model.origin) / model.scale, z)
+    return F.mse_loss(model.standardise(pred), model.standardise(xy))
 
 
 def inner_adapt(

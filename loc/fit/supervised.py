@@ -55,7 +55,8 @@ class TrainConfig:
         of our sweep (``loc.models.PEAK_LR``); "paper": the spec exactly: raw metres,
         absolute labels, the step schedule and the spec's LR (``loc.models.PAPER_LR``).
     lr: peak Adam learning rate; None = the recipe's default for the model.
-    schedule: "cosine" | "step" (``loc.fit.schedule``); None = the recipe's ("step" for paper).
+    schedule: "cosine" | "step" | "constant" (``loc.fit.schedule``); None = the recipe's
+        ("step" for paper).
     warmup: cosine warm-up, a fraction of ``steps``.
     lr_milestones: step schedule: fractions of ``steps`` after which the LR is multiplied by
         ``lr_decay``; (1/2, 2/3, 5/6) of 300k = 150k/200k/250k (spec §4.2); () = constant.
@@ -66,7 +67,7 @@ class TrainConfig:
     preload: read the training CSI once into one device tensor (None: when it takes at most
         2 GiB, e.g. 40k x 32 x 32 is 328 MB) instead of lazy chunk-cached reads every step.
     init_from: checkpoint whose weights initialise the model (transfer learning, spec §6.2:
-        fine-tune all parameters, e.g. with lr=1e-4 and lr_milestones=() for a constant LR).
+        fine-tune all parameters, e.g. with lr=1e-4 and schedule="constant").
     """
 
     model: str = "mateformer"

@@ -250,8 +250,7 @@ class DCNN(_ADPModel):
         return self.to_metres(self.regressor(self.features(self.adp(h))))
 
     def training_loss(self, h, xy, rng=None) -> torch.Tensor:
-        z = (xy - self.origin) / self.scale
-        return F.mse_loss(self.regressor(self.features(self.adp(h))), z)
+        return self.std_mse(self.regressor(self.features(self.adp(h))), xy)
 
 
 class DANN(DCNN):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from loc.data import dft_matrices
@@ -95,4 +94,4 @@ class MetaLocNet(TargetNorm):
         return self.to_metres(self.forward_std(h))
 
     def training_loss(self, h, xy, rng=None) -> torch.Tensor:
-        return F.mse_loss(self.forward_std(h), (xy - self.origin) / self.scale)
+        return self.std_mse(self.forward_std(h), xy)

@@ -224,6 +224,7 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
 
 
 def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
+    from loc.evaluate import zero_absent_trps
     from loc.models.multilateration import (
         KNNFingerprint,
         estimated_multilateration,
@@ -236,10 +237,7 @@ def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None)
         mask = (masks or {}).get(tname)
         if base_model(name) == "knn_fp":
             k = min(KNN_K, len(db))
-            query = st.read(te)
-            if mask is not None:  # absent TRPs give no signal: zero features (trp-major G)
-                g = query.shape[1] // mask.shape[1]
-                query = query * np.repeat(mask, g, axis=1)[:, :, None, None, None]
+            query = zero_absent_trps(st.read(te), mask)
             knn = KNNFingerprint(k).fit(fingerprints(st.read(db)), st.xy[db])
             preds[tname] = knn.predict(fingerprints(query))
             extra[tname] = {"k": k, "reference_samples": int(len(db))}
