@@ -5,7 +5,7 @@ SCENE ?= scenes/paris.yaml
 ARGS ?=
 BIN := .venv/bin
 
-.PHONY: render test lint
+.PHONY: render test lint reproduce
 $(BIN)/.installed: pyproject.toml tools/install.sh
 	bash tools/install.sh
 	touch $@
@@ -18,3 +18,8 @@ test: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+
+# every paper's protocol at the CPU budget (renders cached in out/cache, finished fits reused),
+# then docs/results.md: the papers' numbers beside ours (see docs/results.md for its wall time)
+reproduce: $(BIN)/.installed
+	$(BIN)/loc suite all --budget cpu --results docs/results.md $(ARGS)

@@ -291,7 +291,9 @@ def eval_cmd(
 @_one_line_errors
 def suite(
     protocol: str = typer.Argument(
-        ..., help="protocol name (loc/experiments/NAME.yaml) or a protocol YAML path"
+        ...,
+        help="protocol name (loc/experiments/NAME.yaml), a protocol YAML path, or 'all': every "
+        "protocol that has the budget, then the results page beside the papers (--results)",
     ),
     budget: str = typer.Option(
         "short",
@@ -300,7 +302,14 @@ def suite(
     ),
     device: str = typer.Option("auto", help="cpu | cuda | auto (training and rendering)"),
     out: Path | None = typer.Option(
-        None, help="output directory (default: runs/suite/<protocol>_<budget>)"
+        None,
+        help="output directory (default: runs/suite/<protocol>_<budget>; for 'all' the parent "
+        "of the protocols' directories, default runs/suite)",
+    ),
+    results: Path | None = typer.Option(
+        None,
+        help="'all' only: the results page (default <out>/results_<budget>.md; `make "
+        "reproduce` writes docs/results.md)",
     ),
     cache: Path = typer.Option(
         Path("out/cache"), help="dataset cache: one store per scene + UE count, reused"
@@ -316,6 +325,16 @@ def suite(
     from loc.suite import load_protocol, markdown_table, run_suite
 
     _setup_logging(quiet)
+    if protocol == "all":
+        from loc.suite.results import run_all
+
+        root = out or Path("runs/suite")
+        page = results or root / f"results_{budget}.md"
+        if models:
+            raise ConfigError("--models selects models of one protocol, not of 'all'")
+        run_all(budget, root, cache, page, device=device, resume=resume)
+        typer.echo(json.dumps({"results": str(page)}))
+        return
     proto = load_protocol(protocol, budget)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
     out_dir = out or Path("runs/suite") / f"{proto.name}_{budget}"

@@ -282,6 +282,16 @@ class TrafficConfig(Strict):
     dt_s: Annotated[Real, Field(gt=0)] = 0.1
     seed: int = 0
     lanes: Annotated[list[LaneConfig], Field(min_length=1)]
+    density_scale: Annotated[Real, Field(ge=0)] = Field(
+        1.0, description="multiplies every lane's density_per_km (heavier / lighter traffic)"
+    )
+    types: dict[Literal["car", "bus", "truck"], Annotated[Real, Field(gt=0)]] | None = Field(
+        None, description="replaces every lane's vehicle mix (e.g. {bus: 0.5, truck: 0.5})"
+    )
+
+    def lane_draw(self, lane: LaneConfig) -> tuple[float, dict[str, float]]:
+        """(vehicles per km, type weights) drawn on ``lane`` after the traffic-wide knobs."""
+        return lane.density_per_km * self.density_scale, dict(self.types or lane.types)
 
 
 class TreeConfig(Strict):

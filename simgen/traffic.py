@@ -65,11 +65,12 @@ class TrafficPlan:
         return np.isfinite(self.position[..., 0])
 
 
-def _draw_lane(lane: Lane, cfg: LaneConfig, rng: np.random.Generator):
+def _draw_lane(lane: Lane, cfg: LaneConfig, rng: np.random.Generator, traffic: TrafficConfig):
     """Vehicles on one lane: (arc positions of centres, type codes, lengths)."""
-    names = list(cfg.types)
-    weights = np.array([cfg.types[n] for n in names], np.float64)
-    n = rng.poisson(cfg.density_per_km * lane.length / 1000.0)
+    density, types = traffic.lane_draw(cfg)
+    names = list(types)
+    weights = np.array([types[n] for n in names], np.float64)
+    n = rng.poisson(density * lane.length / 1000.0)
     kinds = [names[k] for k in rng.choice(len(names), size=n, p=weights / weights.sum())]
     lengths = np.array([VEHICLE_SIZE[k][0] for k in kinds])
     while n and (lengths + cfg.min_gap_m).sum() > lane.length:  # no room: drop the last
@@ -111,7 +112,7 @@ def plan(
     if cfg.mode == "time_series":
         fixed = []
         for li, (lane, lc) in enumerate(zip(lanes, cfg.lanes, strict=True)):
-            s, codes, _ = _draw_lane(lane, lc, rng)
+            s, codes, _ = _draw_lane(lane, lc, rng, cfg)
             speed = rng.uniform(*lc.speed_mps)
             fixed += [(li, si, ci, speed) for si, ci in zip(s, codes, strict=True)]
         if ue_track is not None:
@@ -121,7 +122,7 @@ def plan(
         for _ in range(n_snap):
             snap = []
             for li, (lane, lc) in enumerate(zip(lanes, cfg.lanes, strict=True)):
-                s, codes, _ = _draw_lane(lane, lc, rng)
+                s, codes, _ = _draw_lane(lane, lc, rng, cfg)
                 speeds = rng.uniform(*lc.speed_mps, size=len(s))
                 snap += list(zip([li] * len(s), s, codes, speeds, strict=True))
             if ue_track is not None:

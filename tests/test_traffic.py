@@ -228,3 +228,20 @@ def test_doppler_of_moving_ue_on_los(tmp_path):
     expected = -(k * v[:, None]).sum(-1) / (SPEED_OF_LIGHT / 3.5e9)
     np.testing.assert_allclose(ds.path_doppler.values[..., 0], expected, rtol=1e-4, atol=0.01)
     assert np.abs(expected).max() > 50  # ~175 Hz at 3.5 GHz for radial motion
+
+
+def test_traffic_wide_density_scale_and_mix():
+    """density_scale multiplies every lane's density; types replaces every lane's mix."""
+    lane = {"points": [[0.0, 0.0], [2000.0, 0.0]], "density_per_km": 10.0, "min_gap_m": 2.0}
+    base = dict(mode="conditions", snapshots=20, seed=3, lanes=[lane])
+
+    def vehicles(**knobs):
+        cfg = TrafficConfig.model_validate_json(json.dumps({**base, **knobs}))
+        p = plan_traffic(cfg, lambda xy: np.zeros(len(xy)))
+        return p.present.sum(axis=1).mean(), p.vtype[p.present.any(axis=0)]
+
+    n1, types1 = vehicles()
+    n3, types3 = vehicles(density_scale=3.0, types={"bus": 1.0})
+    assert 15 < n1 < 25 and 2.5 < n3 / n1 < 3.5  # Poisson means 20 and 60 on 2 km
+    assert set(types1.tolist()) == {0} and set(types3.tolist()) == {1}  # car -> bus only
+    assert vehicles(density_scale=0.0)[0] == 0

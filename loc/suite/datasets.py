@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -57,7 +58,10 @@ def dataset_store(spec: DatasetSpec, cache_dir: str | Path, device: str = "auto"
         t0 = time.perf_counter()
         r = Renderer(p, _render_device(device))
         r.render(r.open_store())
-        log.info("dataset %s: rendered in %.1f s", spec.name, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        log.info("dataset %s: rendered in %.1f s", spec.name, seconds)
+        side = Path(str(out) + ".json")  # read by loc.suite.results.render_seconds
+        side.write_text(json.dumps({"render_seconds": seconds, "device": device}))
         return out
     except SimgenError as e:
         raise DataError(f"dataset {spec.name}: {e}") from None

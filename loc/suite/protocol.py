@@ -235,6 +235,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if bad:
         raise ConfigError(f"budgets.{budget}: unknown key(s) {', '.join(sorted(bad))}")
     cfg = deep_merge({k: v for k, v in raw.items() if k != "budgets"}, b)
+    if isinstance(b.get("experiments"), dict) and isinstance(cfg.get("experiments"), dict):
+        # a budget lists its experiments first (column order); `name: null` drops one
+        exps = cfg["experiments"]
+        order = [*b["experiments"], *(k for k in exps if k not in b["experiments"])]
+        cfg["experiments"] = {k: exps[k] for k in order if exps[k] is not None}
 
     models = cfg.get("models")
     if not isinstance(models, list) or not models:

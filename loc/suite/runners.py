@@ -168,7 +168,12 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
             log_every=proto.log_every,
             **meta_kw,
         )
-        init = meta_train(cfg, train_sets)
+        cached = run_dir / "meta_init.pt"  # the run folder is cleared when its signature changes
+        if cached.exists():
+            init = torch.load(cached, map_location=device, weights_only=False)
+        else:
+            init = meta_train(cfg, train_sets)
+            torch.save(init, cached)
     elif base_model(name) == "metaloc_tl":
         cfg = TrainConfig(
             model="metaloc",

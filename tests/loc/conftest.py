@@ -101,3 +101,35 @@ def store_path(tmp_path_factory) -> Path:
 def _threads():
     torch.set_num_threads(1)  # two shared cores: keep tests polite and timings stable
     yield
+
+
+@pytest.fixture(scope="session")
+def suite_all_tiny(tmp_path_factory) -> Path:
+    """`loc suite all --budget tiny`: every shipped protocol's tiny budget on rendered street
+    canyons, then the results page. Returns the folder: runs/<protocol>_tiny/, cache/,
+    results.md, figures/."""
+    from typer.testing import CliRunner
+
+    from loc.cli import app
+
+    root = tmp_path_factory.mktemp("suite_all")
+    r = CliRunner().invoke(
+        app,
+        [
+            "suite",
+            "all",
+            "--budget",
+            "tiny",
+            "--device",
+            "cpu",
+            "--out",
+            str(root / "runs"),
+            "--cache",
+            str(root / "cache"),
+            "--results",
+            str(root / "results.md"),
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    return root

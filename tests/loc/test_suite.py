@@ -257,12 +257,17 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     assert "| model | seen_cell n=0 | seen_cell n=16 | seen_cell n=64 | unseen_cell n=0 |" in md
 
 
-def test_suite_model_families_tiny(tmp_path):
+def test_suite_model_families_tiny(suite_all_tiny):
     """DA (one model per target column, unlabelled target), MetaLoc (adaptation on the same K
     samples for every init) and the model-based baselines run through the suite on rendered
-    street-canyon stores, with their extra numbers in the JSON and tables."""
-    cache = tmp_path / "cache"
-    da = run_suite(load_protocol("semantic_da", "tiny"), tmp_path / "da", cache, device="cpu")
+    street-canyon stores, with their extra numbers in the JSON and tables (`loc suite all
+    --budget tiny`, shared with tests/loc/test_results.py)."""
+    runs = suite_all_tiny / "runs"
+
+    def load(name: str) -> dict:
+        return json.loads((runs / f"{name}_tiny" / f"{name}.json").read_text())
+
+    da = load("semantic_da")
     for col in ("target",):
         r = da["results"][col]
         assert set(r) == {"dcnn", "dann", "mda", "hda"} | set(da["baselines"])
@@ -271,24 +276,26 @@ def test_suite_model_families_tiny(tmp_path):
             assert 0 <= r[m]["pcp_accuracy"] <= 1
         assert "pcp_accuracy" not in r["dcnn"]
     # one checkpoint per target domain, trained with that column's database as the target
-    assert (tmp_path / "da" / "runs" / "source_0_4" / "hda" / "target" / "checkpoint.pt").exists()
-    md = (tmp_path / "da" / "semantic_da.md").read_text()
+    assert (
+        runs / "semantic_da_tiny" / "runs" / "source_0_4" / "hda" / "target" / "checkpoint.pt"
+    ).exists()
+    md = (runs / "semantic_da_tiny" / "semantic_da.md").read_text()
     assert "link-state (PCP) accuracy" in md and "| hda |" in md
 
-    meta = run_suite(load_protocol("metaloc", "tiny"), tmp_path / "meta", cache, device="cpu")
+    meta = load("metaloc")
     res = meta["results"]["unseen_cell"]
     models = {"maml", "maml_ts", "maml_dg", "metaloc_tl", "metaloc_ri"}
     assert set(res) == models | set(meta["baselines"])
     for r in (res[m] for m in models):
-        assert sorted(r["adaptation_curve"]) == [4, 16] and r["k_shot"] == 16
-        assert r["adaptation_curve"][16]["mean"] == pytest.approx(r["overall"]["mean"])
+        assert sorted(map(int, r["adaptation_curve"])) == [4, 16] and r["k_shot"] == 16
+        assert r["adaptation_curve"]["16"]["mean"] == pytest.approx(r["overall"]["mean"])
         # baselines on the same K samples, identical for every model
         assert r["adaptation_baselines"] == res["maml"]["adaptation_baselines"]
-        assert sorted(r["adaptation_baselines"]["mean of K"]) == [4, 16]
-    md = (tmp_path / "meta" / "metaloc.md").read_text()
+        assert sorted(map(int, r["adaptation_baselines"]["mean of K"])) == [4, 16]
+    md = (runs / "metaloc_tiny" / "metaloc.md").read_text()
     assert "K labelled target samples" in md and "| *mean of K* |" in md and "| *kNN (k=5)" in md
 
-    vin = run_suite(load_protocol("vinloc", "tiny"), tmp_path / "vin", cache, device="cpu")
+    vin = load("vinloc")
     models = {"vinloc", "vinloc_nopos", "resnet_fp", "knn_fp", "multilat", "multilat_oracle"}
     models |= {f"{m}@variable" for m in ("vinloc", "vinloc_nopos", "resnet_fp")}
     for col in ("fixed", "variable"):
@@ -306,7 +313,7 @@ def test_suite_model_families_tiny(tmp_path):
     assert variable["multilat_oracle"]["overall"]["median"] > oracle["overall"]["median"]
     assert fixed["multilat"]["overall"]["median"] < 3.0
     assert fixed["multilat"]["method"] == "ToA multilateration (ToA estimated from CIR)"
-    md = (tmp_path / "vin" / "vinloc.md").read_text()
+    md = (runs / "vinloc_tiny" / "vinloc.md").read_text()
     assert "- multilat_oracle: ToA multilateration (oracle: true ToA + link states)" in md
     # the TRP models read simgen's stored CIR taps (data.variable: cir) as they are
     import zarr
@@ -319,7 +326,7 @@ def test_suite_model_families_tiny(tmp_path):
         CSIStore(da["datasets"]["traffic"], "dry", variable="cir")
     # the variant row is a model of its own, trained with random TRP subsets
     ck = torch.load(
-        tmp_path / "vin" / "runs" / "all_trps" / "vinloc@variable" / "checkpoint.pt",
+        runs / "vinloc_tiny" / "runs" / "all_trps" / "vinloc@variable" / "checkpoint.pt",
         weights_only=False,
     )
     assert ck["hparams"]["train_subset"] == 2

@@ -1,0 +1,326 @@
+"""The papers' headline numbers and findings, and a check of each finding on a suite result.
+
+One ``Paper`` per protocol of the results page (``loc suite all``): where its numbers come from
+(``../shared/specs``), the reference numbers as the paper gives them, the qualitative finding,
+and ``check(result) -> Verdict`` that reads a ``run_suite`` JSON dict and says whether the
+finding holds on our data, with the numbers that decide it. A check never passes on missing
+rows: it answers ``holds=None`` ("not measured") instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+POINT_MODELS = ("cnn", "ad_cnn", "mfcnet")
+SET_MODEL = "mateformer"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    holds: bool | None  # None: the rows it needs were not run
+    text: str  # one or two sentences with the deciding numbers
+
+
+@dataclasses.dataclass(frozen=True)
+class Paper:
+    protocol: str
+    title: str
+    source: str  # the spec section the numbers come from
+    finding: str
+    reference: tuple[tuple[str, str], ...]  # (row, the paper's numbers)
+    check: Callable[[dict], Verdict]
+
+
+# ----------------------------------------------------------------------------- result access
+
+
+def mean(result: dict, label: str, model: str) -> float | None:
+    """Mean 2-D error (m) of ``model`` in column ``label``; None when it was not run."""
+    r = result["results"].get(label, {}).get(model)
+    return None if not r or not r["overall"].get("n") else float(r["overall"]["mean"])
+
+
+def rmse(result: dict, label: str, model: str) -> float | None:
+    r = result["results"].get(label, {}).get(model)
+    return None if not r or not r["overall"].get("n") else float(r["overall"]["rmse"])
+
+
+def column(result: dict, experiment: str, test: str) -> str | None:
+    """Label of the column (experiment, test), None when the run has no such column."""
+    for c in result["columns"]:
+        if c["experiment"] == experiment and c["test"] == test:
+            return c["label"]
+    return None
+
+
+def models_of(result: dict) -> list[str]:
+    """Model rows (not baselines) that have a result in any column."""
+    base = set(result.get("baselines", []))
+    seen: dict[str, None] = {}
+    for col in result["results"].values():
+        for m in col:
+            if m not in base:
+                seen[m] = None
+    return list(seen)
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f} m"
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_single(result: dict) -> Verdict:
+    """Mateformer most accurate at the largest training size; error falls with data."""
+    labels = [c["label"] for c in result["columns"]]
+    models = models_of(result)
+    if SET_MODEL not in models or len(labels) < 2:
+        return Verdict(None, "needs Mateformer and at least two training sizes")
+    last = labels[-1]
+    errs = {m: mean(result, last, m) for m in models}
+    best = min((m for m in errs if errs[m] is not None), key=errs.get)
+    falling = {
+        m: all(
+            (a := mean(result, x, m)) is not None
+            and (b := mean(result, y, m)) is not None
+            and b <= a
+            for x, y in zip(labels, labels[1:], strict=False)
+        )
+        for m in models
+    }
+    ok = best == SET_MODEL and all(falling.values())
+    flat = [m for m, f in falling.items() if not f]
+    text = (
+        f"At the largest size ({last}) the most accurate model is {best} ({_fmt(errs[best])}); "
+        + (
+            "every model's error falls with data."
+            if not flat
+            else f"error does not fall with data for {', '.join(flat)}."
+        )
+    )
+    return Verdict(ok, text)
+
+
+def _degradation(result: dict, exp: str, own: str, other: str) -> dict[str, tuple]:
+    a, b = column(result, exp, own), column(result, exp, other)
+    if a is None or b is None:
+        return {}
+    return {m: (mean(result, a, m), mean(result, b, m)) for m in models_of(result)}
+
+
+def check_cross(result: dict) -> Verdict:
+    """Direct reuse on the other scenario: Mateformer (with that scenario's neighbour database)
+    degrades far less (< half the increase) than every point model."""
+    texts, oks = [], []
+    for exp, own, other in (
+        ("train_static", "static", "traffic"),
+        ("train_traffic", "traffic", "static"),
+    ):
+        d = _degradation(result, exp, own, other)
+        if SET_MODEL not in d or not any(m in d for m in POINT_MODELS):
+            continue
+        inc = {m: b - a for m, (a, b) in d.items() if a is not None and b is not None}
+        points = {m: inc[m] for m in POINT_MODELS if m in inc}
+        ok = inc[SET_MODEL] < 0.5 * min(points.values())
+        oks.append(ok)
+        texts.append(
+            f"{own} → {other}: Mateformer {_fmt(d[SET_MODEL][0])} → {_fmt(d[SET_MODEL][1])}, "
+            + ", ".join(f"{m} {_fmt(d[m][0])} → {_fmt(d[m][1])}" for m in points)
+        )
+    if not oks:
+        return Verdict(None, "needs Mateformer and a point model in both columns")
+    return Verdict(all(oks), "; ".join(texts) + ".")
+
+
+def check_multi_cell(result: dict) -> Verdict:
+    """Unseen cell: Mateformer within 1.5x its seen-cell error; point models fail (unseen
+    error > 3x their seen-cell error, or above half the training-mean row)."""
+    seen, unseen = (
+        column(result, "cells_0_1_2", "seen_cell"),
+        column(result, "cells_0_1_2", "unseen_cell"),
+    )
+    if seen is None or unseen is None or mean(result, unseen, SET_MODEL) is None:
+        return Verdict(None, "needs Mateformer in the seen and unseen columns")
+    tm = mean(result, unseen, "training mean")
+    s, u = mean(result, seen, SET_MODEL), mean(result, unseen, SET_MODEL)
+    ok = u <= 1.5 * s
+    parts = [f"Mateformer {_fmt(s)} seen → {_fmt(u)} unseen"]
+    for m in POINT_MODELS:
+        ps, pu = mean(result, seen, m), mean(result, unseen, m)
+        if ps is None or pu is None:
+            continue
+        fails = pu > 3 * ps or (tm is not None and pu > 0.5 * tm)
+        ok = ok and fails
+        parts.append(f"{m} {_fmt(ps)} → {_fmt(pu)}")
+    if tm is not None:
+        parts.append(f"training mean {_fmt(tm)}")
+    return Verdict(ok, ", ".join(parts) + ".")
+
+
+def check_da(result: dict) -> Verdict:
+    """Target RMSE: HDA < MDA < DCNN."""
+    label = column(result, "source_0_4", "target")
+    r = {m: rmse(result, label, m) for m in ("hda", "mda", "dcnn", "dann")} if label else {}
+    if not r or any(r[m] is None for m in ("hda", "mda", "dcnn")):
+        return Verdict(None, "needs DCNN, MDA and HDA on the target column")
+    res = result["results"][label]
+    acc = {m: res[m].get("pcp_accuracy") for m in ("mda", "hda") if m in res}
+    ok = r["hda"] < r["mda"] < r["dcnn"]
+    text = "Target RMSE: " + ", ".join(f"{m} {_fmt(v)}" for m, v in r.items() if v is not None)
+    text += "; PCP accuracy " + ", ".join(
+        f"{m} {100 * a:.1f} %" for m, a in acc.items() if a is not None
+    )
+    return Verdict(ok, text + ".")
+
+
+def check_metaloc(result: dict) -> Verdict:
+    """Error falls with K for every model; MAML-DG <= MAML < TL < RI at the smallest K."""
+    label = result["columns"][0]["label"] if result["columns"] else None
+    res = result["results"].get(label, {}) if label else {}
+    need = ("maml", "maml_dg", "metaloc_tl", "metaloc_ri")
+    if any(m not in res or "adaptation_curve" not in res[m] for m in need):
+        return Verdict(None, "needs MAML, MAML-DG, TL and RI adaptation curves")
+    curves = {
+        m: {int(k): v["mean"] for k, v in res[m]["adaptation_curve"].items()}
+        for m in res
+        if "adaptation_curve" in res[m]
+    }
+    ks = sorted(curves["maml"])
+    falling = [
+        m for m, c in curves.items() if all(c[b] <= c[a] for a, b in zip(ks, ks[1:], strict=False))
+    ]
+    holds_at = [
+        k
+        for k in ks
+        if curves["maml_dg"][k]
+        <= curves["maml"][k]
+        < curves["metaloc_tl"][k]
+        < curves["metaloc_ri"][k]
+    ]
+    k0 = ks[0]
+    ok = len(falling) == len(curves) and k0 in holds_at
+    text = (
+        f"K = {k0}: "
+        + ", ".join(f"{m} {_fmt(curves[m][k0])}" for m in curves)
+        + ". The ordering MAML-DG ≤ MAML < TL < RI holds at K = "
+        + (", ".join(map(str, holds_at)) or "none")
+        + f" of {', '.join(map(str, ks))}; error falls with K for "
+        + ("every model" if len(falling) == len(curves) else ", ".join(falling) or "no model")
+        + "."
+    )
+    return Verdict(ok, text)
+
+
+def check_vinloc(result: dict) -> Verdict:
+    """ResNet fingerprinting degrades sharply under variable TRPs (> 2x), VIn-Loc trained on
+    variable subsets does not (< 1.5x); VIn-Loc below kNN and the CIR-estimated multilateration."""
+    fixed, var = column(result, "all_trps", "fixed"), column(result, "all_trps", "variable")
+    if fixed is None or var is None:
+        return Verdict(None, "needs the fixed and variable columns")
+    r = {m: (mean(result, fixed, m), mean(result, var, m)) for m in models_of(result)}
+    vin = "vinloc@variable" if "vinloc@variable" in r else "vinloc"
+    if "resnet_fp" not in r or vin not in r:
+        return Verdict(None, "needs resnet_fp and VIn-Loc")
+    rf, rv = r["resnet_fp"]
+    vf, vv = r[vin]
+    ok = rv > 2 * rf and vv < 1.5 * vf
+    text = f"resnet_fp {_fmt(rf)} fixed → {_fmt(rv)} variable; {vin} {_fmt(vf)} → {_fmt(vv)}"
+    for m in ("knn_fp", "multilat", "multilat_oracle"):
+        if m in r:
+            text += f"; {m} {_fmt(r[m][0])} → {_fmt(r[m][1])}"
+    return Verdict(ok, text + ".")
+
+
+# ----------------------------------------------------------------------------- the papers
+
+PAPERS = {
+    "single_scenario": Paper(
+        "single_scenario",
+        "ALLoc / Mateformer, single scenario (O1, Fig. 4a)",
+        "specs/mateformer-alloc.md §9.2",
+        "Mateformer (ALLoc) is the most accurate model at the largest training size and every "
+        "model's error falls with data.",
+        (
+            ("ALLoc (Mateformer), 10k / 20k / 40k", "0.320 / 0.121 / 0.046 m"),
+            ("MFCNet", "0.407 / 0.209 / 0.072 m"),
+            ("AD_CNN", "0.418 / 0.271 / 0.213 m"),
+            ("CNN", "0.473 / 0.352 / 0.275 m"),
+            ("ICLLoc-generative (neighbourhood)", "1.212 / 0.613 / 0.339 m"),
+        ),
+        check_single,
+    ),
+    "cross_scenario": Paper(
+        "cross_scenario",
+        "ALLoc / Mateformer, direct reuse across scenarios (O1 ↔ O1B, Fig. 5a/b)",
+        "specs/mateformer-alloc.md §9.2",
+        "Reused without a weight update on a new scenario (with that scenario's neighbour "
+        "database), Mateformer degrades far less than the point models.",
+        (
+            ("ALLoc, O1 → O1B", "0.046 → 0.510 m"),
+            ("MFCNet, O1 → O1B", "0.072 → 43.1 m"),
+            ("AD_CNN, O1 → O1B", "0.213 → 42.1 m"),
+            ("CNN, O1 → O1B", "0.275 → 17.3 m"),
+            ("ALLoc, O1B → O1", "0.088 → 0.382 m"),
+            ("AD_CNN, O1B → O1", "0.421 → 9.03 m"),
+        ),
+        check_cross,
+    ),
+    "multi_cell": Paper(
+        "multi_cell",
+        "ALLoc / Mateformer, multi-cell (MO1, unseen cell 3, Fig. 6a)",
+        "specs/mateformer-alloc.md §9.2",
+        "Trained jointly on other cells, Mateformer on an unseen cell stays close to its "
+        "seen-cell error; the point models fail.",
+        (
+            ("ALLoc, seen cells / unseen cell 3", "0.017–0.051 / 0.025 m"),
+            ("MFCNet", "12.4–15.8 / 12.5 m"),
+            ("AD_CNN", "8.06–9.87 / 7.66 m"),
+            ("CNN", "11.2–14.2 / 10.8 m"),
+        ),
+        check_multi_cell,
+    ),
+    "semantic_da": Paper(
+        "semantic_da",
+        "Semantic multi-task domain adaptation (Chu et al., Tab. II)",
+        "specs/semantic-da-mda-hda.md §9.1",
+        "On the unlabelled target domain, HDA < MDA < no adaptation (DCNN) in RMSE, with "
+        "link-state (PCP) accuracy around 0.94.",
+        (
+            ("localization only, no DA (DCNN)", "RMSE 1.057 m"),
+            ("localization + knowledge transfer (≈ DANN)", "RMSE 0.989 m"),
+            ("MDA", "RMSE 0.830 m, PCP 0.942"),
+            ("HDA", "RMSE 0.817 m, PCP 0.936"),
+        ),
+        check_da,
+    ),
+    "metaloc": Paper(
+        "metaloc",
+        "MetaLoc (Table III, real data, new environment)",
+        "specs/metaloc.md",
+        "Fast adaptation: error falls with K; MAML-DG ≤ MAML < TL < RI.",
+        (
+            ("MAML-DG, hall / lab", "2.07 / 3.04 m"),
+            ("MAML", "2.11 / 3.10 m"),
+            ("MAML-TS", "2.09 / 3.09 m"),
+            ("TL", "2.27 / 3.97 m"),
+            ("RI", "2.59 / 4.19 m"),
+            ("KNN", "2.73 / 3.35 m"),
+        ),
+        check_metaloc,
+    ),
+    "vinloc": Paper(
+        "vinloc",
+        "VIn-Loc (Balaji et al., Sionna Paris and IIoT tables)",
+        "specs/vinloc.md",
+        "ResNet fingerprinting degrades sharply when the set of TRPs varies; VIn-Loc does not.",
+        (
+            ("VIn-Loc, Sionna scenario 1 (12 TRPs)", "RMSE 0.93 m, MAE 0.9 m, P90 1.5 m"),
+            ("VIn-Loc, Sionna scenario 2 (64-TRP pool)", "RMSE 7.3 m, MAE 6.1 m, P90 11 m"),
+            ("ResNet fp, IIoT fixed → variable", "RMSE 0.81 → 26.8 m"),
+            ("VIn-Loc, IIoT fixed → variable", "RMSE 0.99 → 0.95 m"),
+        ),
+        check_vinloc,
+    ),
+}

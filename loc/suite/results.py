@@ -1,0 +1,271 @@
+"""``loc suite all``: every protocol at one budget, and the results page beside the papers.
+
+``run_all`` runs (or reuses, see ``run_suite``) every shipped protocol that defines the budget,
+in the order of ``ORDER``, each into ``<out_root>/<protocol>_<budget>``, then writes one
+Markdown page (the papers' numbers, ours, one figure per protocol, and whether each paper's
+finding holds on our data, ``loc.suite.papers``) and the wall time of the run.
+
+Times: a model's fit time is what the run that trained it measured (kept beside its
+checkpoint), a dataset's render time what the suite measured when it rendered it (kept beside
+the store in the cache), so a rerun that reuses both still reports the cost of the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from loc.suite.papers import PAPERS, models_of
+from loc.suite.protocol import list_protocols, load_protocol
+
+log = logging.getLogger("loc.suite")
+
+ORDER = (*PAPERS, "rain", "dynamic_traffic")  # the papers' protocols first
+
+
+def protocols_for(budget: str) -> list[str]:
+    """Shipped protocols that define ``budget``, in page order."""
+    import yaml
+
+    from loc.suite.protocol import find_protocol
+
+    names = [
+        *(p for p in ORDER if p in list_protocols()),
+        *(p for p in list_protocols() if p not in ORDER),
+    ]
+    return [
+        n
+        for n in names
+        if budget in (yaml.safe_load(find_protocol(n).read_text()).get("budgets") or {})
+    ]
+
+
+def run_all(
+    budget: str,
+    out_root: str | Path,
+    cache_dir: str | Path,
+    results_path: str | Path,
+    device: str = "auto",
+    resume: bool = True,
+    only: list[str] | None = None,
+) -> dict:
+    """Run every protocol with ``budget`` and write the results page to ``results_path`` (its
+    figures beside it, ``<stem>_<protocol>.png``). Returns {protocol: run_suite result}."""
+    from loc.suite.run import run_suite
+
+    out_root = Path(out_root)
+    names = protocols_for(budget)
+    if only:
+        names = [n for n in names if n in only]
+    results, walls = {}, {}
+    for name in names:
+        proto = load_protocol(name, budget)
+        t0 = time.perf_counter()
+        log.info("suite all: %s (%s)", name, budget)
+        results[name] = run_suite(
+            proto, out_root / f"{name}_{budget}", cache_dir, device=device, resume=resume
+        )
+        walls[name] = time.perf_counter() - t0
+    write_results_page(results, walls, budget, Path(results_path), cache_dir)
+    return results
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def render_seconds(store: str | Path) -> float | None:
+    """Render time (s) recorded by ``loc.suite.datasets.dataset_store``; None if unknown."""
+    side = Path(str(store) + ".json")
+    if side.exists():
+        return float(json.loads(side.read_text()).get("render_seconds", 0.0))
+    return None
+
+
+def fit_seconds(result: dict) -> float:
+    return float(
+        sum(r.get("seconds") or 0.0 for exp in result["training"].values() for r in exp.values())
+    )
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _sizes(result: dict) -> list[int] | None:
+    """Training sizes per column when every column is one experiment of one training set."""
+    out = []
+    for c in result["columns"]:
+        if len(c["train"]) != 1:
+            return None
+        out.append(int(c["train"][0].rsplit("n=", 1)[1]))
+    return out if len(set(out)) == len(out) > 1 else None
+
+
+def plot_protocol(name: str, result: dict, path: Path) -> Path:
+    """Error vs training size (one experiment per size), error vs K (MetaLoc), else grouped
+    bars of the mean error per column; baselines dashed / hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models, base = models_of(result), result.get("baselines", [])
+    labels = [c["label"] for c in result["columns"]]
+    res = result["results"]
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    sizes = _sizes(result)
+    curve = (
+        next(
+            (
+                res[labels[0]][m].get("adaptation_curve")
+                for m in models
+                if "adaptation_curve" in res[labels[0]].get(m, {})
+            ),
+            None,
+        )
+        if labels
+        else None
+    )
+    if sizes:
+        for rows, style in ((models, "-o"), (base, "--")):
+            for m in rows:
+                y = [res[lab].get(m, {}).get("overall", {}).get("mean", np.nan) for lab in labels]
+                ax.plot(sizes, y, style, label=m)
+        ax.set_xlabel("training samples")
+        ax.set_xscale("log")
+    elif curve is not None:
+        ks = sorted(int(k) for k in curve)
+        for m in models:
+            c = res[labels[0]].get(m, {}).get("adaptation_curve", {})
+            ax.plot(
+                ks, [c.get(str(k), c.get(k, {})).get("mean", np.nan) for k in ks], "-o", label=m
+            )
+        any_m = next(m for m in models if "adaptation_baselines" in res[labels[0]].get(m, {}))
+        for b, c in res[labels[0]][any_m]["adaptation_baselines"].items():
+            ax.plot(
+                ks, [c.get(str(k), c.get(k, {})).get("mean", np.nan) for k in ks], "--", label=b
+            )
+        ax.set_xlabel("K labelled target samples")
+        ax.set_xscale("log")
+    else:
+        rows = [*models, *base]
+        width = 0.8 / max(1, len(rows))
+        x = np.arange(len(labels))
+        for i, m in enumerate(rows):
+            y = [res[lab].get(m, {}).get("overall", {}).get("mean", np.nan) for lab in labels]
+            ax.bar(x + i * width, y, width, label=m, hatch="//" if m in base else None)
+        ax.set_xticks(x + 0.4 - width / 2, labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("mean 2-D error (m)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(f"{name} ({result['budget']})", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def _minutes(s: float | None) -> str:
+    return "–" if s is None else f"{s / 60:.1f} min"
+
+
+def _ours_table(result: dict) -> list[str]:
+    """Models and baselines x columns: mean / median / p90 (m); bold = below every baseline."""
+    from loc.suite.report import markdown_table
+
+    body = markdown_table(result, models_of(result)).splitlines()
+    start = next(i for i, ln in enumerate(body) if ln.startswith("| model |"))
+    return body[start:]
+
+
+def write_results_page(
+    results: dict[str, dict], walls: dict[str, float], budget: str, path: Path, cache_dir
+) -> Path:
+    """The Markdown page: summary of findings and times, then per protocol the paper's
+    numbers, ours, a figure and the verdict."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    renders = {}
+    for r in results.values():
+        for store in r["datasets"].values():
+            renders[store] = render_seconds(store)
+    fits = {n: fit_seconds(r) for n, r in results.items()}
+    known_render = sum(v for v in renders.values() if v is not None)
+    total = known_render + sum(fits.values())
+    lines = [
+        f"# Results: the papers' findings on our data (budget `{budget}`)",
+        "",
+        f"Regenerate everything on this page (renders are cached, finished fits reused): "
+        f"`loc suite all --budget {budget}`. Each protocol's full table, CDF figure and JSON "
+        f"are in `runs/suite/<protocol>_{budget}/`.",
+        "",
+        f"Cost of the whole run on this machine: **{_minutes(total)}** "
+        f"({_minutes(known_render)} rendering {len([v for v in renders.values() if v])} "
+        f"datasets, {_minutes(sum(fits.values()))} fitting models; evaluation and the "
+        f"model-free rows add the rest of each protocol's wall time below).",
+        "",
+        "| protocol | paper | finding holds | fit time | wall time of this invocation |",
+        "|---|---|---|---|---|",
+    ]
+    verdicts = {}
+    for name, r in results.items():
+        paper = PAPERS.get(name)
+        v = paper.check(r) if paper else None
+        verdicts[name] = v
+        mark = "–" if v is None or v.holds is None else ("yes" if v.holds else "**no**")
+        lines.append(
+            f"| [{name}](#{name}) | {paper.title if paper else '–'} | {mark} | "
+            f"{_minutes(fits[name])} | {_minutes(walls.get(name))} |"
+        )
+    for name, r in results.items():
+        paper, v = PAPERS.get(name), verdicts[name]
+        fig = path.parent / "figures" / f"{path.stem}_{name}.png"
+        plot_protocol(name, r, fig)
+        lines += ["", f"## {name}", ""]
+        if paper:
+            lines += [
+                f"**{paper.title}** ({paper.source}). Finding: {paper.finding}",
+                "",
+                "| the paper | its numbers |",
+                "|---|---|",
+                *(f"| {a} | {b} |" for a, b in paper.reference),
+                "",
+            ]
+        if r.get("description"):
+            lines += [f"Ours: {r['description']}", ""]
+        lines += [
+            f"{r['steps']} steps, batch {r['batch_size']}, {r['device']}. "
+            "Cells: 2-D error mean / median / p90 (m).",
+            "",
+            *_ours_table(r),
+            "",
+            f"![{name}](figures/{fig.name})",
+            "",
+        ]
+        if v is not None:
+            status = {True: "holds", False: "does not hold", None: "not measured"}[v.holds]
+            lines.append(f"**The finding {status} on our data.** {v.text}")
+    path.write_text("\n".join(lines) + "\n")
+    (path.parent / "figures" / f"{path.stem}.json").write_text(
+        json.dumps(
+            {
+                "budget": budget,
+                "wall_seconds": walls,
+                "fit_seconds": fits,
+                "render_seconds": renders,
+                "findings": {
+                    n: None if v is None else {"holds": v.holds, "text": v.text}
+                    for n, v in verdicts.items()
+                },
+            },
+            indent=1,
+        )
+    )
+    return path

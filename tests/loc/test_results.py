@@ -1,0 +1,119 @@
+"""`loc suite all`: every protocol's tiny budget in one command, the results page beside the
+papers' numbers, and the finding checks (which must be able to say "does not hold")."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from loc.cli import app
+from loc.suite.papers import PAPERS, check_cross, check_metaloc, check_single, check_vinloc
+from loc.suite.protocol import list_protocols
+from loc.suite.results import protocols_for
+
+
+def test_all_tiny_runs_every_protocol_and_writes_the_page(suite_all_tiny):
+    root = suite_all_tiny
+    assert protocols_for("tiny") == [*PAPERS, "rain", "dynamic_traffic"]
+    assert sorted(protocols_for("tiny")) == sorted(list_protocols())
+    assert protocols_for("cpu") == list(PAPERS)  # every paper has a CPU budget
+    for name in protocols_for("tiny"):
+        res = json.loads((root / "runs" / f"{name}_tiny" / f"{name}.json").read_text())
+        assert res["complete"] and res["budget"] == "tiny"
+    page = (root / "results.md").read_text()
+    assert "`loc suite all --budget tiny`" in page
+    summary = json.loads((root / "figures" / "results.json").read_text())
+    for name, paper in PAPERS.items():
+        assert f"## {name}" in page and paper.title in page
+        assert all(f"| {row} | {nums} |" in page for row, nums in paper.reference)
+        assert (root / "figures" / f"results_{name}.png").stat().st_size > 5_000
+        f = summary["findings"][name]
+        assert f["holds"] in (True, False, None) and f["text"]
+        verdict = {True: "holds", False: "does not hold", None: "not measured"}[f["holds"]]
+        assert f"**The finding {verdict} on our data.** {f['text']}" in page
+    for name in protocols_for("tiny"):  # every fit's time is known, every protocol's wall time
+        assert summary["fit_seconds"][name] > 0 and summary["wall_seconds"][name] > 0
+    assert all(v > 0 for v in summary["render_seconds"].values())
+
+
+def test_all_refuses_models_option():
+    r = CliRunner().invoke(app, ["suite", "all", "--budget", "tiny", "--models", "cnn"])
+    assert r.exit_code != 0 and "not of 'all'" in r.output
+
+
+def _result(columns: list[tuple[str, str, str, int]], rows: dict[str, list[float]]) -> dict:
+    """A run_suite-shaped dict: columns (label, experiment, test, n_train), mean per column."""
+    res = {"columns": [], "results": {}, "baselines": ["training mean"], "budget": "x"}
+    for i, (label, exp, test, n) in enumerate(columns):
+        res["columns"].append(
+            {"label": label, "experiment": exp, "test": test, "train": [f"paris/dry n={n}"]}
+        )
+        res["results"][label] = {
+            m: {"overall": {"n": 10, "mean": v[i], "rmse": v[i]}} for m, v in rows.items()
+        }
+    return res
+
+
+def test_single_scenario_check_can_fail():
+    cols = [("2k", "2k", "paris", 2000), ("10k", "10k", "paris", 10000)]
+    good = _result(cols, {"mateformer": [3.0, 2.0], "cnn": [8.0, 6.0], "training mean": [99, 99]})
+    assert check_single(good).holds is True
+    worse_mf = copy.deepcopy(good)
+    worse_mf["results"]["10k"]["mateformer"]["overall"]["mean"] = 7.0
+    v = check_single(worse_mf)
+    assert v.holds is False and "most accurate model is cnn" in v.text
+    rising = copy.deepcopy(good)
+    rising["results"]["10k"]["cnn"]["overall"]["mean"] = 9.0
+    assert check_single(rising).holds is False
+    assert check_single(_result(cols, {"cnn": [8.0, 6.0]})).holds is None
+
+
+def test_cross_and_vinloc_checks_can_fail():
+    cols = [
+        ("a", "train_static", "static", 100),
+        ("b", "train_static", "traffic", 100),
+    ]
+    good = _result(cols, {"mateformer": [2.0, 3.0], "cnn": [5.0, 20.0]})
+    assert check_cross(good).holds is True
+    bad = _result(cols, {"mateformer": [2.0, 12.0], "cnn": [5.0, 20.0]})
+    assert check_cross(bad).holds is False
+    cols = [("f", "all_trps", "fixed", 100), ("v", "all_trps", "variable", 100)]
+    good = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [4.0, 4.5]})
+    assert check_vinloc(good).holds is True
+    assert (
+        check_vinloc(_result(cols, {"resnet_fp": [3.0, 4.0], "vinloc": [4.0, 4.5]})).holds is False
+    )
+
+
+def test_metaloc_check_reads_the_adaptation_curves():
+    def entry(curve):
+        return {
+            "overall": {"n": 5, "mean": curve[-1]},
+            "adaptation_curve": {k: {"mean": v} for k, v in zip((8, 32), curve, strict=True)},
+        }
+
+    res = {
+        "columns": [{"label": "u", "experiment": "e", "test": "u", "train": []}],
+        "baselines": [],
+        "results": {
+            "u": {
+                "maml_dg": entry([5.0, 3.0]),
+                "maml": entry([6.0, 3.5]),
+                "metaloc_tl": entry([8.0, 4.0]),
+                "metaloc_ri": entry([9.0, 5.0]),
+            }
+        },
+    }
+    assert check_metaloc(res).holds is True
+    res["results"]["u"]["metaloc_tl"] = entry([5.5, 4.0])  # TL beats MAML at K = 8
+    v = check_metaloc(res)
+    assert v.holds is False and "holds at K = 32 of 8, 32" in v.text
+
+
+@pytest.mark.parametrize("name", list(PAPERS))
+def test_every_paper_check_says_not_measured_on_an_empty_run(name):
+    empty = {"columns": [], "results": {}, "baselines": []}
+    assert PAPERS[name].check(empty).holds is None
