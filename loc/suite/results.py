@@ -104,6 +104,31 @@ def _sizes(result: dict) -> list[int] | None:
     return out if len(set(out)) == len(out) > 1 else None
 
 
+def power_laws(result: dict) -> dict[str, tuple[float, float]]:
+    """Per model with an error at every training size: (b, a) of the least-squares fit
+    log(mean error) = a + b log(n) over the measured sizes (b < 0: error falls with data)."""
+    sizes, labels = _sizes(result), [c["label"] for c in result["columns"]]
+    out = {}
+    for m in models_of(result) if sizes else []:
+        y = [result["results"][lab].get(m, {}).get("overall", {}).get("mean") for lab in labels]
+        if all(v is not None and v > 0 for v in y):
+            b, a = np.polyfit(np.log(sizes), np.log(y), 1)
+            out[m] = (float(b), float(a))
+    return out
+
+
+def _extrapolation(result: dict, n: int) -> list[str]:
+    fits = power_laws(result)
+    if not fits:
+        return []
+    parts = [f"{m} ∝ n^{b:.2f} → {np.exp(a + b * np.log(n)):.2f} m" for m, (b, a) in fits.items()]
+    return [
+        f"Learning curves extrapolated to the paper's n = {n:,} (least-squares power law over "
+        f"the measured sizes; a rough guide, not a measurement): {'; '.join(parts)}.",
+        "",
+    ]
+
+
 def plot_protocol(name: str, result: dict, path: Path) -> Path:
     """Error vs training size (one experiment per size), error vs K (MetaLoc), else grouped
     bars of the mean error per column; baselines dashed / hatched."""
@@ -246,12 +271,14 @@ def write_results_page(
             "",
             *_ours_table(r),
             "",
+            *_extrapolation(r, 40_000),
             f"![{name}](figures/{fig.name})",
             "",
         ]
         if v is not None:
             status = {True: "holds", False: "does not hold", None: "not measured"}[v.holds]
             lines.append(f"**The finding {status} on our data.** {v.text}")
+        lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
     path.write_text("\n".join(lines) + "\n")
     (path.parent / "figures" / f"{path.stem}.json").write_text(
         json.dumps(
