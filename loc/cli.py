@@ -319,6 +319,9 @@ def suite(
         True, "--resume/--fresh", help="reuse / continue matching checkpoints"
     ),
     quiet: bool = typer.Option(False, help="only errors and the final table"),
+    page_only: bool = typer.Option(
+        False, help="'all' only: rewrite the results page from the finished runs in --out"
+    ),
 ) -> None:
     """Run a protocol: render or reuse its datasets, train and evaluate every model, write one
     Markdown table, one CDF figure and one JSON of all numbers."""
@@ -332,7 +335,7 @@ def suite(
         page = results or root / f"results_{budget}.md"
         if models:
             raise ConfigError("--models selects models of one protocol, not of 'all'")
-        run_all(budget, root, cache, page, device=device, resume=resume)
+        run_all(budget, root, cache, page, device=device, resume=resume, page_only=page_only)
         typer.echo(json.dumps({"results": str(page)}))
         return
     proto = load_protocol(protocol, budget)

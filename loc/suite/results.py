@@ -51,17 +51,26 @@ def run_all(
     results_path: str | Path,
     device: str = "auto",
     resume: bool = True,
-    only: list[str] | None = None,
+    page_only: bool = False,
 ) -> dict:
     """Run every protocol with ``budget`` and write the results page to ``results_path`` (its
-    figures beside it, ``<stem>_<protocol>.png``). Returns {protocol: run_suite result}."""
+    figures in ``figures/`` beside it). ``page_only``: rewrite the page from the protocols'
+    finished JSONs in ``out_root`` without running anything. Returns {protocol: result}."""
+    from loc.errors import DataError
     from loc.suite.run import run_suite
 
     out_root = Path(out_root)
     names = protocols_for(budget)
-    if only:
-        names = [n for n in names if n in only]
     results, walls = {}, {}
+    if page_only:
+        for name in names:
+            f = out_root / f"{name}_{budget}" / f"{name}.json"
+            res = json.loads(f.read_text()) if f.exists() else {}
+            if not res.get("complete"):
+                raise DataError(f"no finished run of {name} at {f} (run without --page-only)")
+            results[name] = res
+        write_results_page(results, walls, budget, Path(results_path), cache_dir)
+        return results
     for name in names:
         proto = load_protocol(name, budget)
         t0 = time.perf_counter()
@@ -236,7 +245,7 @@ def write_results_page(
         f"datasets, {_minutes(sum(fits.values()))} fitting models; evaluation and the "
         f"model-free rows add the rest of each protocol's wall time below).",
         "",
-        "| protocol | paper | finding holds | fit time | wall time of this invocation |",
+        "| protocol | paper | finding holds | fit time | wall time of its last run |",
         "|---|---|---|---|---|",
     ]
     verdicts = {}
@@ -247,7 +256,7 @@ def write_results_page(
         mark = "–" if v is None or v.holds is None else ("yes" if v.holds else "**no**")
         lines.append(
             f"| [{name}](#{name}) | {paper.title if paper else '–'} | {mark} | "
-            f"{_minutes(fits[name])} | {_minutes(walls.get(name))} |"
+            f"{_minutes(fits[name])} | {_minutes(r.get('wall_seconds', walls.get(name)))} |"
         )
     for name, r in results.items():
         paper, v = PAPERS.get(name), verdicts[name]

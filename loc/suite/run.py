@@ -189,6 +189,7 @@ def run_suite(
     from loc.suite.runners import RUNNERS, base_model, family, trp_subset_mask
 
     say = on_progress or log.info
+    t_start = time.perf_counter()
     models = models or proto.models
     unknown = [m for m in models if m not in proto.models]
     if unknown:
@@ -321,5 +322,6 @@ def run_suite(
                 o = report["overall"]
                 say(f"  {label}: {m} mean {o['mean']:.3f} m, median {o['median']:.3f} m")
             write_outputs(result, errors, out, proto, models, final=False)
+    result["wall_seconds"] = time.perf_counter() - t_start  # this call: renders, fits, evals
     write_outputs(result, errors, out, proto, models, final=True)
     return result

@@ -117,3 +117,16 @@ def test_metaloc_check_reads_the_adaptation_curves():
 def test_every_paper_check_says_not_measured_on_an_empty_run(name):
     empty = {"columns": [], "results": {}, "baselines": []}
     assert PAPERS[name].check(empty).holds is None
+
+
+def test_page_only_rewrites_the_page_from_finished_runs(suite_all_tiny, tmp_path):
+    args = ["suite", "all", "--budget", "tiny", "--page-only", "--out"]
+    page = tmp_path / "again.md"
+    r = CliRunner().invoke(app, [*args, str(suite_all_tiny / "runs"), "--results", str(page)])
+    assert r.exit_code == 0, r.output
+    first = json.loads((suite_all_tiny / "figures" / "results.json").read_text())
+    again = json.loads((tmp_path / "figures" / "again.json").read_text())
+    assert again["findings"] == first["findings"] and again["fit_seconds"] == first["fit_seconds"]
+    assert (tmp_path / "figures" / "again_vinloc.png").exists()
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "none"), "--results", str(page)])
+    assert r.exit_code == 2 and r.output.startswith("error: no finished run of single_scenario")
