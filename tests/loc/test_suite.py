@@ -252,6 +252,11 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     ft = tmp_path / "multi" / "runs" / "cells_0_1_2" / "cnn" / "unseen_cell" / "finetune_64"
     ck = torch.load(ft / "checkpoint.pt", weights_only=False)
     assert ck["step"] == 5 and ck["config"]["init_from"].endswith("checkpoint.pt")
+    from loc.fit.finetune import FINETUNE_LR_FACTOR
+    from loc.models import default_lr
+
+    assert ck["config"]["lr"] == pytest.approx(FINETUNE_LR_FACTOR * default_lr("cnn"))
+    assert ck["config"]["schedule"] == "constant"
     md = (tmp_path / "multi" / "multi_cell.md").read_text()
     assert "| mateformer |" in md and "| cnn |" in md and "| mfcnet |" not in md
     assert "| model | seen_cell n=0 | seen_cell n=16 | seen_cell n=64 | unseen_cell n=0 |" in md
