@@ -130,3 +130,30 @@ def test_page_only_rewrites_the_page_from_finished_runs(suite_all_tiny, tmp_path
     assert (tmp_path / "figures" / "again_vinloc.png").exists()
     r = CliRunner().invoke(app, [*args, str(tmp_path / "none"), "--results", str(page)])
     assert r.exit_code == 2 and r.output.startswith("error: no finished run of single_scenario")
+
+
+def test_cpu_budgets_fit_a_working_session():
+    """Every paper's protocol has a cpu budget sized for 2 cores: <= 1,500 steps, renders of
+    <= 15,000 UEs (60,000 links), and stores shared where protocols need the same data."""
+    from loc.suite import load_protocol
+
+    protos = {name: load_protocol(name, "cpu") for name in PAPERS}
+    for p in protos.values():
+        assert p.steps <= 1500 and p.data["recipe"] == "conditioned"
+        used = {sc.dataset for e in p.experiments.values() for sc in (*e.train, *e.test.values())}
+        for name in used:  # (vinloc's pool64 is declared but used by the GPU budgets only)
+            assert p.datasets[name].ue_count is not None and p.datasets[name].ue_count <= 15_000
+    paris = [protos[n].datasets["paris"] for n in ("single_scenario", "multi_cell", "metaloc")]
+    assert all(spec == paris[0] for spec in paris)  # one 15,000-UE render
+    cross, da = protos["cross_scenario"], protos["semantic_da"]
+    for name in ("static", "traffic"):
+        a, b = cross.datasets[name], da.datasets[name]
+        assert (a.scene, a.ue_count) == (b.scene, b.ue_count)
+        assert json.dumps(a.scene_overrides, sort_keys=True) == json.dumps(
+            b.scene_overrides, sort_keys=True
+        )
+    # metaloc's environments share one frame and differ in which TRPs serve the area
+    (exp,) = protos["metaloc"].experiments.values()
+    assert protos["metaloc"].data["frame"] == "absolute"
+    pairs = [sc.trps for sc in exp.train] + [sc.trps for sc in exp.test.values()]
+    assert len(set(pairs)) == len(pairs) and all(len(t) == 2 for t in pairs)
