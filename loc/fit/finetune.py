@@ -17,9 +17,10 @@ FINETUNE_LR_FACTOR = 0.1
 def transfer_curve(cfg, checkpoint, test, device, run_dir, sizes, steps) -> dict:
     """Transfer-learning curve of a model trained by the shared loop: for each n in ``sizes``,
     fine-tune every parameter from ``checkpoint`` on the first n database samples of the test
-    scenario (constant LR, ``FINETUNE_LR_FACTOR`` x the training peak, ``steps`` steps) and evaluate on its test samples with that
-    scenario's database. Returns {n: {"mean", "median"}} (m); sizes above the database are
-    skipped. Fine-tuned checkpoints go to ``run_dir/finetune_<n>``."""
+    scenario (constant LR, ``FINETUNE_LR_FACTOR`` x the training peak, ``steps`` steps) and
+    evaluate on its test samples with that scenario's database. Returns {n: {"mean",
+    "median"}} (m); sizes above the database are skipped. Fine-tuned checkpoints go to
+    ``run_dir/finetune_<n>``."""
     st, db, te = test
     curve = {}
     for n in sorted(sizes):

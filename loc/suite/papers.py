@@ -30,6 +30,7 @@ class Paper:
     finding: str
     reference: tuple[tuple[str, str], ...]  # (row, the paper's numbers)
     check: Callable[[dict], Verdict]
+    cpu_note: str = ""  # why the finding fails at the cpu budget, from measurements (docs)
 
 
 # ----------------------------------------------------------------------------- result access

@@ -287,6 +287,8 @@ def write_results_page(
         if v is not None:
             status = {True: "holds", False: "does not hold", None: "not measured"}[v.holds]
             lines.append(f"**The finding {status} on our data.** {v.text}")
+            if v.holds is False and budget == "cpu" and paper.cpu_note:
+                lines += ["", f"Why, at this budget (measured): {paper.cpu_note}"]
         lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
     path.write_text("\n".join(lines) + "\n")
     (path.parent / "figures" / f"{path.stem}.json").write_text(
