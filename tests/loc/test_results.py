@@ -83,6 +83,8 @@ def test_cross_and_vinloc_checks_can_fail():
     cols = [("f", "all_trps", "fixed", 100), ("v", "all_trps", "variable", 100)]
     good = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [4.0, 4.5]})
     assert check_vinloc(good).holds is True
+    robust_but_poor = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [40.0, 41.0]})
+    assert check_vinloc(robust_but_poor).holds is False  # VIn-Loc must also beat it there
     assert (
         check_vinloc(_result(cols, {"resnet_fp": [3.0, 4.0], "vinloc": [4.0, 4.5]})).holds is False
     )
