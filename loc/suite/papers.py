@@ -253,6 +253,11 @@ PAPERS = {
             ("ICLLoc-generative (neighbourhood)", "1.212 / 0.613 / 0.339 m"),
         ),
         check_single,
+        "the point models underfit at 1,500 steps x 32 (4.8 passes over 10k samples): at 10k "
+        "CNN's error on its own training samples is 6.45 m against 7.07 m held out (MFCNet 8.46 "
+        "vs 8.98 m), so more data cannot help them until they are trained longer (the paper: "
+        "300k steps x 500). Mateformer, which starts from its neighbours' centroid, does gain "
+        "from data (docs/benchmarks.md, issue #13).",
     ),
     "cross_scenario": Paper(
         "cross_scenario",
@@ -312,6 +317,9 @@ PAPERS = {
             ("KNN", "2.73 / 3.35 m"),
         ),
         check_metaloc,
+        "with K <= 32 samples spread over a 300 m x 300 m area no model pins a 2-D map (73-90 m "
+        "off at K = 8 and 52-64 m at K = 32, against 111 m for the mean of the K labels), so the "
+        "order there is noise; where adaptation works (K = 512) the paper's order holds.",
     ),
     "vinloc": Paper(
         "vinloc",
@@ -325,5 +333,9 @@ PAPERS = {
             ("VIn-Loc, IIoT fixed → variable", "RMSE 0.99 → 0.95 m"),
         ),
         check_vinloc,
+        "VIn-Loc (8.9 M parameters) is far from trained after 1,000 steps x 32 (~4.4 min on 2 "
+        "cores; the paper: 100k steps): its final training loss is 0.46 in standardised units "
+        "against ResNet fingerprinting's 0.054. Its error barely moves under variable TRPs, as "
+        "in the paper, but from a level several times worse than fingerprinting's.",
     ),
 }

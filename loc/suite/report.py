@@ -130,7 +130,9 @@ def _curve_table(res: dict, cols: list, models: list[str], key: str, title: str)
     direct = key == "transfer_curve"
     heads = []
     for c in cols:
-        sizes = sorted({n for m in rows for n in (res[c["label"]].get(m) or {}).get(key, {})})
+        sizes = sorted(
+            {n for m in rows for n in (res[c["label"]].get(m) or {}).get(key, {})}, key=int
+        )
         heads += [(c["label"], n) for n in ([0] if direct else []) + sizes]
     sym = "n" if direct else "K"
     lines = [

@@ -66,10 +66,12 @@ def run_all(
         for name in names:
             f = out_root / f"{name}_{budget}" / f"{name}.json"
             res = json.loads(f.read_text()) if f.exists() else {}
-            if not res.get("complete"):
-                raise DataError(f"no finished run of {name} at {f} (run without --page-only)")
-            results[name] = res
-        write_results_page(results, walls, budget, Path(results_path), cache_dir)
+            if res.get("complete"):
+                results[name] = res
+        if not results:
+            raise DataError(f"no finished {budget} run in {out_root} (run without --page-only)")
+        missing = [n for n in names if n not in results]
+        write_results_page(results, walls, budget, Path(results_path), cache_dir, missing)
         return results
     for name in names:
         proto = load_protocol(name, budget)
@@ -221,10 +223,16 @@ def _ours_table(result: dict) -> list[str]:
 
 
 def write_results_page(
-    results: dict[str, dict], walls: dict[str, float], budget: str, path: Path, cache_dir
+    results: dict[str, dict],
+    walls: dict[str, float],
+    budget: str,
+    path: Path,
+    cache_dir,
+    missing: list[str] = (),
 ) -> Path:
     """The Markdown page: summary of findings and times, then per protocol the paper's
-    numbers, ours, a figure and the verdict."""
+    numbers, ours, a figure and the verdict. ``missing``: protocols without a finished run,
+    listed as not run."""
     path.parent.mkdir(parents=True, exist_ok=True)
     renders = {}
     for r in results.values():
@@ -258,6 +266,9 @@ def write_results_page(
             f"| [{name}](#{name}) | {paper.title if paper else '–'} | {mark} | "
             f"{_minutes(fits[name])} | {_minutes(r.get('wall_seconds', walls.get(name)))} |"
         )
+    for name in missing:
+        title = PAPERS[name].title if name in PAPERS else "–"
+        lines.append(f"| {name} | {title} | not run | – | – |")
     for name, r in results.items():
         paper, v = PAPERS.get(name), verdicts[name]
         fig = path.parent / "figures" / f"{path.stem}_{name}.png"

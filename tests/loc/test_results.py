@@ -131,7 +131,7 @@ def test_page_only_rewrites_the_page_from_finished_runs(suite_all_tiny, tmp_path
     assert again["findings"] == first["findings"] and again["fit_seconds"] == first["fit_seconds"]
     assert (tmp_path / "figures" / "again_vinloc.png").exists()
     r = CliRunner().invoke(app, [*args, str(tmp_path / "none"), "--results", str(page)])
-    assert r.exit_code == 2 and r.output.startswith("error: no finished run of single_scenario")
+    assert r.exit_code == 2 and r.output.startswith("error: no finished tiny run in ")
 
 
 def test_cpu_budgets_fit_a_working_session():
