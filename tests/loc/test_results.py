@@ -80,6 +80,9 @@ def test_cross_and_vinloc_checks_can_fail():
     assert check_cross(good).holds is True
     bad = _result(cols, {"mateformer": [2.0, 12.0], "cnn": [5.0, 20.0]})
     assert check_cross(bad).holds is False
+    easier = [("c", "train_traffic", "traffic", 100), ("d", "train_traffic", "static", 100)]
+    v = check_cross(_result(easier, {"mateformer": [3.0, 2.0], "cnn": [7.0, 6.0]}))
+    assert v.holds is None and "no point model degrades" in v.text  # nothing to compare
     cols = [("f", "all_trps", "fixed", 100), ("v", "all_trps", "variable", 100)]
     good = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [4.0, 4.5]})
     assert check_vinloc(good).holds is True
