@@ -283,8 +283,13 @@ def write_results_page(
                 *(f"| {a} | {b} |" for a, b in paper.reference),
                 "",
             ]
-        if r.get("description"):
-            lines += [f"Ours: {r['description']}", ""]
+        desc = (  # the protocol file's current text (a page-only rewrite reads old JSONs)
+            load_protocol(name, budget).description
+            if name in list_protocols()
+            else r.get("description")
+        )
+        if desc:
+            lines += [f"Ours: {desc}", ""]
         lines += [
             f"{r['steps']} steps, batch {r['batch_size']}, {r['device']}. "
             "Cells: 2-D error mean / median / p90 (m).",
