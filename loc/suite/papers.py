@@ -36,15 +36,19 @@ class Paper:
 # ----------------------------------------------------------------------------- result access
 
 
-def mean(result: dict, label: str, model: str) -> float | None:
-    """Mean 2-D error (m) of ``model`` in column ``label``; None when it was not run."""
+def stat(result: dict, label: str, model: str, key: str = "mean") -> float | None:
+    """``key`` ("mean", "rmse", ...) of ``model``'s 2-D error (m) in column ``label``; None
+    when it was not run."""
     r = result["results"].get(label, {}).get(model)
-    return None if not r or not r["overall"].get("n") else float(r["overall"]["mean"])
+    return None if not r or not r["overall"].get("n") else float(r["overall"][key])
+
+
+def mean(result: dict, label: str, model: str) -> float | None:
+    return stat(result, label, model, "mean")
 
 
 def rmse(result: dict, label: str, model: str) -> float | None:
-    r = result["results"].get(label, {}).get(model)
-    return None if not r or not r["overall"].get("n") else float(r["overall"]["rmse"])
+    return stat(result, label, model, "rmse")
 
 
 def column(result: dict, experiment: str, test: str) -> str | None:

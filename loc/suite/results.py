@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 
-from loc.suite.papers import PAPERS, models_of
+from loc.suite.papers import PAPERS, mean, models_of
 from loc.suite.protocol import list_protocols, load_protocol
 
 log = logging.getLogger("loc.suite")
@@ -53,35 +52,33 @@ def run_all(
     resume: bool = True,
     page_only: bool = False,
 ) -> dict:
-    """Run every protocol with ``budget`` and write the results page to ``results_path`` (its
-    figures in ``figures/`` beside it). ``page_only``: rewrite the page from the protocols'
-    finished JSONs in ``out_root`` without running anything. Returns {protocol: result}."""
+    """Run every protocol with ``budget``, then write the results page to ``results_path`` (its
+    figures in ``figures/`` beside it) from the protocols' finished JSONs in ``out_root``
+    (``page_only``: run nothing). Returns {protocol: result JSON}."""
     from loc.errors import DataError
     from loc.suite.run import run_suite
 
     out_root = Path(out_root)
     names = protocols_for(budget)
-    results, walls = {}, {}
-    if page_only:
-        for name in names:
-            f = out_root / f"{name}_{budget}" / f"{name}.json"
-            res = json.loads(f.read_text()) if f.exists() else {}
-            if res.get("complete"):
-                results[name] = res
-        if not results:
-            raise DataError(f"no finished {budget} run in {out_root} (run without --page-only)")
-        missing = [n for n in names if n not in results]
-        write_results_page(results, walls, budget, Path(results_path), cache_dir, missing)
-        return results
-    for name in names:
-        proto = load_protocol(name, budget)
-        t0 = time.perf_counter()
+    for name in [] if page_only else names:
         log.info("suite all: %s (%s)", name, budget)
-        results[name] = run_suite(
-            proto, out_root / f"{name}_{budget}", cache_dir, device=device, resume=resume
+        run_suite(
+            load_protocol(name, budget),
+            out_root / f"{name}_{budget}",
+            cache_dir,
+            device=device,
+            resume=resume,
         )
-        walls[name] = time.perf_counter() - t0
-    write_results_page(results, walls, budget, Path(results_path), cache_dir)
+    results = {}  # read back as JSON either way: one key type (str) for the page's code
+    for name in names:
+        f = out_root / f"{name}_{budget}" / f"{name}.json"
+        res = json.loads(f.read_text()) if f.exists() else {}
+        if res.get("complete"):
+            results[name] = res
+    if not results:
+        raise DataError(f"no finished {budget} run in {out_root} (run without --page-only)")
+    missing = [n for n in names if n not in results]
+    write_results_page(results, budget, Path(results_path), missing)
     return results
 
 
@@ -115,14 +112,19 @@ def _sizes(result: dict) -> list[int] | None:
     return out if len(set(out)) == len(out) > 1 else None
 
 
+def _means(result: dict, model: str, labels: list[str]) -> np.ndarray:
+    """Mean error (m) of ``model`` per column label; NaN where it was not run."""
+    return np.array([np.nan if (v := mean(result, lab, model)) is None else v for lab in labels])
+
+
 def power_laws(result: dict) -> dict[str, tuple[float, float]]:
     """Per model with an error at every training size: (b, a) of the least-squares fit
     log(mean error) = a + b log(n) over the measured sizes (b < 0: error falls with data)."""
     sizes, labels = _sizes(result), [c["label"] for c in result["columns"]]
     out = {}
     for m in models_of(result) if sizes else []:
-        y = [result["results"][lab].get(m, {}).get("overall", {}).get("mean") for lab in labels]
-        if all(v is not None and v > 0 for v in y):
+        y = _means(result, m, labels)
+        if np.all(y > 0):
             b, a = np.polyfit(np.log(sizes), np.log(y), 1)
             out[m] = (float(b), float(a))
     return out
@@ -168,22 +170,17 @@ def plot_protocol(name: str, result: dict, path: Path) -> Path:
     if sizes:
         for rows, style in ((models, "-o"), (base, "--")):
             for m in rows:
-                y = [res[lab].get(m, {}).get("overall", {}).get("mean", np.nan) for lab in labels]
-                ax.plot(sizes, y, style, label=m)
+                ax.plot(sizes, _means(result, m, labels), style, label=m)
         ax.set_xlabel("training samples")
         ax.set_xscale("log")
     elif curve is not None:
         ks = sorted(int(k) for k in curve)
         for m in models:
             c = res[labels[0]].get(m, {}).get("adaptation_curve", {})
-            ax.plot(
-                ks, [c.get(str(k), c.get(k, {})).get("mean", np.nan) for k in ks], "-o", label=m
-            )
+            ax.plot(ks, [c.get(str(k), {}).get("mean", np.nan) for k in ks], "-o", label=m)
         any_m = next(m for m in models if "adaptation_baselines" in res[labels[0]].get(m, {}))
         for b, c in res[labels[0]][any_m]["adaptation_baselines"].items():
-            ax.plot(
-                ks, [c.get(str(k), c.get(k, {})).get("mean", np.nan) for k in ks], "--", label=b
-            )
+            ax.plot(ks, [c.get(str(k), {}).get("mean", np.nan) for k in ks], "--", label=b)
         ax.set_xlabel("K labelled target samples")
         ax.set_xscale("log")
     else:
@@ -191,8 +188,8 @@ def plot_protocol(name: str, result: dict, path: Path) -> Path:
         width = 0.8 / max(1, len(rows))
         x = np.arange(len(labels))
         for i, m in enumerate(rows):
-            y = [res[lab].get(m, {}).get("overall", {}).get("mean", np.nan) for lab in labels]
-            ax.bar(x + i * width, y, width, label=m, hatch="//" if m in base else None)
+            hatch = "//" if m in base else None
+            ax.bar(x + i * width, _means(result, m, labels), width, label=m, hatch=hatch)
         ax.set_xticks(x + 0.4 - width / 2, labels, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("mean 2-D error (m)")
@@ -223,12 +220,7 @@ def _ours_table(result: dict) -> list[str]:
 
 
 def write_results_page(
-    results: dict[str, dict],
-    walls: dict[str, float],
-    budget: str,
-    path: Path,
-    cache_dir,
-    missing: list[str] = (),
+    results: dict[str, dict], budget: str, path: Path, missing: list[str] = ()
 ) -> Path:
     """The Markdown page: summary of findings and times, then per protocol the paper's
     numbers, ours, a figure and the verdict. ``missing``: protocols without a finished run,
@@ -264,7 +256,7 @@ def write_results_page(
         mark = "–" if v is None or v.holds is None else ("yes" if v.holds else "**no**")
         lines.append(
             f"| [{name}](#{name}) | {paper.title if paper else '–'} | {mark} | "
-            f"{_minutes(fits[name])} | {_minutes(r.get('wall_seconds', walls.get(name)))} |"
+            f"{_minutes(fits[name])} | {_minutes(r.get('wall_seconds'))} |"
         )
     for name in missing:
         title = PAPERS[name].title if name in PAPERS else "–"
@@ -311,7 +303,7 @@ def write_results_page(
         json.dumps(
             {
                 "budget": budget,
-                "wall_seconds": walls,
+                "wall_seconds": {n: r.get("wall_seconds") for n, r in results.items()},
                 "fit_seconds": fits,
                 "render_seconds": renders,
                 "findings": {
