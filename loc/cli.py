@@ -59,10 +59,18 @@ def _open_store(path, group, selection, transform, frame, variable="csi"):
 
 def _summary(report: dict) -> str:
     o = report["overall"]
+    st = report["store"]
+    noise = st.get("noise_label", "noiseless")
     return (
-        f"{report['model']} on {report['store']['group']}: n={o['n']} mean {o['mean']:.4f} m, "
+        f"{report['model']} on {st['group']} ({noise}): n={o['n']} mean {o['mean']:.4f} m, "
         f"median {o['median']:.4f} m, p90 {o['p90']:.4f} m, p95 {o['p95']:.4f} m"
     )
+
+
+NOISE_HELP = (
+    "receiver noise drawn at read time, a comma list: awgn:<dB> | awgn:<lo>..<hi> | "
+    "link_budget[:<dB>] | mult:<sigma>[:complex] (queries only) | clock:<ns> | phase | noiseless"
+)
 
 
 @app.command()
@@ -127,6 +135,14 @@ def train(
     evaluate_after: bool = typer.Option(
         True, "--eval/--no-eval", help="evaluate on the first group's test split"
     ),
+    noise: str = typer.Option("noiseless", help=NOISE_HELP + " (training, database, test)"),
+    test_noise: str | None = typer.Option(
+        None, help="noise of the test queries only (default: --noise)"
+    ),
+    noise_seed: int = typer.Option(0, help="seed of the noise draws"),
+    noise_redraw: bool = typer.Option(
+        False, help="draw new training noise every epoch (augmentation)"
+    ),
     quiet: bool = typer.Option(False, help="only errors and the final summary"),
 ) -> None:
     """Train one model on one or more condition groups of a store."""
@@ -135,6 +151,7 @@ def train(
     from loc.fit.supervised import BUDGETS, TrainConfig, TrainSet
     from loc.fit.supervised import train as run_train
     from loc.models import default_domain
+    from loc.noise import parse_noise
 
     _setup_logging(quiet)
     if budget not in BUDGETS:
@@ -174,11 +191,15 @@ def train(
         ckpt_every=ckpt_every,
         init_from=None if init_from is None else str(init_from),
         schedule="constant" if constant_lr else None,
+        noise_redraw=noise_redraw,
     )
+    train_noise = parse_noise(noise, noise_seed)
+    query_noise = None if test_noise is None else parse_noise(test_noise, noise_seed)
     sets, splits = [], []
     for g in group:
         st = _open_store(store, g, selection, transform, frame, variable)
         sp = split_indices(st.valid, n_train, n_test, seed=split_seed, test_start=test_start)
+        st.set_noise(train_noise, queries=sp.test, query_noise=query_noise)
         if not sets:
             transform = st.fit_transform(sp.train)  # scale from the first group's training CSI
         else:
@@ -235,12 +256,17 @@ def eval_cmd(
     device: str = typer.Option("auto", help="cpu | cuda | auto"),
     out: Path | None = typer.Option(None, help="report directory (default: next to checkpoint)"),
     label: str = typer.Option("eval", help="report file prefix"),
+    noise: str | None = typer.Option(
+        None, help=NOISE_HELP + " of the test queries (default: as trained)"
+    ),
+    noise_seed: int = typer.Option(0, help="seed of the noise draws"),
     quiet: bool = typer.Option(False, help="only errors and the final summary"),
 ) -> None:
     """Evaluate a checkpoint: mean/median/p10/p90/p95 error, per link state, JSON + CDF PNG."""
     from loc.data import CSITransform, Selection, split_indices
     from loc.evaluate import evaluate, write_report
     from loc.fit.supervised import load_checkpoint, resolve_device
+    from loc.noise import parse_noise
 
     _setup_logging(quiet)
     dev = resolve_device(device)
@@ -266,6 +292,8 @@ def eval_cmd(
         seed=meta["split_seed"] if split_seed is None else split_seed,
         test_start=test_start if test_start is not None else meta["test_start"],
     )
+    trained = parse_noise(meta.get("noise"), noise_seed)  # the database as in training
+    st.set_noise(trained, sp.test, None if noise is None else parse_noise(noise, noise_seed))
     coarse = load_checkpoint(coarse_checkpoint, dev)[0] if coarse_checkpoint else None
     report, errors = evaluate(
         model,

@@ -21,6 +21,7 @@ recent ones (already transformed) in a small LRU cache; nothing copies the whole
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -33,7 +34,17 @@ import xarray as xr
 import zarr
 
 from loc.errors import ConfigError, DataError
+from loc.neighbours import (  # noqa: F401 - re-exported: loc.data is the data layer's API
+    coarse_locations,
+    knn,
+    neighbour_sequences,
+    random_sequences,
+)
+from loc.noise import NOISELESS, ChannelGrid, Noise, apply
+from simgen import receiver
 from simgen.schema import LinkState
+
+log = logging.getLogger("loc.data")
 
 REQUIRED_VARIABLES = ("csi", "ue_position", "link_state")
 CSI_DIMS = ("sample", "trp", "ue_ant", "trp_ant", "subcarrier")
@@ -292,6 +303,11 @@ class CSIStore:
         per_chunk_mb = self.chunk * math.prod(self.shape) * 2 * 4 / 2**20
         self._cache_chunks = max(1, int(cache_mb / max(per_chunk_mb, 1e-9)))
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.noise: Noise = NOISELESS
+        self.query_noise: Noise | None = None
+        self._query: np.ndarray | None = None  # (N,) bool: samples that get query_noise
+        self.noise_epoch = 0
+        self._grids: dict[str, ChannelGrid] = {}
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
@@ -304,9 +320,120 @@ class CSIStore:
         except Exception:
             return None
 
+    # ------------------------------------------------------------------------- noise
+
+    def set_noise(
+        self,
+        noise: Noise = NOISELESS,
+        queries: np.ndarray | None = None,
+        query_noise: Noise | None = None,
+    ) -> None:
+        """Impair every read (``loc.noise``): samples ``queries`` (global indices) get
+        ``query_noise`` (default: ``noise``; its ``mult`` applies to them only), every other
+        sample (training, database) gets ``noise`` without ``mult``. Clears the cache."""
+        self.noise, self.query_noise = noise, query_noise
+        self._query = None
+        if queries is not None:
+            self._query = np.zeros(len(self), bool)
+            self._query[np.asarray(queries, np.int64)] = True
+        self._cache.clear()
+
+    def set_noise_epoch(self, epoch: int) -> None:
+        """Redraw the noise (training augmentation); epoch 0 is the evaluation draw."""
+        if epoch != self.noise_epoch:
+            self.noise_epoch = int(epoch)
+            self._cache.clear()
+
+    @property
+    def noisy(self) -> bool:
+        return not self.noise.noiseless or (
+            self._query is not None and self.query_noise is not None
+        )
+
+    def noise_label(self, queries: bool = True) -> str:
+        """What the reads of queries (or of the database) are impaired by, e.g. "AWGN 10 dB"."""
+        q = self.query_noise if (queries and self.query_noise is not None) else self.noise
+        return q.label()
+
+    def grid(self, variable: str | None = None) -> ChannelGrid:
+        """The channel grid of ``variable`` (default the store's): subcarrier offsets (Hz) and
+        the link-budget noise variance N / P_tx per TRP (simgen.receiver), from the group's
+        ``noise_power_dbm``, or the receiver defaults for a store that predates it."""
+        variable = variable or self.variable
+        if variable not in self._grids:
+            ds = self.ds
+            has_f = "subcarrier" in ds.variables
+            f = np.asarray(ds["subcarrier"].values, np.float64) if has_f else np.zeros(0)
+            n_trp = ds.sizes["trp"]
+            tx = (
+                np.asarray(ds["trp_tx_power"].values, np.float64)
+                if "trp_tx_power" in ds.variables
+                else np.full(n_trp, np.nan)
+            )
+            if "noise_power_dbm" in ds.variables or not has_f:
+                nz = np.broadcast_to(
+                    np.asarray(ds["noise_power_dbm"].values, np.float64)
+                    if has_f
+                    else np.nan,
+                    tx.shape,
+                )
+            else:
+                bw = (f[1] - f[0]) * len(f) if len(f) > 1 else float("nan")
+                nz = np.full(n_trp, receiver.noise_power_dbm(bw) if np.isfinite(bw) else np.nan)
+                log.warning(
+                    "%s predates the receiver block: noise power from the defaults "
+                    "(NF %g dB, %g K) over %.4g MHz = %.2f dBm",
+                    self.path,
+                    receiver.DEFAULT_NOISE_FIGURE_DB,
+                    receiver.DEFAULT_TEMPERATURE_K,
+                    bw / 1e6,
+                    nz[0],
+                )
+            var = receiver.channel_noise_variance(nz, tx)
+            self._grids[variable] = ChannelGrid(variable, f, np.asarray(var, np.float64))
+        return self._grids[variable]
+
+    def _channel_chunk(self, c: int, variable: str | None = None) -> np.ndarray:
+        """Sample chunk ``c`` of a channel variable for the selected TRPs with every ue_ant,
+        trp_ant and subcarrier / tap, impaired by the store's noise: (n, T, U, A, C)."""
+        variable = variable or self.variable
+        a, b = c * self.chunk, min((c + 1) * self.chunk, len(self))
+        data = self.ds[variable].isel(trp=list(self.selection.trps), sample=slice(a, b))
+        h = np.asarray(data.values)
+        if not self.noisy:
+            return h
+        grid, trps, ep = self.grid(variable), self.selection.trps, self.noise_epoch
+        q = np.zeros(b - a, bool) if self._query is None else self._query[a:b]
+        base = dataclasses.replace(self.noise, mult=None)
+        out = apply(base, h, grid, trps, c, epoch=ep) if (~q).any() else h.copy()
+        if q.any():
+            qn = self.query_noise if self.query_noise is not None else self.noise
+            out[q] = apply(qn, h, grid, trps, c, query=q, epoch=ep)[q]
+        return out
+
+    def read_channel(self, idx: np.ndarray, variable: str | None = None) -> np.ndarray:
+        """Raw (impaired) channel (len(idx), T, U, A, C) of the selected TRPs with every
+        antenna and subcarrier / tap: what the model-based estimators see."""
+        idx = np.asarray(idx, np.int64)
+        first = None
+        for c in np.unique(idx // self.chunk):
+            m = idx // self.chunk == c
+            block = self._channel_chunk(int(c), variable)[idx[m] - c * self.chunk]
+            if first is None:
+                first = np.empty((len(idx), *block.shape[1:]), block.dtype)
+            first[m] = block
+        if first is None:
+            raise DataError("no samples requested")
+        return first
+
     def _read_chunk_raw(self, c: int) -> np.ndarray:
         a, b = c * self.chunk, min((c + 1) * self.chunk, len(self))
-        raw = np.asarray(self._csi.isel(sample=slice(a, b)).values)  # (n, T, U, A, C)
+        if self.noisy:  # noise on the whole TRP grid, then the antenna / subcarrier selection
+            sel = self.selection
+            raw = self._channel_chunk(c)[:, :, list(sel.ue_ants)][:, :, :, list(sel.trp_ants)]
+            raw = raw[..., list(sel.subcarriers)]
+        else:
+            raw = np.asarray(self._csi.isel(sample=slice(a, b)).values)  # (n, T, U, A, C)
         return raw.reshape(b - a, *self.shape)
 
     def read_raw(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -364,6 +491,9 @@ class CSIStore:
             "selection": self.selection.to_dict(),
             "transform": dataclasses.asdict(self.transform),
             "shape": list(self.shape),
+            "noise": self.noise.spec(),
+            **({"query_noise": self.query_noise.spec()} if self.query_noise else {}),
+            "noise_label": self.noise_label(),
         }
 
 
@@ -408,136 +538,6 @@ def split_indices(
         )
     perm = cand[np.random.default_rng(seed).permutation(n)]
     return Split(train=perm[:n_train], test=perm[test_start : test_start + n_test])
-
-
-# ----------------------------------------------------------------------------- neighbours
-
-
-def knn(
-    query_xy: np.ndarray,
-    db_xy: np.ndarray,
-    k: int,
-    exclude: np.ndarray | None = None,
-    block: int = 1024,
-    use_kdtree: bool = True,
-) -> np.ndarray:
-    """Rows of the k nearest database points for each query, nearest first.
-
-    Uses scipy's KD-tree when available (40k x 40k in ~0.3 s), else blocked brute force in torch.
-
-    Args:
-        query_xy: (M, 2) metres. db_xy: (N, 2) metres.
-        exclude: optional (M,) database row to skip per query (-1 = none), e.g. the query itself.
-    Returns: int64 (M, k).
-    """
-    n_db = len(db_xy)
-    n_avail = n_db - (1 if exclude is not None and (np.asarray(exclude) >= 0).any() else 0)
-    if k > n_avail:
-        raise DataError(f"need {k} neighbours but the database has only {n_avail} samples")
-    query_xy, db_xy = np.asarray(query_xy, np.float64), np.asarray(db_xy, np.float64)
-    try:
-        from scipy.spatial import cKDTree
-    except ImportError:  # pragma: no cover - scipy is optional
-        use_kdtree = False
-    if use_kdtree:
-        extra = 0 if exclude is None else 1
-        _, rows = cKDTree(db_xy).query(query_xy, k + extra)
-        rows = np.asarray(rows, np.int64).reshape(len(query_xy), k + extra)
-        if extra:
-            keep = rows != np.asarray(exclude, np.int64)[:, None]
-            keep[keep.all(axis=1), -1] = False  # excluded row not among them: drop the farthest
-            rows = rows[keep].reshape(len(query_xy), k)
-        return rows
-    db = torch.as_tensor(db_xy)
-    out = np.empty((len(query_xy), k), np.int64)
-    for a in range(0, len(query_xy), block):
-        d = torch.cdist(torch.as_tensor(query_xy[a : a + block]), db)
-        if exclude is not None:
-            ex = torch.as_tensor(np.asarray(exclude[a : a + block], np.int64))
-            rows_ = torch.nonzero(ex >= 0).squeeze(1)
-            d[rows_, ex[rows_]] = math.inf
-        out[a : a + block] = torch.topk(d, k, dim=1, largest=False, sorted=True).indices.numpy()
-    return out
-
-
-def coarse_locations(xy: np.ndarray, half_width: float, rng: np.random.Generator) -> np.ndarray:
-    """Coarse (GNSS-like) location x' = x + U[-l, l] per axis, l = ``half_width`` (spec §1.5).
-
-    Metres in and out; the mean 2-D offset is 0.7652 l.
-    """
-    if half_width < 0:
-        raise ConfigError(f"coarse location error must be >= 0 m, got {half_width}")
-    if half_width == 0:
-        return xy.copy()
-    return xy + rng.uniform(-half_width, half_width, size=xy.shape)
-
-
-def _rows_in(db: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Row of each query in ``db`` or -1 when absent."""
-    order = np.argsort(db)
-    pos = np.searchsorted(db, queries, sorter=order)
-    pos = np.clip(pos, 0, len(db) - 1)
-    rows = order[pos]
-    return np.where(db[rows] == queries, rows, -1)
-
-
-def neighbour_sequences(
-    xy: np.ndarray,
-    db: np.ndarray,
-    queries: np.ndarray,
-    k: int = 64,
-    coarse_error: float = 0.0,
-    rng: np.random.Generator | None = None,
-    exclude_self: bool = True,
-) -> np.ndarray:
-    """Neighbourhood-sampling sequences [k nearest database samples..., query] (spec §2.2/§2.4).
-
-    Args:
-        xy: (N, 2) locations of every store sample (metres).
-        db, queries: global sample indices of the database (the training set of the scenario
-            being trained or evaluated) and of the queries.
-        coarse_error: coarse-location error half-width l in metres (0 for training, where
-            the true x is used; 1 m by default at test time).
-        exclude_self: a query that is also in the database is not its own neighbour.
-    Returns: int64 (M, k + 1) global indices; column -1 is the query.
-    """
-    db, queries = np.asarray(db, np.int64), np.asarray(queries, np.int64)
-    q_xy = xy[queries]
-    if coarse_error > 0:
-        q_xy = coarse_locations(
-            q_xy, coarse_error, rng if rng is not None else np.random.default_rng(0)
-        )
-    exclude = _rows_in(db, queries) if exclude_self else None
-    rows = knn(q_xy, xy[db], k, exclude)
-    return np.concatenate([db[rows], queries[:, None]], axis=1)
-
-
-def random_sequences(
-    db: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    rng: np.random.Generator,
-    exclude_self: bool = True,
-) -> np.ndarray:
-    """Random-sampling sequences [k random database samples..., query] (spec §2.3), fixed once.
-
-    Returns: int64 (M, k + 1) global indices; column -1 is the query.
-    """
-    db, queries = np.asarray(db, np.int64), np.asarray(queries, np.int64)
-    exclude = _rows_in(db, queries) if exclude_self else np.full(len(queries), -1)
-    n_avail = len(db) - int((exclude >= 0).any())
-    if k > n_avail:
-        raise DataError(f"need {k} neighbours but the database has only {n_avail} samples")
-    out = np.empty((len(queries), k + 1), np.int64)
-    for i, ex in enumerate(exclude):
-        if ex >= 0:
-            r = rng.choice(len(db) - 1, size=k, replace=False)
-            r += r >= ex
-        else:
-            r = rng.choice(len(db), size=k, replace=False)
-        out[i, :k] = db[r]
-    out[:, k] = queries
-    return out
 
 
 # ----------------------------------------------------------------------------- torch side

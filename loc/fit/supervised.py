@@ -68,6 +68,8 @@ class TrainConfig:
         2 GiB, e.g. 40k x 32 x 32 is 328 MB) instead of lazy chunk-cached reads every step.
     init_from: checkpoint whose weights initialise the model (transfer learning, spec §6.2:
         fine-tune all parameters, e.g. with lr=1e-4 and schedule="constant").
+    noise_redraw: a store with receiver noise (``CSIStore.set_noise``) draws new noise for
+        every epoch of its training samples (augmentation); False: one fixed draw (epoch 0).
     """
 
     model: str = "mateformer"
@@ -90,6 +92,7 @@ class TrainConfig:
     log_every: int = 100
     ckpt_every: int = 5000
     init_from: str | None = None
+    noise_redraw: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -283,11 +286,14 @@ def train(
     else:
         opt = torch.optim.Adam(model.parameters(), lr=base_lr)
 
-    banks = []
-    for ts in sets:
+    def make_bank(ts: TrainSet) -> FeatureBank:
         nbytes = len(ts.train) * math.prod(shape) * 2 * 4
         preload = cfg.preload if cfg.preload is not None else nbytes <= 2**31
-        banks.append(FeatureBank(ts.store, device, preload=ts.train if preload else None))
+        return FeatureBank(ts.store, device, preload=ts.train if preload else None)
+
+    banks = [make_bank(ts) for ts in sets]
+    bank_epoch = [0] * len(sets)
+    redraw = cfg.noise_redraw and any(ts.store.noisy for ts in sets)
     batches = [_Batches(len(ts.train), cfg.batch_size, cfg.seed, i) for i, ts in enumerate(sets)]
 
     out = Path(out_dir) if out_dir is not None else None
@@ -325,7 +331,12 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         si, k = _scenario_for(step, len(sets), cfg.seed)
-        ts, bank = sets[si], banks[si]
+        ts = sets[si]
+        if redraw and k // batches[si].per_epoch != bank_epoch[si]:  # new noise this epoch
+            bank_epoch[si] = k // batches[si].per_epoch
+            ts.store.set_noise_epoch(bank_epoch[si])
+            banks[si] = make_bank(ts)
+        bank = banks[si]
         rows = batches[si].rows(k)
         rng = np.random.default_rng([cfg.seed, 1, step])
         idx = ts.sequences[rows] if model.kind == "set" else ts.train[rows]
@@ -367,6 +378,8 @@ def train(
             n_in_sum, t_last = 0, time.perf_counter()
         if ckpt_path is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
             save_checkpoint(ckpt_path, payload(done))
+    for ts in sets:  # evaluation reads the fixed draw
+        ts.store.set_noise_epoch(0)
     if ckpt_path is not None and start >= cfg.steps:
         log.info("checkpoint %s already at step %d", ckpt_path, start)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None

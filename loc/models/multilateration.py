@@ -322,6 +322,10 @@ def _check_trp_positions(store) -> None:
 
 TOA_REL_DB = 20.0  # the first peak must be within this many dB of the link's strongest
 TOA_OVERSAMPLE = 8  # delay-profile bins per 1 / bandwidth
+# noisy channels: a first peak must be this far above the profile's median (the noise floor):
+# for one antenna pair the noise power of a bin is exponential, and exceeds 15 dB over its
+# median (21.9 x its mean) with probability exp(-21.9) = 3e-10
+TOA_FLOOR_DB = 15.0
 
 
 @dataclasses.dataclass
@@ -363,11 +367,18 @@ def delay_profile(freq: np.ndarray, oversample: int = TOA_OVERSAMPLE) -> np.ndar
 
 
 def first_peak(
-    profile: np.ndarray, n_search: int, rel_db: float = TOA_REL_DB, edge: int = 0
+    profile: np.ndarray,
+    n_search: int,
+    rel_db: float = TOA_REL_DB,
+    edge: int = 0,
+    floor_db: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First local maximum of ``profile`` (..., M) within ``rel_db`` dB of the strongest, among
     bins 0 .. n_search - 1 (the profile is treated as periodic in M).
 
+    ``floor_db``: a noisy channel's peaks must also stand this many dB above the median of the
+    search window (the noise floor of a sparse channel), so that noise peaks before the first
+    path are not taken for it (None: noiseless, no floor).
     ``edge`` > 0: the search window ends there (a CIR's last tap), so a peak in its last
     ``edge`` bins is the tail of paths beyond the window: such links are not detected.
     Returns (bin (...,) float64 with parabolic sub-bin refinement, NaN where nothing is
@@ -378,6 +389,8 @@ def first_peak(
     nxt = np.roll(profile, -1, axis=-1)[..., :n_search]
     peak = p.max(axis=-1)
     thr = peak[..., None] * 10 ** (-rel_db / 10)
+    if floor_db is not None:
+        thr = np.maximum(thr, np.median(p, axis=-1, keepdims=True) * 10 ** (floor_db / 10))
     cand = (p >= thr) & (p >= prev) & (p > nxt) & (peak[..., None] > 0)
     if edge:
         cand[..., n_search - edge :] = False
@@ -412,7 +425,9 @@ def estimate_toa(
     block_mb: float = 256.0,
 ) -> ToAEstimate:
     """First-arrival ToA (N, T) of samples ``idx`` of a ``loc.data.CSIStore`` (its selected
-    TRPs; every UE and TRP antenna, every tap / subcarrier) from the channel alone.
+    TRPs; every UE and TRP antenna, every tap / subcarrier) from the channel alone, read
+    through the store (``CSIStore.read_channel``), so with the same receiver noise and clock
+    offsets as every model's input (``loc.noise``).
 
     Source: the stored CIR ``cir`` (sample, trp, ue_ant, trp_ant, tap) when the group has it,
     else the CSI ``csi`` (…, subcarrier). System bandwidth W = K Δf from the ``subcarrier``
@@ -439,6 +454,7 @@ def estimate_toa(
         n_search, period, bin_s = n_ch * oversample, None, 1 / (oversample * bandwidth)
     else:  # bins of 1 / (K oversample Δf) s, the whole period 1 / Δf
         n_search, period, bin_s = n_ch * oversample, 1 / spacing, 1 / (n_ch * oversample * spacing)
+    floor = TOA_FLOOR_DB if getattr(store, "noisy", False) else None
     toa = np.full((len(idx), n_t), np.nan)
     first = np.zeros((len(idx), n_t))
     peak = np.zeros((len(idx), n_t))
@@ -448,18 +464,17 @@ def estimate_toa(
     order = np.argsort(idx, kind="stable")
     for a in range(0, len(idx), block):
         rows = order[a : a + block]
-        lo, hi = int(idx[rows].min()), int(idx[rows].max()) + 1
-        h = np.asarray(data.isel(sample=slice(lo, hi)).values)[idx[rows] - lo]
+        h = store.read_channel(idx[rows], source)  # impaired by the store's noise, if any
         h = h.reshape(len(rows), n_t, -1, n_ch)  # (b, T, pairs, L or K)
         if source == "cir":  # the taps' spectrum at 2L ascending frequencies
             h = np.fft.fftshift(np.fft.fft(h, n=2 * n_ch, axis=-1), axes=-1)
         prof = delay_profile(h, oversample)
         if source == "cir":
-            pos, first[rows], peak[rows] = first_peak(prof, n_search, rel_db, oversample)
+            pos, first[rows], peak[rows] = first_peak(prof, n_search, rel_db, oversample, floor)
         else:  # periodic: the channel starts after its longest quiet stretch
             start = quiet_start(prof, rel_db)
             prof = np.take_along_axis(prof, (start[..., None] + np.arange(n_search)) % n_search, -1)
-            pos, first[rows], peak[rows] = first_peak(prof, n_search, rel_db)
+            pos, first[rows], peak[rows] = first_peak(prof, n_search, rel_db, floor_db=floor)
             pos = (pos + start) % n_search
         toa[rows] = pos * bin_s
     with np.errstate(divide="ignore"):

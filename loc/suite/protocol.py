@@ -12,6 +12,7 @@ import yaml
 from loc.data import CSITransform, parse_index_list
 from loc.errors import ConfigError
 from loc.fit.supervised import RECIPES
+from loc.noise import parse_noise
 
 log = logging.getLogger("loc.suite")
 
@@ -45,8 +46,14 @@ DATA_DEFAULTS = {
     "finetune_steps": 1000,  # steps of each fine-tuning run (constant LR)
     "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
     "adapt": {},  # MetaLoc: fast-adaptation options (loc.fit.meta.AdaptConfig)
+    # receiver noise (loc.noise spec) of every scenario without its own `noise`: a training
+    # scenario's applies to its store's training and database samples, a test scenario's to
+    # its queries; noise_redraw: new training noise every epoch (augmentation)
+    "noise": "noiseless",
+    "noise_redraw": False,
+    "noise_seed": 0,
 }
-SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db", "trp_subset"}
+SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db", "trp_subset", "noise"}
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -72,6 +79,7 @@ class Scenario:
     snapshots: tuple[int, ...] | None = None
     db: int | None = None
     trp_subset: int | None = None  # test only: a seeded random subset of S present TRPs/sample
+    noise: str | None = None  # loc.noise spec; None: the protocol's data.noise
 
     @property
     def key(self) -> tuple:
@@ -86,6 +94,8 @@ class Scenario:
             s += f" snapshots {ranges_text(self.snapshots)}"
         if self.trp_subset is not None:
             s += f", {self.trp_subset} random TRPs per sample"
+        if self.noise is not None:
+            s += f", noise {parse_noise(self.noise).label()}"
         return s
 
 
@@ -204,7 +214,20 @@ def _scenario(d, where: str, datasets: dict, default_db: int | None = None) -> S
         snapshots=_index_tuple(d.get("snapshots"), f"{where}.snapshots"),
         db=None if db is None else _count(db, f"{where}.db"),
         trp_subset=None if d.get("trp_subset") is None else _count(d["trp_subset"], where),
+        noise=_noise_spec(d.get("noise"), f"{where}.noise"),
     )
+
+
+def _noise_spec(value, where: str) -> str | None:
+    """A scenario's / the protocol's noise spec, validated (``loc.noise.parse_noise``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a noise spec like 'awgn:10', got {value!r}")
+    try:
+        return parse_noise(value).spec()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
@@ -279,6 +302,10 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if data["split"] not in ("sample", "ue"):
         raise ConfigError(f"data.split must be sample | ue, got {data['split']!r}")
     _count(data["k"], "data.k")
+    data["noise"] = _noise_spec(data["noise"], "data.noise")
+    if not isinstance(data["noise_redraw"], bool):
+        raise ConfigError("data.noise_redraw must be true or false")
+    _count(data["noise_seed"], "data.noise_seed", 0)
     shots = data["k_shots"]
     if not isinstance(shots, list) or not shots:
         raise ConfigError("data.k_shots must be a non-empty list of sample counts")

@@ -23,6 +23,11 @@ def _cell(r: dict | None) -> str:
     return f"{o['mean']:.2f} / {o['median']:.2f} / {o['p90']:.2f}"
 
 
+def _finite(r: dict | None) -> str:
+    f = (r or {}).get("finite_fraction", 1.0)
+    return "" if not r or f >= 1 else f" ({100 * f:.0f} %)"
+
+
 def markdown_table(result: dict, models: list[str]) -> str:
     """The suite table: one row per model, one column per (experiment, test)."""
     cols = result["columns"]
@@ -59,14 +64,27 @@ def markdown_table(result: dict, models: list[str]) -> str:
     for b in base:
         cells = [_cell(result["results"][c["label"]].get(b)) for c in cols]
         lines.append(f"| *baseline: {b}* | " + " | ".join(cells) + " |")
+    peb = result.get("peb") or {}
+    if peb:
+        cells = [_cell(peb.get(c["label"])) + _finite(peb.get(c["label"])) for c in cols]
+        lines.append(f"| *{next(iter(peb.values()))['definition']}* | " + " | ".join(cells) + " |")
     if base:
         lines += ["", "**Bold**: the model's mean error is below every baseline row's."]
+    if peb:
+        lines += [
+            "The PEB row is the Cramér–Rao bound on position at each column's noise (statistics "
+            "over the test samples where it is finite, their share in brackets when not all): "
+            "no unbiased estimator does better (docs/noise.md)."
+        ]
     lines += _extra_tables(result, models)
     lines.append("")
     for c in cols:
+        noise = ""
+        if "noise" in c:
+            noise = f"; noise: queries {c['noise']}, training / database {c['database_noise']}"
         lines.append(
             f"- {c['label']}: train {' + '.join(c['train'])}; test {c['test_scenario']} "
-            f"n={c['n_test']}, database {c['n_database']}"
+            f"n={c['n_test']}, database {c['n_database']}{noise}"
         )
     methods = {  # rows whose runner names its method (e.g. fair vs oracle multilateration)
         m: r["method"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from loc.data import CSIStore, CSITransform, Selection
 from loc.errors import ConfigError, DataError
+from loc.noise import Noise, parse_noise
 from loc.suite.datasets import dataset_store, head_tail, ordered_samples, snapshot_mask, ue_ids
 from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform
 from loc.suite.report import write_outputs
@@ -89,6 +90,27 @@ class _Prepared:
         shapes = {st.shape for st in self._stores.values()}
         if len(shapes) > 1:
             raise DataError(f"{exp.name}: scenarios differ in CSI shape {sorted(shapes)}")
+        # receiver noise: a store's training / database samples get the noise of the training
+        # scenario drawn from it (else the protocol's), each test column's queries its own
+        self._data = data
+        self.base_noise: dict[int, Noise] = {}
+        for st in self._stores.values():
+            own = [sc for sc, (s2, _) in zip(exp.train, self.train, strict=True) if s2 is st]
+            self.base_noise[id(st)] = self.noise(own[0] if own else None)
+            st.set_noise(self.base_noise[id(st)])
+
+    def noise(self, sc: Scenario | None) -> Noise:
+        """The noise of a scenario (its own ``noise``, else the protocol's ``data.noise``)."""
+        spec = sc.noise if sc is not None and sc.noise is not None else self._data["noise"]
+        return parse_noise(spec, seed=self._data["noise_seed"])
+
+    def use_column(self, tname: str) -> Noise:
+        """Set test column ``tname``'s noise on its queries (the database keeps the store's
+        base noise); returns the query noise."""
+        st, _, te = self.test[tname]
+        q = self.noise(self.exp.test[tname])
+        st.set_noise(self.base_noise[id(st)], queries=te, query_noise=q)
+        return q
 
     def fit_transform(self) -> CSITransform:
         """Scale from the first training scenario's samples, applied to every store."""
@@ -144,6 +166,7 @@ def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, mask
     database, and, when a set model is compared, the coarse location and x_init it is given."""
     from loc.evaluate import baseline_predictions, summarize
     from loc.models import MODELS
+    from loc.peb import peb_summary, store_peb
     from loc.suite.runners import base_model
 
     data = proto.data
@@ -153,6 +176,10 @@ def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, mask
     train_xy = np.concatenate([st.xy[tr] for st, tr in prep.train])
     for tname, (st, db, te) in prep.test.items():
         label = labels[(prep.exp.name, tname)]
+        noise = prep.use_column(tname)
+        bound = store_peb(st, te, noise)
+        if bound is not None:
+            result["peb"][label] = peb_summary(bound)
         rows = baseline_predictions(
             st,
             train_xy,
@@ -186,7 +213,7 @@ def run_suite(
     from loc.evaluate import evaluate, summarize
     from loc.fit.finetune import transfer_curve
     from loc.fit.supervised import TrainConfig, TrainSet, resolve_device, train
-    from loc.suite.runners import RUNNERS, base_model, family, trp_subset_mask
+    from loc.suite.runners import RUNNERS, Fitted, base_model, family, trp_subset_mask
 
     say = on_progress or log.info
     t_start = time.perf_counter()
@@ -213,6 +240,7 @@ def run_suite(
         "columns": [],
         "baselines": [],
         "results": {},
+        "peb": {},  # per column: the position error bound of its test samples at its noise
         "training": {},
     }
     errors: dict[str, dict[str, np.ndarray]] = {}
@@ -227,6 +255,10 @@ def run_suite(
                 "test_scenario": sc.describe(),
                 "n_test": sc.n,
                 "n_database": sc.db,
+                "noise": prepared[ename].noise(sc).label(),
+                "database_noise": prepared[ename]
+                .base_noise[id(prepared[ename].test[tname][0])]
+                .label(),
             }
         )
         result["results"][label] = {}
@@ -257,6 +289,7 @@ def run_suite(
                 device=str(dev),
                 log_every=proto.log_every,
                 ckpt_every=min(5000, proto.steps),
+                noise_redraw=data["noise_redraw"],
             )
             sig = {"family": fam, "name": m, "data": data, **_run_signature(cfg, prep, tf)}
             sig = json.loads(json.dumps(sig, default=str))
@@ -285,12 +318,18 @@ def run_suite(
                     "peak_memory_bytes": res.peak_memory_bytes,
                     "checkpoint": str(res.checkpoint),
                 }
-            else:
-                fitted = RUNNERS[fam](m, proto, sets, prep.test, dev, run_dir, masks=masks)
-                training = dict(fitted.training)
+            else:  # one column at a time: each with its own query noise
+                fitted, training = Fitted({}, {}, {}), {}
+                for tname, test in prep.test.items():
+                    prep.use_column(tname)
+                    f = RUNNERS[fam](m, proto, sets, {tname: test}, dev, run_dir, masks=masks)
+                    fitted.predictions.update(f.predictions)
+                    fitted.extra.update(f.extra)
+                    training.update(f.training)
             result["training"][ename][m] = {"seconds": _fit_seconds(run_dir, t0), **training}
             for tname, (st, db, te) in prep.test.items():
                 if fitted is None:
+                    prep.use_column(tname)
                     report, err = evaluate(
                         res.model,
                         st,

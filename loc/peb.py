@@ -1,0 +1,226 @@
+"""The position error bound (PEB): the Cramér–Rao bound on the 2-D UE position from the LoS
+paths of every TRP (``../shared/specs/noise-and-peb.md`` §5; equations in docs/noise.md).
+
+Model per link i (TRP at q_i, UE at p with known height): the LoS path seen on K subcarriers
+(baseband f_k, centred), A TRP antennas (element positions r_a, known orientation) and U UE
+antennas, mu_{k,a} = alpha_i exp(-j 2 pi f_k tau_i(p)) exp(j k0 r_a . u_i(p)), CN(0, sigma^2)
+noise per entry, alpha_i an unknown complex gain (its phase absorbs the carrier term, so no
+carrier-phase ranging). Eliminating alpha_i (Schur complement) leaves, with the per-element
+LoS SNR rho_i = |alpha_i|^2 / sigma^2 and SNR_tot,i = K A U rho_i,
+
+    J_i = 8 pi^2 beta^2 SNR_tot,i / c^2  g_i g_i^T                      (ToA)
+        + 2 SNR_tot,i (k0 / d_i)^2  P_i^T C_r P_i                         (AoD, TRP array)
+
+where beta^2 = var(f_k) (RMS bandwidth about the centre; 64 x 480 kHz: 8.867 MHz),
+g_i = d d_i / d p = (p - q_i)_xy / d_i, P_i = (I - u_i u_i^T)[:, :2] / 1 (u_i the unit vector
+TRP -> UE) and C_r the covariance of the element positions (m^2, global frame). With a common
+UE clock bias b (TDoA) the ToA term uses [g_i; 1] and b is eliminated; a TRP sync error
+delta_i ~ N(0, s^2) adds c^2 s^2 to the ranging variance c^2 / (8 pi^2 beta^2 SNR_tot,i).
+PEB = sqrt(tr(J_p^-1)) with J_p = sum_i J_i; infinite where J_p is singular (e.g. fewer than
+two LoS TRPs without an array). NLOS / BLOCKED / NO_PATH links contribute nothing (no direct
+path: NLOS paths without priors carry no position information, Shen & Win 2010).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import yaml
+
+from loc.errors import DataError
+from loc.noise import Noise
+from simgen.schema import SPEED_OF_LIGHT
+
+PATH_VARS = ("path_tau", "path_a", "path_interactions")
+
+
+def rms_bandwidth(freqs_hz: np.ndarray) -> float:
+    """beta = sqrt(mean (f_k - mean f)^2) Hz of a flat spectrum on the subcarriers."""
+    f = np.asarray(freqs_hz, np.float64)
+    return float(np.sqrt(((f - f.mean()) ** 2).mean()))
+
+
+def rotation(yaw_pitch_roll: np.ndarray) -> np.ndarray:
+    """(..., 3) radians -> (..., 3, 3) R = Rz(yaw) Ry(pitch) Rx(roll) (Sionna's convention)."""
+    a, b, c = np.moveaxis(np.asarray(yaw_pitch_roll, np.float64), -1, 0)
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    r = np.stack(
+        [
+            np.stack([ca * cb, ca * sb * sc - sa * cc, ca * sb * cc + sa * sc], -1),
+            np.stack([sa * cb, sa * sb * sc + ca * cc, sa * sb * cc - ca * sc], -1),
+            np.stack([-sb, cb * sc, cb * cc], -1),
+        ],
+        -2,
+    )
+    return r
+
+
+def planar_elements(rows: int, cols: int, v_spacing: float, h_spacing: float, lam: float):
+    """(rows * cols, 3) m element positions of a PlanarArray in its own frame (y-z plane,
+    centred); spacings in wavelengths. Polarization ports share positions (they add SNR only)."""
+    col, row = np.meshgrid(np.arange(cols), np.arange(rows), indexing="ij")
+    y = (col.ravel() - (cols - 1) / 2) * h_spacing * lam
+    z = -(row.ravel() - (rows - 1) / 2) * v_spacing * lam
+    return np.stack([np.zeros_like(y), y, z], axis=1)
+
+
+def link_information(
+    p_xyz: np.ndarray,
+    trp_xyz: np.ndarray,
+    snr_tot: np.ndarray,
+    beta_hz: float,
+    element_cov: np.ndarray | None = None,
+    wavelength: float | None = None,
+    clock_bias: bool = False,
+    sync_s: float = 0.0,
+) -> np.ndarray:
+    """Per-link Fisher information on (x, y[, b]) (range units: m).
+
+    p_xyz (N, 3) UE positions; trp_xyz (N, T, 3) or (T, 3); snr_tot (N, T) integrated LoS
+    SNR K A U rho (linear; 0 = no LoS); element_cov (N, T, 3, 3) or (T, 3, 3) m^2 covariance of
+    the TRP element positions in the global frame (None: no AoD information).
+    Returns (N, T, D, D), D = 2 (+1 with ``clock_bias``; b in metres).
+    """
+    p = np.asarray(p_xyz, np.float64)[:, None, :]
+    q = np.broadcast_to(np.asarray(trp_xyz, np.float64), (p.shape[0], *np.shape(trp_xyz)[-2:]))
+    diff = p - q
+    d = np.linalg.norm(diff, axis=-1).clip(1e-9)
+    u = diff / d[..., None]
+    g = u[..., :2]  # d range / d (x, y) with a known height
+    s = np.asarray(snr_tot, np.float64)
+    var_r = np.where(
+        s > 0, SPEED_OF_LIGHT**2 / (8 * np.pi**2 * beta_hz**2 * np.maximum(s, 1e-300)), np.inf
+    )
+    lam_r = 1.0 / (var_r + SPEED_OF_LIGHT**2 * sync_s**2)  # 1 / m^2; 0 without LoS
+    gr = np.concatenate([g, np.ones((*g.shape[:-1], 1))], -1) if clock_bias else g
+    info = lam_r[..., None, None] * gr[..., :, None] * gr[..., None, :]
+    if element_cov is not None and wavelength is not None:
+        k0 = 2 * np.pi / wavelength
+        proj = (np.eye(3) - u[..., :, None] * u[..., None, :])[..., :2]  # (N, T, 3, 2)
+        c = np.broadcast_to(element_cov, (*d.shape, 3, 3))
+        aod = np.einsum("ntij,ntjk,ntkl->ntil", proj.swapaxes(-1, -2), c, proj)
+        aod = aod * (2 * s * (k0 / d) ** 2)[..., None, None]
+        info[..., :2, :2] += aod
+    return info
+
+
+def peb(info: np.ndarray) -> np.ndarray:
+    """PEB (N,) m from per-link information (N, T, D, D): sqrt of the trace of the (x, y)
+    block of (sum_i J_i)^-1; inf where the sum is singular."""
+    j = info.sum(axis=1)
+    out = np.full(len(j), np.inf)
+    scale = np.abs(j).max(axis=(1, 2))
+    ok = scale > 0
+    jn = j[ok] / scale[ok, None, None]
+    cond = np.linalg.cond(jn)
+    good = np.isfinite(cond) & (cond < 1e12)
+    inv = np.linalg.inv(jn[good]) / scale[ok][good, None, None]
+    idx = np.flatnonzero(ok)[good]
+    out[idx] = np.sqrt(np.clip(inv[:, 0, 0] + inv[:, 1, 1], 0, None))
+    return out
+
+
+# ----------------------------------------------------------------------------- from a store
+
+
+def store_peb(store, idx: np.ndarray, noise: Noise, clock_bias: bool = False) -> np.ndarray | None:
+    """PEB (M,) m of samples ``idx`` of a ``loc.data.CSIStore`` (its selected TRPs, every
+    antenna and subcarrier) at the additive noise of ``noise`` (AWGN at a fixed SNR or the
+    link budget; its ``clock`` as a TRP sync error), from the stored LoS paths (``path_tau``,
+    ``path_a``, ``path_interactions``: a path without interactions) and the TRP array in the
+    store's scene config. None when the noise has no thermal part (noiseless, mult only, an
+    SNR range) or the store has no path arrays (render with ``output.paths: true``).
+    """
+    if not noise.additive or (noise.awgn_db is not None and noise.awgn_db[0] != noise.awgn_db[1]):
+        return None
+    ds = store.ds
+    if any(v not in ds.variables for v in PATH_VARS):
+        return None
+    idx = np.asarray(idx, np.int64)
+    trps = list(store.selection.trps)
+    tau = np.asarray(ds["path_tau"].isel(trp=trps).values)[idx]  # (M, T, P)
+    inter = np.asarray(ds["path_interactions"].isel(trp=trps).values)[idx]  # (M, T, P, D)
+    a = np.asarray(ds["path_a"].isel(trp=trps).values)[idx]  # (M, T, U, A, P)
+    los = np.isfinite(tau) & (inter == 0).all(-1) & (np.abs(a) > 0).any(axis=(2, 3))
+    p_los = ((np.abs(a) ** 2).mean(axis=(2, 3)) * los).max(-1)  # (M, T) LoS power (path gain)
+    grid = store.grid("csi")
+    f = grid.freqs_hz
+    if len(f) < 2:
+        raise DataError("the PEB needs the store's subcarrier coordinate (Hz)")
+    n_u, n_a = ds.sizes["ue_ant"], ds.sizes["trp_ant"]
+    if noise.awgn_db is not None:  # rho_LoS = rho * P_LoS / P_s of each link
+        h = _csi(store, idx)  # the noiseless channel: P_s is the signal power
+        p_s = (np.abs(h) ** 2).mean(axis=(2, 3, 4))
+        rho = 10 ** (noise.awgn_db[0] / 10) * np.where(p_s > 0, p_los / np.maximum(p_s, 1e-300), 0)
+    else:
+        rho = p_los / grid.noise_var[trps][None, :] * 10 ** (noise.link_budget_db / 10)
+    snr_tot = len(f) * n_a * n_u * rho
+    cov, lam = _element_cov(store, trps)
+    info = link_information(
+        _frame_xyz(store, idx),
+        store.trp_xyz,
+        snr_tot,
+        rms_bandwidth(f),
+        cov,
+        lam,
+        clock_bias=clock_bias,
+        sync_s=(noise.clock_ns or 0.0) * 1e-9,
+    )
+    return peb(info)
+
+
+def _frame_xyz(store, idx: np.ndarray) -> np.ndarray:
+    """UE positions (M, 3) in the frame of ``store.trp_xyz`` (x, y shifted like ``store.xy``)."""
+    xyz = store.xyz[np.asarray(idx)].copy()
+    xyz[:, :2] = store.xy[np.asarray(idx)]
+    return xyz
+
+
+def _csi(store, idx: np.ndarray) -> np.ndarray:
+    """Noiseless stored CSI (M, T, U, A, K) of the selected TRPs (for the signal power)."""
+    data = store.ds["csi"].isel(trp=list(store.selection.trps))
+    return np.asarray(data.values)[np.asarray(idx)]
+
+
+def _element_cov(store, trps: list[int]) -> tuple[np.ndarray | None, float | None]:
+    """(T, 3, 3) m^2 covariance of each selected TRP's element positions (global frame) and
+    the carrier wavelength, from the store's scene config and ``trp_orientation``; (None, None)
+    for single-element arrays or when the store lacks them."""
+    import zarr
+
+    attrs = zarr.open_group(store.path, mode="r").attrs
+    text, fc = attrs.get("scene_config_yaml"), attrs.get("carrier_frequency")
+    if not text or not fc or "trp_orientation" not in store.ds.variables:
+        return None, None
+    arr = (yaml.safe_load(text) or {}).get("trp_array") or {}
+    rows, cols = int(arr.get("rows", 1)), int(arr.get("cols", 1))
+    if rows * cols == 1:
+        return None, None
+    lam = SPEED_OF_LIGHT / float(fc)
+    r = planar_elements(
+        rows,
+        cols,
+        float(arr.get("vertical_spacing", 0.5)),
+        float(arr.get("horizontal_spacing", 0.5)),
+        lam,
+    )
+    r = r - r.mean(0)
+    c_local = r.T @ r / len(r)
+    rot = rotation(np.asarray(store.ds["trp_orientation"].values, np.float64)[trps])
+    return rot @ c_local @ rot.swapaxes(-1, -2), lam
+
+
+PEB_ROW = "physical limit: PEB (LoS ToA + TRP-array AoD)"
+
+
+def peb_summary(bound: np.ndarray) -> dict:
+    """Report entry of a PEB array (M,) m: ``overall`` statistics over the samples where it is
+    finite (same percentile convention as the errors) and the fraction of such samples."""
+    from loc.evaluate import error_metrics
+
+    b = np.asarray(bound, np.float64)
+    fin = np.isfinite(b)
+    return {
+        "overall": error_metrics(b[fin]),
+        "finite_fraction": float(fin.mean()) if len(b) else 0.0,
+        "definition": PEB_ROW,
+    }
