@@ -94,8 +94,6 @@ class Scenario:
             s += f" snapshots {ranges_text(self.snapshots)}"
         if self.trp_subset is not None:
             s += f", {self.trp_subset} random TRPs per sample"
-        if self.noise is not None:
-            s += f", noise {parse_noise(self.noise).label()}"
         return s
 
 

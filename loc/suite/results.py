@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 
-from loc.suite.papers import PAPERS, mean, models_of
+from loc.suite.papers import PAPERS, mean, models_of, noiseless_columns
 from loc.suite.protocol import list_protocols, load_protocol
 
 log = logging.getLogger("loc.suite")
@@ -103,13 +104,29 @@ def fit_seconds(result: dict) -> float:
 
 
 def _sizes(result: dict) -> list[int] | None:
-    """Training sizes per column when every column is one experiment of one training set."""
+    """Training sizes of the noiseless columns (``size_labels``) when each is one experiment of
+    one training set."""
     out = []
-    for c in result["columns"]:
+    for c in noiseless_columns(result):
         if len(c["train"]) != 1:
             return None
         out.append(int(c["train"][0].rsplit("n=", 1)[1]))
     return out if len(set(out)) == len(out) > 1 else None
+
+
+def size_labels(result: dict) -> list[str]:
+    """Labels of the columns a learning curve reads (the noiseless ones)."""
+    return [c["label"] for c in noiseless_columns(result)]
+
+
+def snr_columns(result: dict) -> list[tuple[float, str]]:
+    """(SNR dB, label) of the columns tested at one fixed AWGN SNR, ascending."""
+    out = []
+    for c in result["columns"]:
+        m = re.fullmatch(r"AWGN (-?[\d.]+) dB", c.get("noise", ""))
+        if m:
+            out.append((float(m[1]), c["label"]))
+    return sorted(out)
 
 
 def _means(result: dict, model: str, labels: list[str]) -> np.ndarray:
@@ -120,7 +137,7 @@ def _means(result: dict, model: str, labels: list[str]) -> np.ndarray:
 def power_laws(result: dict) -> dict[str, tuple[float, float]]:
     """Per model with an error at every training size: (b, a) of the least-squares fit
     log(mean error) = a + b log(n) over the measured sizes (b < 0: error falls with data)."""
-    sizes, labels = _sizes(result), [c["label"] for c in result["columns"]]
+    sizes, labels = _sizes(result), size_labels(result)
     out = {}
     for m in models_of(result) if sizes else []:
         y = _means(result, m, labels)
@@ -167,7 +184,19 @@ def plot_protocol(name: str, result: dict, path: Path) -> Path:
         if labels
         else None
     )
-    if sizes:
+    snrs = snr_columns(result)
+    if len(snrs) > 1:  # error vs SNR beside the PEB
+        x, cols = [s for s, _ in snrs], [lab for _, lab in snrs]
+        for rows, style in ((models, "-o"), (base, "--")):
+            for m in rows:
+                ax.plot(x, _means(result, m, cols), style, label=m)
+        peb = result.get("peb") or {}
+        if any(lab in peb for lab in cols):
+            y = [peb[lab]["overall"]["mean"] if lab in peb else np.nan for lab in cols]
+            ax.plot(x, y, "k:", lw=2, label="PEB (mean over finite)")
+        ax.set_xlabel("per-element SNR of the test queries (dB)")
+    elif sizes:
+        labels = size_labels(result)
         for rows, style in ((models, "-o"), (base, "--")):
             for m in rows:
                 ax.plot(sizes, _means(result, m, labels), style, label=m)
