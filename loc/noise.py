@@ -28,8 +28,8 @@ CIR noise: white, variance sigma^2 / K per tap (K subcarriers, B = K df), the LS
 taps from K pilots; the CFR-domain variance sigma^2 follows from the CIR by Parseval
 (P_s ~= sum over taps of |h|^2, spec §3).
 
-Determinism: the draws of one (sample chunk, TRP) come from a generator keyed by (seed, epoch,
-variable, chunk, TRP), so a test set is the same noisy set for every model and every read
+Determinism: the draws of one (sample chunk, TRP) come from generators keyed by (seed, epoch,
+variable, chunk, TRP, component), so a test set is the same noisy set for every model and every read
 order; ``epoch`` > 0 redraws (training augmentation). Draws cover every ue_ant, trp_ant and
 subcarrier of a TRP, so a sub-selection sees the same noise as the whole.
 """
@@ -168,12 +168,6 @@ def _number(arg: str, part: str, minimum: float | None = None) -> float:
 # ----------------------------------------------------------------------------- drawing
 
 
-def complex_normal(rng: np.random.Generator, shape, variance=1.0) -> np.ndarray:
-    """Circular complex Gaussian CN(0, variance): variance / 2 per real dimension."""
-    scale = np.sqrt(np.asarray(variance, np.float64) / 2)
-    return scale * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
-
-
 @dataclasses.dataclass(frozen=True)
 class ChannelGrid:
     """What the impairments need to know about a store's channel variable.
@@ -211,7 +205,8 @@ def apply(
 
     h: (n, T, U, A, C) complex, one store sample chunk (index ``chunk``) of the TRPs ``trps``
     (store indices), every ue_ant / trp_ant / subcarrier or tap. query: (n,) bool, the samples
-    the query-only ``mult`` applies to (None: none). Returns complex64 of h's shape.
+    the query-only ``mult`` applies to (None: none). Returns complex64 of h's shape. AWGN is
+    circular: variance sigma^2 / 2 on each of Re and Im.
     """
     if noise.noiseless:
         return h
@@ -221,43 +216,44 @@ def apply(
         raise DataError(
             "link_budget noise needs trp_tx_power and the subcarrier coordinate in the store"
         )
-    out = np.array(h, np.complex128)
+    out = np.array(h, np.complex64)
     n = out.shape[0]
     var = VARIABLE_CODES[grid.variable]
     for j, t in enumerate(trps):
-        rng = np.random.default_rng([noise.seed, epoch, var, int(chunk), int(t)])
+        # one generator per component, so that adding a component leaves the others' draws
+        def rng(component: int, t=t) -> np.random.Generator:
+            return np.random.default_rng([noise.seed, epoch, var, int(chunk), int(t), component])
+
         x = out[:, j]  # (n, U, A, C) view
-        p_s = (np.abs(x) ** 2).mean(axis=(1, 2, 3))  # noiseless power per sample
+        p_s = (np.abs(x.astype(np.complex128)) ** 2).mean(axis=(1, 2, 3))  # noiseless power
         if grid.variable == "cir":
             p_s = p_s * x.shape[-1]  # Parseval: sum over taps = mean |H|^2 over the band
-        # the draws below always happen in this order, whether or not a component is on, so
-        # that adding a component does not change another's noise
-        delay = rng.standard_normal(n) * (noise.clock_ns or 0.0) * 1e-9
-        phase = rng.uniform(0, 2 * np.pi, n)
         if noise.clock_ns:
-            x[:] = delayed(x, delay, grid)
+            x[:] = delayed(x, rng(0).standard_normal(n) * noise.clock_ns * 1e-9, grid)
         if noise.phase:
-            x *= np.exp(1j * phase)[:, None, None, None]
-        d1 = rng.standard_normal(x.shape)
-        d2 = rng.standard_normal(x.shape)
+            x *= np.exp(1j * rng(1).uniform(0, 2 * np.pi, n)).astype(np.complex64)[
+                :, None, None, None
+            ]
         if noise.mult is not None and query is not None and query.any():
-            s = noise.mult
-            q = np.asarray(query, bool)
+            q, s, g = np.asarray(query, bool), np.float32(noise.mult), rng(2)
+            d1 = g.standard_normal(x.shape, np.float32)[q]
             if noise.mult_complex:
-                x[q] *= 1 + s * d1[q]
+                x[q] *= 1 + s * d1
             else:
-                x[q] = x[q].real * (1 + s * d1[q]) + 1j * x[q].imag * (1 + s * d2[q])
-        snr = rng.uniform(*(noise.awgn_db or (0.0, 0.0)), size=n)
-        e = complex_normal(rng, x.shape)
+                d2 = g.standard_normal(x.shape, np.float32)[q]
+                x[q] = x[q].real * (1 + s * d1) + 1j * x[q].imag * (1 + s * d2)
         if noise.additive:
+            g = rng(3)
             if noise.awgn_db is not None:
-                sigma2 = p_s / 10 ** (snr / 10)
+                sigma2 = p_s / 10 ** (g.uniform(*noise.awgn_db, size=n) / 10)
             else:
                 sigma2 = np.full(n, grid.noise_var[int(t)] / 10 ** (noise.link_budget_db / 10))
             if grid.variable == "cir":
                 sigma2 = sigma2 / grid.n_subcarriers
-            x += np.sqrt(sigma2)[:, None, None, None] * e
-    return out.astype(np.complex64)
+            scale = np.sqrt(sigma2 / 2).astype(np.float32)[:, None, None, None]
+            e = g.standard_normal((2, *x.shape), np.float32)
+            x += scale * (e[0] + 1j * e[1])
+    return out
 
 
 def delayed(x: np.ndarray, delay_s: np.ndarray, grid: ChannelGrid) -> np.ndarray:

@@ -150,7 +150,8 @@ def store_peb(store, idx: np.ndarray, noise: Noise, clock_bias: bool = False) ->
     if noise.awgn_db is not None:  # rho_LoS = rho * P_LoS / P_s of each link
         h = _csi(store, idx)  # the noiseless channel: P_s is the signal power
         p_s = (np.abs(h) ** 2).mean(axis=(2, 3, 4))
-        rho = 10 ** (noise.awgn_db[0] / 10) * np.where(p_s > 0, p_los / np.maximum(p_s, 1e-300), 0)
+        frac = np.divide(p_los, p_s, out=np.zeros_like(p_s), where=p_s > 0)
+        rho = 10 ** (noise.awgn_db[0] / 10) * frac
     else:
         rho = p_los / grid.noise_var[trps][None, :] * 10 ** (noise.link_budget_db / 10)
     snr_tot = len(f) * n_a * n_u * rho

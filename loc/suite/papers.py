@@ -188,6 +188,8 @@ def check_snr(result: dict) -> Verdict:
             f"({_fmt(bound['rmse'])} RMS)"
         )
     learned = [m for m in models_of(result) if m.split("@")[0] in NO_PRIOR]
+    if not learned:
+        return Verdict(None, "; ".join([*parts, "no learned model without a location prior"]))
     for name in ("link budget", "AWGN 0 dB", "AWGN 10 dB"):
         lab = snrs.get(name)
         if lab is None or not learned:
