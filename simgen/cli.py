@@ -248,6 +248,8 @@ def validate(
             )
 
         result = check(store, manifest, progress=start)
+    for line in result.notes:
+        print(f"note: {line}", file=sys.stderr)
     for line in result.lines:
         print(line)
     if result.lines:

@@ -20,8 +20,17 @@ Every problem becomes one line (a *finding*); an empty list means the store is c
   (``num_paths <= max_paths``): CSI and CIR recomputed from ``path_a`` / ``path_tau``, rx_power
   from ``path_a`` (:func:`simgen.channel.path_gain_db`), ToA = first stored delay; on every link,
   a path without interactions (line of sight) has the LoS delay;
+- receiver block (:mod:`simgen.receiver`), when a group has it: ``noise_power_dbm`` = k T B F
+  with B = K x Δf of the ``subcarrier`` coordinate and NF, T from its attributes, and on every
+  link ``snr_db`` = trp_tx_power + 10 log10(mean |csi|^2) - noise_power_dbm (0.01 dB); a store
+  made before the block passes, with a note that the receiver defaults apply;
 - checksums: when a ``MANIFEST.sha256`` (written by ``simgen publish``) lies beside the store,
   every file it lists is hashed and compared, and store files it does not list are reported.
+
+Where: ``common`` (findings, tallies, the checker's state and chunk reads), ``contract``
+(layout, metadata, per-array contract, TRP coordinates), ``values`` (per-shard labels, NaN /
+Inf, geometry, missing chunks, shared labels), ``physics`` (recomputed CSI / CIR / power / ToA,
+motion, receiver block), ``manifest`` (checksums). ``_Checker`` below runs them in order.
 """
 
 from __future__ import annotations

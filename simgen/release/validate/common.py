@@ -32,7 +32,7 @@ POSITION_TOL_M = 1e-3  # slack on scene-bound and region checks (float32 positio
 NEVER_FILL = ("ue_position", "ue_velocity", "snapshot", "time", "link_state", "num_paths")
 NEVER_FILL += ("los_distance",)
 # ... nor in these, unless every link of the shard is NO_PATH:
-FILL_IF_NO_PATH = ("csi", "cir", "toa", "rx_power") + tuple(
+FILL_IF_NO_PATH = ("csi", "cir", "toa", "rx_power", "snr_db") + tuple(
     n for n in PATH_VARIABLES if n != "path_interactions"
 )
 # Arrays an imported store may leave NaN because its source does not record them.
@@ -41,6 +41,7 @@ PHYSICS_SAMPLES = 16  # samples per shard whose CSI / power / ToA / CIR are reco
 CSI_RTOL = 1e-3  # recomputed CSI / CIR: max error relative to the link's largest value
 POWER_TOL_DB = 0.01  # recomputed rx_power
 TOA_RTOL = 1e-6  # toa = first stored path delay (float32 delays)
+SNR_TOL_DB = 0.01  # snr_db and noise_power_dbm against simgen.receiver
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Findings:
     """Findings plus what was checked (for the summary line)."""
 
     lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts, not problems (a clean store has them)
     arrays_checked: int = 0
     values_checked: int = 0
     files_verified: int = 0
@@ -118,6 +120,9 @@ class CheckerBase:
 
     def add(self, line: str) -> None:
         self.out.add(line)
+
+    def note(self, line: str) -> None:
+        self.out.notes.append(line)
 
     # -- context ---------------------------------------------------------------------------------
     def _config(self):

@@ -11,6 +11,18 @@ from ... import schema
 from ...schema import CIR_VARIABLES, FILL, PATH_VARIABLES, SAMPLE_VARIABLES
 from .common import CheckerBase, _fmt, _fmt_bbox, _outside_bbox, _same_fill
 
+# The receiver block (``simgen.receiver``), written by renders since it was added: per TRP the
+# thermal noise power over the system bandwidth, per link the per-element SNR. Stores made
+# before it have neither (the receiver defaults apply), so neither is required; entries of
+# ``simgen.schema`` for these names take precedence.
+RECEIVER_VARIABLES = {
+    "noise_power_dbm": (("trp",), np.dtype("float32"), {"units": "dBm"}),
+    "snr_db": (("sample", "trp"), np.dtype("float32"), {"units": "dB"}),
+}
+
+# Written in full when the store is created (like the coordinates): its fill value is never read.
+WRITTEN_AT_CREATION = ("noise_power_dbm",)
+
 
 def known_arrays() -> dict[str, tuple[tuple[str, ...], np.dtype, dict] | None]:
     """Every array name the contract knows: name -> (dims, dtype, attrs), None where the
@@ -20,6 +32,8 @@ def known_arrays() -> dict[str, tuple[tuple[str, ...], np.dtype, dict] | None]:
     for name in schema.STATIC_ATTRS:
         known.setdefault(name, None)
     known.setdefault("xyz", None)
+    for name, spec in RECEIVER_VARIABLES.items():
+        known.setdefault(name, spec)
     return known
 
 
@@ -99,6 +113,7 @@ class ContractChecks(CheckerBase):
         if getattr(lay, "vehicle", 0):
             required += list(getattr(schema, "VEHICLE_VARIABLES", {}))
         usable = {}
+        required = [n for n in required if n not in RECEIVER_VARIABLES]  # optional (old stores)
         for name in required:
             if name not in arrays:
                 self.add(f"{cond}/{name}: missing")
@@ -120,7 +135,12 @@ class ContractChecks(CheckerBase):
                     self.add(f"{cond}/{name}: dtype {arr.dtype} is not {want_dtype}")
                     ok = False
                 fill = FILL.get(want_dtype.name)
-                if fill is not None and ok and not _same_fill(arr.fill_value, fill):
+                if (
+                    fill is not None
+                    and ok
+                    and name not in WRITTEN_AT_CREATION
+                    and not _same_fill(arr.fill_value, fill)
+                ):
                     self.add(f"{cond}/{name}: fill value {arr.fill_value!r} is not {fill!r}")
             else:
                 want_attrs = schema.STATIC_ATTRS.get(name, {})

@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from ...schema import SPEED_OF_LIGHT
-from .common import CSI_RTOL, PHYSICS_SAMPLES, POWER_TOL_DB, TOA_RTOL, CheckerBase, _Tally
+from .common import (
+    CSI_RTOL,
+    PHYSICS_SAMPLES,
+    POWER_TOL_DB,
+    SNR_TOL_DB,
+    TOA_RTOL,
+    CheckerBase,
+    _Tally,
+)
 
 
 class PhysicsChecks(CheckerBase):
@@ -162,3 +170,100 @@ class PhysicsChecks(CheckerBase):
                 a,
                 self.where,
             )
+
+    # -- receiver block (simgen.receiver): noise power and per-link SNR ---------------------------
+    def _receiver_context(self, cond: str, usable: dict[str, bool]) -> dict | None:
+        """Checks ``noise_power_dbm`` against k T B F (B = K x Δf of the ``subcarrier``
+        coordinate, NF and T from its attributes) and returns what the per-shard ``snr_db``
+        check needs; None when the group has no ``snr_db`` to check. A store without the receiver
+        block gets one note (the receiver defaults apply), not a finding."""
+        from ... import receiver
+
+        g, p = self.group(cond), f"{cond}/"
+        names = set(g.array_keys())
+        if not names & {"snr_db", "noise_power_dbm"}:
+            if cond == self.conditions[0]:
+                self.note(
+                    "receiver: no noise_power_dbm / snr_db (the store predates the receiver "
+                    f"block); the receiver defaults apply (NF {receiver.DEFAULT_NOISE_FIGURE_DB:g} "
+                    f"dB, {receiver.DEFAULT_TEMPERATURE_K:g} K)"
+                )
+            return None
+        for a, b in (("snr_db", "noise_power_dbm"), ("noise_power_dbm", "snr_db")):
+            if a in names and b not in names:
+                self.add(f"{p}{a}: present without {b} (the receiver block has both)")
+        if not usable.get("noise_power_dbm"):
+            return None
+        noise = self.read(cond, "noise_power_dbm")
+        sc = self.read(cond, "subcarrier") if "subcarrier" in names else None
+        tx = self.read(cond, "trp_tx_power") if "trp_tx_power" in names else None
+        if noise is None or sc is None or tx is None or noise.shape != tx.shape:
+            return None
+        noise = noise.astype(np.float64)
+        if not np.isfinite(noise).all():
+            self.add(f"{p}noise_power_dbm: non-finite values")
+            return None
+        attrs = dict(g["noise_power_dbm"].attrs)
+        keys = ("noise_figure_db", "temperature_k", "bandwidth_hz")
+        lack = [k for k in keys if not isinstance(attrs.get(k), int | float | list)]
+        if lack:
+            self.add(
+                f"{p}noise_power_dbm: attribute{'s' if len(lack) > 1 else ''} "
+                f"{', '.join(lack)} missing"
+            )
+        else:
+            self._check_noise(p, noise, np.asarray(sc, np.float64), attrs)
+        tx = tx.astype(np.float64)
+        if not np.isfinite(tx).all():  # an import that does not record the transmit power
+            return None
+        return {"tx": tx, "noise": noise} if usable.get("snr_db") else None
+
+    def _check_noise(self, p: str, noise: np.ndarray, sc: np.ndarray, attrs: dict) -> None:
+        from ... import receiver
+
+        spacing = (
+            float(np.median(np.diff(sc)))
+            if len(sc) > 1
+            else self.attrs.get("subcarrier_spacing_hz")
+        )
+        if not isinstance(spacing, int | float) or spacing <= 0:
+            return
+        bw = len(sc) * float(spacing)
+        if abs(float(attrs["bandwidth_hz"]) - bw) > 1e-6 * bw:
+            self.add(
+                f"{p}noise_power_dbm: attribute bandwidth_hz {float(attrs['bandwidth_hz']):g} is "
+                f"not K x Δf = {len(sc)} x {spacing:g} Hz = {bw:g} Hz"
+            )
+        nf = np.broadcast_to(np.asarray(attrs["noise_figure_db"], np.float64), noise.shape)
+        temp = np.broadcast_to(np.asarray(attrs["temperature_k"], np.float64), noise.shape)
+        for t in range(len(noise)):
+            try:
+                want = receiver.noise_power_dbm(bw, float(nf[t]), float(temp[t]))
+            except ValueError:
+                self.add(f"{p}noise_power_dbm: temperature_k {temp[t]:g} is not positive")
+                return
+            if not abs(noise[t] - want) <= SNR_TOL_DB:
+                name = self.trp_names[t] if t < len(self.trp_names) else "?"
+                self.add(
+                    f"{p}noise_power_dbm: trp {t} ({name}) {noise[t]:.2f} dBm is not k T B F = "
+                    f"{want:.2f} dBm (B {bw / 1e6:g} MHz, NF {nf[t]:g} dB, T {temp[t]:g} K)"
+                )
+
+    def _receiver(self, p: str, r: dict, a: int, tally: _Tally, ctx: dict) -> None:
+        """``snr_db`` = trp_tx_power + 10 log10(mean |csi|^2) - noise_power_dbm on every link of
+        the shard (NaN exactly where the CSI is all zero)."""
+        from ... import receiver
+
+        if "snr_db" not in r or "csi" not in r:
+            return
+        want = receiver.snr_db(r["csi"], ctx["tx"], ctx["noise"]).astype(np.float64)
+        got = r["snr_db"].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(got - want) <= SNR_TOL_DB) & ~(np.isnan(got) & np.isnan(want))
+        tally.add(
+            p + "snr_db: {n} link{s} whose snr_db differs from trp_tx_power + 10 log10(mean "
+            f"|csi|^2) - noise_power_dbm (> {SNR_TOL_DB} dB)",
+            bad,
+            a,
+            self.where,
+        )

@@ -42,6 +42,7 @@ class ValueChecks(CheckerBase):
             trp_pos = self.read(cond, "trp_position")
             trp_pos = None if trp_pos is None else np.asarray(trp_pos, np.float64)
         physics = self._physics_context(cond, usable)
+        receiver = self._receiver_context(cond, usable)
         codes = np.array([int(s) for s in LinkState])
         regions = self.cfg.ue.regions if self.cfg is not None else None
         z_hi = (
@@ -53,7 +54,7 @@ class ValueChecks(CheckerBase):
             self.advance(1)
             a = sl.start
             r = {}
-            for n in SAMPLE_VARIABLES + PATH_VARIABLES + CIR_VARIABLES:
+            for n in dict.fromkeys(SAMPLE_VARIABLES + PATH_VARIABLES + CIR_VARIABLES + ("snr_db",)):
                 v = self.read(cond, n, i) if have(n) else None
                 if v is not None:
                     r[n] = v
@@ -73,6 +74,8 @@ class ValueChecks(CheckerBase):
             self._finite(p, r, a, tally)
             if physics is not None:
                 self._physics(p, r, a, tally, physics)
+            if receiver is not None:
+                self._receiver(p, r, a, tally, receiver)
             if state is not None:
                 tally.add(
                     p + "link_state: {n} fill value{s} (-1: never written)",
