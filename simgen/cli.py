@@ -248,6 +248,8 @@ def validate(
             )
 
         result = check(store, manifest, progress=start)
+    for line in result.notes:
+        print(f"note: {line}", file=sys.stderr)
     for line in result.lines:
         print(line)
     if result.lines:
@@ -305,7 +307,7 @@ def preview(
 ) -> None:
     """Top view of a scene config before rendering: TRPs, UE regions and samples, lanes."""
     from .errors import ConfigError
-    from .release.figures import preview as draw
+    from .release.preview import preview as draw
 
     path, problem = draw(scene, out, device=device, footprints=footprints)
     print(f"preview -> {path}")

@@ -343,7 +343,7 @@ def test_preview_writes_png(tmp_path):
 
 
 def test_preview_draws_a_broken_config_and_names_the_problem(tmp_path):
-    from simgen.release.figures import preview
+    from simgen.release.preview import preview
 
     cfg = write_config(
         tmp_path,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -35,10 +35,17 @@ from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
 from simgen.schema import LinkState
 
-if TYPE_CHECKING:  # the loss weights come from the fitting options
-    from loc.fit.da import DAConfig
-
 log = logging.getLogger("loc.da")
+
+
+class LossWeights(Protocol):
+    """The loss weights ``da_loss`` reads: focal γ, λ_CR and λ_PCP (Tab. II). The fitting
+    options ``loc.fit.da.DAConfig`` carry them; models never import ``fit``."""
+
+    gamma: float
+    lambda_cr: float
+    lambda_pcp: float
+
 
 N_CLASSES = 3  # LOS, DNLOS (dynamic / vehicle), SNLOS (static)
 S_BOUND = 10.0  # |log sigma^2| bound of the HDA weights
@@ -265,7 +272,7 @@ class DANN(DCNN):
         self.hparams["domain_hidden"] = domain_hidden
         self.domain = mlp_bn(self.features.dim, (domain_hidden,), 2)
 
-    def da_loss(self, hs, zs, ds, ht, lam: float, cfg: DAConfig) -> dict[str, torch.Tensor]:
+    def da_loss(self, hs, zs, ds, ht, lam: float, cfg: LossWeights) -> dict[str, torch.Tensor]:
         ws, wt = self.features(self.adp(hs)), self.features(self.adp(ht))
         l_cr = F.mse_loss(self.regressor(ws), zs)
         dom = self.domain(grad_reverse(torch.cat([ws, wt]), lam))
@@ -290,7 +297,7 @@ class SemanticDA(_ADPModel):
     """MDA / HDA: multi-task CR + PCP with feature and conditional-map alignment.
 
     Args:
-        method: "mda" (fixed λ_CR, λ_PCP from ``DAConfig``) or "hda" (learned σ1, σ2).
+        method: "mda" (fixed λ_CR, λ_PCP from ``cfg``: ``LossWeights``) or "hda" (learned σ1, σ2).
         shared: one network for both domains (False: the code's unshared source/target
             streams; the source stream predicts).
         head: hidden widths of g and h (481, 16 in the paper).
@@ -335,7 +342,7 @@ class SemanticDA(_ADPModel):
         """(B, G, A, C, 2) -> PCP logits (B, 3)."""
         return self.source(self.adp(h))[2]
 
-    def da_loss(self, hs, zs, ds, ht, lam: float, cfg: DAConfig) -> dict[str, torch.Tensor]:
+    def da_loss(self, hs, zs, ds, ht, lam: float, cfg: LossWeights) -> dict[str, torch.Tensor]:
         ws, zhat_s, ls = self.source(self.adp(hs))
         wt, zhat_t, lt = (self.target or self.source)(self.adp(ht))
         l_cr = F.mse_loss(zhat_s, zs)

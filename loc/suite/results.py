@@ -61,6 +61,11 @@ def run_all(
 
     out_root = Path(out_root)
     names = protocols_for(budget)
+    if not names:
+        from loc.suite.protocol import EXPERIMENTS_DIR
+
+        shipped = ", ".join(list_protocols()) or f"none in {EXPERIMENTS_DIR}"
+        raise DataError(f"no shipped protocol defines budget {budget!r} (protocols: {shipped})")
     for name in [] if page_only else names:
         log.info("suite all: %s (%s)", name, budget)
         run_suite(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import receiver
 from ..schema import LinkState
 from ..store import open_store
 
@@ -36,6 +37,13 @@ def summarize(path: str | Path) -> str:
         f"versions   simgen {v.get('simgen')}, sionna-rt {v.get('sionna-rt')}, "
         f"mitsuba {v.get('mitsuba')}, drjit {v.get('drjit')}",
     ]
+    old = any("snr_db" not in store.root[c] for c in store.conditions)
+    if old:
+        lines.append(
+            "receiver   the store predates the receiver block (no snr_db / noise_power_dbm): SNR "
+            f"below is from csi with the defaults (NF {receiver.DEFAULT_NOISE_FIGURE_DB:g} dB, "
+            f"{receiver.DEFAULT_TEMPERATURE_K:g} K, B = K x subcarrier spacing)"
+        )
     for cond in store.conditions:
         g = store.root[cond]
         state = g["link_state"][:]
@@ -74,4 +82,40 @@ def summarize(path: str | Path) -> str:
                 f"  rx power    {np.nanmin(power):.1f} .. {np.nanmax(power):.1f} dB "
                 f"(median {np.nanmedian(power):.1f})"
             )
+        lines += snr_lines(g, lay)
     return "\n".join(lines)
+
+
+def snr_lines(g, lay) -> list[str]:
+    """Per TRP: p10 / median / p90 of the per-link SNR over the samples with signal, and the
+    noise power; from ``snr_db`` / ``noise_power_dbm`` when the group has them, else computed
+    from ``csi`` with the receiver defaults (:mod:`simgen.receiver`), one shard at a time."""
+    names = [str(t) for t in g["trp"][:]]
+    tx = g["trp_tx_power"][:].astype(np.float64)
+    if "snr_db" in g and "noise_power_dbm" in g:
+        snr, noise = g["snr_db"][:], g["noise_power_dbm"][:].astype(np.float64)
+    else:
+        sc = g["subcarrier"][:]
+        spacing = float(np.median(np.diff(sc))) if len(sc) > 1 else None
+        if not spacing or not np.isfinite(tx).all():
+            return ["  SNR         not computable (transmit power or subcarrier spacing unknown)"]
+        noise = np.full(len(names), receiver.noise_power_dbm(len(sc) * spacing))
+        csi = g["csi"]
+        snr = np.concatenate(
+            [receiver.snr_db(csi[sl], tx, noise) for sl in lay.shards]
+            if lay.shards
+            else [np.zeros((0, len(names)), np.float32)]
+        )
+    out = ["  SNR (dB)    p10 / median / p90 over links with signal; noise power"]
+    for t, name in enumerate(names):
+        v = snr[:, t][np.isfinite(snr[:, t])]
+        dist = (
+            " / ".join(f"{x:.1f}" for x in np.percentile(v, [10, 50, 90]))
+            if len(v)
+            else "no link with signal"
+        )
+        out.append(
+            f"    {name:<12s}{dist}  ({len(v)}/{len(snr)} links; noise {noise[t]:.1f} dBm, "
+            f"tx {tx[t]:.1f} dBm)"
+        )
+    return out
