@@ -209,15 +209,16 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     assert len(stores) == 1
     md = (out / "single_scenario.md").read_text()
     rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln]
-    assert rows[0] == "| model | 10k | 20k | 40k |"
+    noisy = [f"40k: mult_{s}" for s in ("0.1", "0.2", "0.3", "0.5")]  # ALLoc 4(d) columns
+    assert rows[0] == "| model | 10k | 20k | 40k: paris | " + " | ".join(noisy) + " |"
     names = [ln.split(" | ")[0][2:] for ln in rows[1:]]
     assert sorted(names[: len(OUR_MODELS)]) == sorted(OUR_MODELS)
     assert names[len(OUR_MODELS) :] == [f"*baseline: {b}*" for b in BASELINES]
-    assert all(ln.count(" / ") == 6 for ln in rows[1:])  # mean / median / p90 in all 3 cells
+    assert all(ln.count(" / ") == 14 for ln in rows[1:])  # mean / median / p90 in all 7 cells
     res = json.loads((out / "single_scenario.json").read_text())
     assert res["complete"] and res["budget"] == "tiny" and res["steps"] == 50
     assert res["baselines"] == BASELINES
-    for label in ("10k", "20k", "40k"):
+    for label in ("10k", "20k", "40k: paris", *noisy):
         assert set(res["results"][label]) == OUR_MODELS | set(BASELINES)
         r = res["results"][label]
         assert r["coarse location (l = 1 m)"]["overall"]["mean"] < 1.5  # ~0.77 l
