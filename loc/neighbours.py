@@ -136,5 +136,3 @@ def random_sequences(
         out[i, :k] = db[r]
     out[:, k] = queries
     return out
-
-

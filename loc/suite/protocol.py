@@ -50,6 +50,8 @@ DATA_DEFAULTS = {
     # scenario's applies to its store's training and database samples, a test scenario's to
     # its queries; noise_redraw: new training noise every epoch (augmentation)
     "noise": "noiseless",
+    "database_noise": None,  # the database's noise at evaluation (kNN reference, neighbours);
+    # None: the training noise (the training samples are the database)
     "noise_redraw": False,
     "noise_seed": 0,
 }
@@ -301,6 +303,7 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
         raise ConfigError(f"data.split must be sample | ue, got {data['split']!r}")
     _count(data["k"], "data.k")
     data["noise"] = _noise_spec(data["noise"], "data.noise")
+    data["database_noise"] = _noise_spec(data["database_noise"], "data.database_noise")
     if not isinstance(data["noise_redraw"], bool):
         raise ConfigError("data.noise_redraw must be true or false")
     _count(data["noise_seed"], "data.noise_seed", 0)

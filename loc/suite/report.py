@@ -81,7 +81,10 @@ def markdown_table(result: dict, models: list[str]) -> str:
     for c in cols:
         noise = ""
         if "noise" in c:
-            noise = f"; noise: queries {c['noise']}, training / database {c['database_noise']}"
+            train = c.get("training_noise", c["database_noise"])
+            noise = (
+                f"; noise: queries {c['noise']}, database {c['database_noise']}, training {train}"
+            )
         lines.append(
             f"- {c['label']}: train {' + '.join(c['train'])}; test {c['test_scenario']} "
             f"n={c['n_test']}, database {c['n_database']}{noise}"

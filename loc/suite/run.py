@@ -92,11 +92,21 @@ class _Prepared:
             raise DataError(f"{exp.name}: scenarios differ in CSI shape {sorted(shapes)}")
         # receiver noise: a store's training / database samples get the noise of the training
         # scenario drawn from it (else the protocol's), each test column's queries its own
+        # (data.database_noise, when set, replaces the training noise at evaluation)
         self._data = data
         self.base_noise: dict[int, Noise] = {}
+        self.db_noise: dict[int, Noise] = {}
         for st in self._stores.values():
             own = [sc for sc, (s2, _) in zip(exp.train, self.train, strict=True) if s2 is st]
             self.base_noise[id(st)] = self.noise(own[0] if own else None)
+            self.db_noise[id(st)] = self.base_noise[id(st)]
+            if data["database_noise"] is not None:
+                self.db_noise[id(st)] = parse_noise(data["database_noise"], data["noise_seed"])
+        self.use_training()
+
+    def use_training(self) -> None:
+        """Every store's samples at their training noise (what the training loop reads)."""
+        for st in self._stores.values():
             st.set_noise(self.base_noise[id(st)])
 
     def noise(self, sc: Scenario | None) -> Noise:
@@ -109,7 +119,7 @@ class _Prepared:
         base noise); returns the query noise."""
         st, _, te = self.test[tname]
         q = self.noise(self.exp.test[tname])
-        st.set_noise(self.base_noise[id(st)], queries=te, query_noise=q)
+        st.set_noise(self.db_noise[id(st)], queries=te, query_noise=q)
         return q
 
     def fit_transform(self) -> CSITransform:
@@ -142,8 +152,17 @@ def _run_signature(cfg, prep: _Prepared, tf: CSITransform) -> dict:
     return {
         "config": dataclasses.asdict(cfg),
         "transform": dataclasses.asdict(tf),
-        "train": [
-            {**st.describe(), "n": len(tr), "first": int(tr[0]), "last": int(tr[-1])}
+        "train": [  # the training reads: not the evaluation's query noise
+            {
+                **{
+                    k: v
+                    for k, v in st.describe().items()
+                    if k not in ("query_noise", "noise_label")
+                },
+                "n": len(tr),
+                "first": int(tr[0]),
+                "last": int(tr[-1]),
+            }
             for st, tr in prep.train
         ],
     }
@@ -257,6 +276,9 @@ def run_suite(
                 "n_database": sc.db,
                 "noise": prepared[ename].noise(sc).label(),
                 "database_noise": prepared[ename]
+                .db_noise[id(prepared[ename].test[tname][0])]
+                .label(),
+                "training_noise": prepared[ename]
                 .base_noise[id(prepared[ename].test[tname][0])]
                 .label(),
             }
@@ -291,7 +313,9 @@ def run_suite(
                 ckpt_every=min(5000, proto.steps),
                 noise_redraw=data["noise_redraw"],
             )
-            sig = {"family": fam, "name": m, "data": data, **_run_signature(cfg, prep, tf)}
+            prep.use_training()  # (the database noise does not change a fit: not in sig)
+            fit_data = {k: v for k, v in data.items() if k != "database_noise"}
+            sig = {"family": fam, "name": m, "data": fit_data, **_run_signature(cfg, prep, tf)}
             sig = json.loads(json.dumps(sig, default=str))
             sig_path = run_dir / "suite_run.json"
             same = sig_path.exists() and json.loads(sig_path.read_text()) == sig

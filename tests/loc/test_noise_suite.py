@@ -50,7 +50,8 @@ def test_snr_protocols_tiny(suite_all_tiny, name):
     cols = {c["test"]: c for c in res["columns"]}
     assert cols["snr_10dB"]["noise"] == "AWGN 10 dB"
     assert cols["link_budget"]["noise"] == "link budget"
-    assert all(c["database_noise"] == "AWGN -10..40 dB" for c in cols.values())
+    assert all(c["training_noise"] == "AWGN -10..40 dB" for c in cols.values())
+    assert all(c["database_noise"] == "link budget" for c in cols.values())
     peb = res["peb"]
     assert "noiseless" not in {c["test"] for c in res["columns"] if c["label"] in peb}
     means = [peb[cols[f"snr_{s}dB"]["label"]]["overall"]["mean"] for s in (-10, 0, 10, 20, 30)]
