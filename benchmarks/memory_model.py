@@ -1,0 +1,145 @@
+"""Calibrate :mod:`simgen.memory`: peak RSS of one solver call + one shard, per (scene, U, S).
+
+Each point runs in a fresh process (peak RSS = ``ru_maxrss``): load the scene, trace U UEs in
+one PathSolver call at S samples per source, assemble their channel (one shard of U samples).
+A watchdog kills a point whose RSS passes ``--limit-gb`` (the machine is shared). Then a
+least-squares fit of the model in simgen/memory.py on the points, and each point's prediction
+with the shipped constants.
+
+    python benchmarks/memory_model.py [--limit-gb 9] [--json out.json]
+    python benchmarks/memory_model.py --point scenes/paris.yaml 50 100000    # one point
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+POINTS = [  # (scene, UEs per call, samples_per_src)
+    ("scenes/paris.yaml", 5, 100_000),
+    ("scenes/paris.yaml", 25, 100_000),
+    ("scenes/paris.yaml", 50, 100_000),
+    ("scenes/paris.yaml", 50, 30_000),
+    ("scenes/paris_vinloc_pool64.yaml", 1, 10_000),
+    ("scenes/paris_vinloc_pool64.yaml", 5, 10_000),
+    ("scenes/paris_vinloc_pool64.yaml", 1, 30_000),
+    ("scenes/paris_vinloc_pool64.yaml", 3, 30_000),
+]
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
+
+
+def point(scene: str, ues: int, samples: int) -> dict:
+    """Run in the child process: one call, one shard; RSS peaks in GiB."""
+    from simgen.render import Renderer, plan
+
+    p = plan(scene, ue_count=ues, batch_ues=ues)
+    solver = p.cfg.solver.model_copy(update={"samples_per_src": samples})
+    p.cfg = p.cfg.model_copy(update={"solver": solver})
+    r = Renderer(p, "cpu")
+    loaded = peak_gb()
+    t0 = time.perf_counter()
+    traced = r.trace(r.ue_position)
+    t_trace = time.perf_counter() - t0
+    traced_peak = peak_gb()
+    r.shard_arrays(r.ue_position, traced)
+    return {
+        "scene": scene,
+        "trps": len(r.ctx.trps),
+        "ues": ues,
+        "samples_per_src": samples,
+        "max_depth": p.cfg.solver.max_depth,
+        "paths": int(traced.pb.tau.shape[-1]),
+        "loaded_gb": loaded,
+        "trace_peak_gb": traced_peak,
+        "peak_gb": peak_gb(),
+        "trace_s": t_trace,
+    }
+
+
+def run_point(scene: str, ues: int, samples: int, limit_gb: float) -> dict | None:
+    import psutil
+
+    cmd = [sys.executable, __file__, "--point", scene, str(ues), str(samples)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            if ps.memory_info().rss > limit_gb * 2**30:
+                proc.kill()
+                proc.wait()
+                print(f"{scene} U={ues} S={samples}: killed above {limit_gb} GB", flush=True)
+                return None
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    out = proc.stdout.read().strip().splitlines()
+    return json.loads(out[-1]) if proc.returncode == 0 and out else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--point", nargs=3, metavar=("SCENE", "UES", "SAMPLES"))
+    ap.add_argument("--limit-gb", type=float, default=9.0)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if args.point:
+        scene, ues, samples = args.point
+        print(json.dumps(point(scene, int(ues), int(float(samples)))), flush=True)
+        return
+
+    from simgen import memory
+    from simgen.config import load_config
+
+    rows = []
+    for scene, ues, samples in POINTS:
+        row = run_point(scene, ues, samples, args.limit_gb)
+        if row is None:
+            continue
+        cfg = load_config(scene)[0]
+        cfg = cfg.model_copy(
+            update={"output": cfg.output.model_copy(update={"chunk_samples": ues})}
+        )
+        shape = memory.TraceShape.of(cfg, row["trps"], samples)
+        row["shard_bytes"] = shape.shard_bytes
+        row["predicted_gb"] = memory.predict_peak_bytes(shape, ues) / 2**30
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    # least squares: peak = BASE + RAY * rays + LINK * rays * U + SHARD * shard_bytes
+    x = np.array(
+        [
+            [1.0, r["trps"] * r["samples_per_src"] * (r["max_depth"] + 1),
+             r["trps"] * r["samples_per_src"] * (r["max_depth"] + 1) * r["ues"],
+             r["shard_bytes"]]
+            for r in rows
+        ]
+    )  # fmt: skip
+    y = np.array([r["peak_gb"] * 2**30 for r in rows])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    fit = dict(
+        zip(("BASE_BYTES", "RAY_BYTES", "LINK_BYTES", "SHARD_FACTOR"), coef.tolist(), strict=True)
+    )
+    print("fit:", json.dumps(fit))
+    print("| scene | T | U | S | paths | loaded GB | trace peak GB | peak GB | predicted GB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['scene']} | {r['trps']} | {r['ues']} | {r['samples_per_src']:.0e} | "
+            f"{r['paths']} | {r['loaded_gb']:.2f} | {r['trace_peak_gb']:.2f} | "
+            f"{r['peak_gb']:.2f} | {r['predicted_gb']:.2f} |"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "fit": fit}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

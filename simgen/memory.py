@@ -1,0 +1,115 @@
+"""Peak-memory model of a render, for ``batch_ues: auto`` and ``simgen render --memory-gb``.
+
+A render's peak is the solver call (Dr.Jit buffers of the ray tracer) plus what is alive
+around it: the process after scene load and the channel arrays of the shards in flight
+(with the pipeline, one shard being assembled while the next is traced). Model, in bytes:
+
+    peak(U) = BASE + RAY * T * S * (D + 1)            solver: rays of every source
+                   + LINK * T * U * S * (D + 1)       solver: per receiver of the call
+                   + SHARD * shard_bytes                CSI / CIR / path arrays of a shard
+
+T TRPs (sources), U UEs per solver call, S samples_per_src, D max_depth, ``shard_bytes`` the
+size of a shard's stored arrays per condition (+ CIR's float64 sinc kernel). Coefficients are
+measured on CPU (LLVM) by ``benchmarks/memory_model.py`` (see the constants below); on a GPU
+the same model is compared with the device memory, which over-estimates what the GPU holds of
+the host-side terms, i.e. it errs towards smaller batches.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+# Measured 2026-12-03 on the 2-core / 24 GB CPU machine (Sionna RT 2.2, LLVM backend) with
+# `python benchmarks/memory_model.py` (peak RSS, ru_maxrss, of a fresh process that loads the
+# scene, traces one call of U UEs and assembles one shard): scenes/paris.yaml (4 TRPs) and
+# scenes/paris_vinloc_pool64.yaml (64 TRPs) at several U and S, least squares on
+# (T*S*(D+1), T*U*S*(D+1), shard_bytes); table in docs/benchmarks.md ("batch_ues: auto").
+BASE_BYTES = 0.9e9  # interpreter, Sionna / Mitsuba / Dr.Jit, the loaded scene
+RAY_BYTES = 80.0  # per source ray and bounce
+LINK_BYTES = 5.0  # per source ray, bounce and receiver of the call
+SHARD_FACTOR = 3.0  # shard arrays: stored arrays, temporaries, two shards in flight
+PATHS_GUESS = 64  # paths per link for shard sizes, before anything is traced
+
+SAFE_FRACTION = 0.6  # default budget: this share of the memory available now
+
+
+@dataclass(frozen=True)
+class TraceShape:
+    """The sizes the model needs (see the module docstring)."""
+
+    trps: int
+    samples_per_src: int
+    max_depth: int
+    shard_bytes: float  # stored arrays of one shard, all conditions
+
+    @classmethod
+    def of(cls, cfg, trps: int, samples_per_src: int) -> TraceShape:
+        """From a SceneConfig with ``trps`` TRPs and ``samples_per_src`` rays per source."""
+        ants = cfg.ue.array.num_ant * cfg.trp_array.num_ant
+        per_link = 8 * ants * cfg.ofdm.num_subcarriers  # csi, complex64
+        if cfg.output.cir_taps:
+            # taps (complex64) + the (P, taps) kernel: float64 x, float32 sinc, complex64
+            per_link += 8 * ants * cfg.output.cir_taps + 20 * PATHS_GUESS * cfg.output.cir_taps
+        if cfg.output.paths:
+            per_link += cfg.output.max_paths * (8 * ants + 6 * 4 + max(cfg.solver.max_depth, 1))
+        per_link += 8 * ants * PATHS_GUESS  # path gains of the trace
+        conditions = len(cfg.weather.rain_rates_mm_h)
+        shard = cfg.output.chunk_samples * trps * per_link * conditions
+        return cls(trps, int(samples_per_src), int(cfg.solver.max_depth), float(shard))
+
+
+def predict_peak_bytes(shape: TraceShape, batch_ues: int) -> float:
+    """Predicted peak resident memory (bytes) of a render tracing ``batch_ues`` UEs per call."""
+    rays = shape.trps * shape.samples_per_src * (shape.max_depth + 1)
+    return (
+        BASE_BYTES
+        + RAY_BYTES * rays
+        + LINK_BYTES * rays * batch_ues
+        + SHARD_FACTOR * shape.shard_bytes
+    )
+
+
+def largest_batch(shape: TraceShape, budget_bytes: float, cap: int) -> int:
+    """The largest batch in 1 .. ``cap`` predicted to fit ``budget_bytes`` (1 if none does)."""
+    fits = [n for n in range(1, cap + 1) if predict_peak_bytes(shape, n) <= budget_bytes]
+    return max(fits, default=1)
+
+
+def available_bytes(gpu: bool = False) -> float:
+    """Memory available now: the GPU's free memory (nvidia-smi) or the host's (psutil, else
+    /proc/meminfo MemAvailable)."""
+    if gpu:
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.split()
+            return float(out[0]) * 2**20  # MiB, first GPU
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            pass  # fall back to host memory
+    try:
+        import psutil
+
+        return float(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) * SAFE_FRACTION
+
+
+def budget_bytes(memory_gb: float | None, gpu: bool = False) -> float:
+    """The budget: ``memory_gb`` GiB if given, else SAFE_FRACTION of the memory available."""
+    if memory_gb is not None:
+        return float(memory_gb) * 2**30
+    return SAFE_FRACTION * available_bytes(gpu)
