@@ -7,7 +7,7 @@ least-squares fit of the model in simgen/memory.py on the points, and each point
 with the shipped constants.
 
     python benchmarks/memory_model.py [--limit-gb 9] [--json out.json]
-    python benchmarks/memory_model.py --point scenes/paris.yaml 50 100000    # one point
+    python benchmarks/memory_model.py --point scenes/paris.yaml 50 1e5 1e6    # one point
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ import time
 
 import numpy as np
 
-POINTS = [  # (scene, UEs per call, samples_per_src)
-    ("scenes/paris.yaml", 5, 100_000),
-    ("scenes/paris.yaml", 25, 100_000),
-    ("scenes/paris.yaml", 50, 100_000),
-    ("scenes/paris.yaml", 50, 30_000),
-    ("scenes/paris_vinloc_pool64.yaml", 1, 10_000),
-    ("scenes/paris_vinloc_pool64.yaml", 5, 10_000),
-    ("scenes/paris_vinloc_pool64.yaml", 1, 30_000),
-    ("scenes/paris_vinloc_pool64.yaml", 3, 30_000),
+POOL64 = "scenes/paris_vinloc_pool64.yaml"
+POINTS = [  # (scene, UEs per call, samples_per_src, max_num_paths_per_src)
+    ("scenes/paris.yaml", 5, 100_000, 1_000_000),
+    ("scenes/paris.yaml", 50, 100_000, 1_000_000),
+    ("scenes/paris.yaml", 50, 30_000, 1_000_000),
+    (POOL64, 1, 10_000, 1_000_000),
+    (POOL64, 1, 10_000, 100_000),
+    (POOL64, 1, 100_000, 100_000),
+    (POOL64, 5, 100_000, 100_000),
+    (POOL64, 10, 100_000, 100_000),
 ]
 
 
@@ -37,12 +38,14 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
 
 
-def point(scene: str, ues: int, samples: int) -> dict:
+def point(scene: str, ues: int, samples: int, max_paths: int) -> dict:
     """Run in the child process: one call, one shard; RSS peaks in GiB."""
     from simgen.render import Renderer, plan
 
     p = plan(scene, ue_count=ues, batch_ues=ues)
-    solver = p.cfg.solver.model_copy(update={"samples_per_src": samples})
+    solver = p.cfg.solver.model_copy(
+        update={"samples_per_src": samples, "max_num_paths_per_src": max_paths}
+    )
     p.cfg = p.cfg.model_copy(update={"solver": solver})
     r = Renderer(p, "cpu")
     loaded = peak_gb()
@@ -56,6 +59,7 @@ def point(scene: str, ues: int, samples: int) -> dict:
         "trps": len(r.ctx.trps),
         "ues": ues,
         "samples_per_src": samples,
+        "max_num_paths_per_src": max_paths,
         "max_depth": p.cfg.solver.max_depth,
         "paths": int(traced.pb.tau.shape[-1]),
         "loaded_gb": loaded,
@@ -65,10 +69,11 @@ def point(scene: str, ues: int, samples: int) -> dict:
     }
 
 
-def run_point(scene: str, ues: int, samples: int, limit_gb: float) -> dict | None:
+def run_point(scene: str, ues: int, samples: int, max_paths: int, limit_gb: float):
+    """One point in a child process; None if it failed or passed ``limit_gb``."""
     import psutil
 
-    cmd = [sys.executable, __file__, "--point", scene, str(ues), str(samples)]
+    cmd = [sys.executable, __file__, "--point", scene, str(ues), str(samples), str(max_paths)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -87,54 +92,51 @@ def run_point(scene: str, ues: int, samples: int, limit_gb: float) -> dict | Non
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--point", nargs=3, metavar=("SCENE", "UES", "SAMPLES"))
+    ap.add_argument("--point", nargs=4, metavar=("SCENE", "UES", "SAMPLES", "MAX_PATHS"))
     ap.add_argument("--limit-gb", type=float, default=9.0)
     ap.add_argument("--json")
+    ap.add_argument("--refit", help="fit the points of an earlier --json instead of measuring")
     args = ap.parse_args()
     if args.point:
-        scene, ues, samples = args.point
-        print(json.dumps(point(scene, int(ues), int(float(samples)))), flush=True)
+        scene, ues, samples, max_paths = args.point
+        print(json.dumps(point(scene, int(ues), int(float(samples)), int(float(max_paths)))))
         return
 
     from simgen import memory
     from simgen.config import load_config
 
     rows = []
-    for scene, ues, samples in POINTS:
-        row = run_point(scene, ues, samples, args.limit_gb)
-        if row is None:
-            continue
-        cfg = load_config(scene)[0]
-        cfg = cfg.model_copy(
-            update={"output": cfg.output.model_copy(update={"chunk_samples": ues})}
-        )
-        shape = memory.TraceShape.of(cfg, row["trps"], samples)
-        row["shard_bytes"] = shape.shard_bytes
-        row["predicted_gb"] = memory.predict_peak_bytes(shape, ues) / 2**30
-        rows.append(row)
+    if args.refit:  # the points of an earlier run, predictions with the constants of now
+        rows = json.load(open(args.refit))["rows"]
+    for scene, ues, samples, max_paths in [] if args.refit else POINTS:
+        row = run_point(scene, ues, samples, max_paths, args.limit_gb)
+        if row is not None:
+            rows.append(row)
         print(json.dumps(row), flush=True)
-    # least squares: peak = BASE + RAY * rays + LINK * rays * U + SHARD * shard_bytes
-    x = np.array(
-        [
-            [1.0, r["trps"] * r["samples_per_src"] * (r["max_depth"] + 1),
-             r["trps"] * r["samples_per_src"] * (r["max_depth"] + 1) * r["ues"],
-             r["shard_bytes"]]
-            for r in rows
-        ]
-    )  # fmt: skip
-    y = np.array([r["peak_gb"] * 2**30 for r in rows])
+    for row in rows:
+        cfg = load_config(row["scene"])[0]
+        solver = cfg.solver.model_copy(
+            update={"max_num_paths_per_src": row["max_num_paths_per_src"]}
+        )
+        output = cfg.output.model_copy(update={"chunk_samples": row["ues"]})
+        cfg = cfg.model_copy(update={"output": output, "solver": solver})
+        shape = memory.TraceShape.of(cfg, row["trps"], row["samples_per_src"])
+        row["shard_bytes"] = shape.shard_bytes
+        row["predicted_gb"] = memory.predict_peak_bytes(shape, row["ues"]) / 2**30
+    # least squares on the model's solver terms (simgen.memory.terms); the shard term is fixed
+    x = np.array([memory.terms(r["trps"], r["samples_per_src"], r["max_num_paths_per_src"],
+                               r["max_depth"], r["ues"]) for r in rows])  # fmt: skip
+    y = np.array([r["peak_gb"] * 2**30 - memory.SHARD_FACTOR * r["shard_bytes"] for r in rows])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    fit = dict(
-        zip(("BASE_BYTES", "RAY_BYTES", "LINK_BYTES", "SHARD_FACTOR"), coef.tolist(), strict=True)
-    )
+    fit = dict(zip(memory.COEFFICIENTS, coef.tolist(), strict=True))
     print("fit:", json.dumps(fit))
-    print("| scene | T | U | S | paths | loaded GB | trace peak GB | peak GB | predicted GB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| scene | T | U | S | M | paths | trace peak GB | peak GB | predicted GB | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['scene']} | {r['trps']} | {r['ues']} | {r['samples_per_src']:.0e} | "
-            f"{r['paths']} | {r['loaded_gb']:.2f} | {r['trace_peak_gb']:.2f} | "
-            f"{r['peak_gb']:.2f} | {r['predicted_gb']:.2f} |"
+            f"{r['max_num_paths_per_src']:.0e} | {r['paths']} | {r['trace_peak_gb']:.2f} | "
+            f"{r['peak_gb']:.2f} | {r['predicted_gb']:.2f} | {r['trace_s']:.0f} |"
         )
     if args.json:
         with open(args.json, "w") as f:

@@ -31,7 +31,7 @@ def render(
     batch_ues: Annotated[int | None, typer.Option(min=1, help="UEs per solver call")] = None,
     memory_gb: Annotated[
         float | None,
-        typer.Option(min=0.1, help="memory budget for batch_ues: auto (default: 0.6 x available)"),
+        typer.Option(min=0.1, help="memory budget for batch_ues: auto (default: 0.8 x available)"),
     ] = None,
     pipeline: Annotated[
         bool, typer.Option(help="overlap channel assembly and writes with tracing")

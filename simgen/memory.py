@@ -4,11 +4,15 @@ A render's peak is the solver call (Dr.Jit buffers of the ray tracer) plus what 
 around it: the process after scene load and the channel arrays of the shards in flight
 (with the pipeline, one shard being assembled while the next is traced). Model, in bytes:
 
-    peak(U) = BASE + RAY * T * S * (D + 1)            solver: rays of every source
+    peak(U) = BASE + BUFFER * T * M * max(D, 1)       solver: candidate-path buffer, sized
+                                                        max_num_paths_per_src per source
+                   + RAY * T * S * (D + 1)            solver: rays of every source
                    + LINK * T * U * S * (D + 1)       solver: per receiver of the call
                    + SHARD * shard_bytes                CSI / CIR / path arrays of a shard
 
-T TRPs (sources), U UEs per solver call, S samples_per_src, D max_depth, ``shard_bytes`` the
+T TRPs (sources), U UEs per solver call, S samples_per_src, M max_num_paths_per_src (Sionna
+allocates its candidate buffer for T * M paths up front: it is what makes 64 TRPs heavy even
+at one UE per call), D max_depth, ``shard_bytes`` the
 size of a shard's stored arrays per condition (+ CIR's float64 sinc kernel). Coefficients are
 measured on CPU (LLVM) by ``benchmarks/memory_model.py`` (see the constants below); on a GPU
 the same model is compared with the device memory, which over-estimates what the GPU holds of
@@ -26,13 +30,20 @@ from dataclasses import dataclass
 # scene, traces one call of U UEs and assembles one shard): scenes/paris.yaml (4 TRPs) and
 # scenes/paris_vinloc_pool64.yaml (64 TRPs) at several U and S, least squares on
 # (T*S*(D+1), T*U*S*(D+1), shard_bytes); table in docs/benchmarks.md ("batch_ues: auto").
-BASE_BYTES = 0.9e9  # interpreter, Sionna / Mitsuba / Dr.Jit, the loaded scene
-RAY_BYTES = 80.0  # per source ray and bounce
-LINK_BYTES = 5.0  # per source ray, bounce and receiver of the call
-SHARD_FACTOR = 3.0  # shard arrays: stored arrays, temporaries, two shards in flight
+BASE_BYTES = 0.71e9  # interpreter, Sionna / Mitsuba / Dr.Jit, the loaded scene (fit 0.708e9)
+BUFFER_BYTES = 46.0  # per candidate path slot and depth (fit 46.4)
+RAY_BYTES = 66.0  # per source ray and bounce (fit 66.4)
+LINK_BYTES = 24.0  # per source ray, bounce and receiver of the call (fit 24.1)
+COEFFICIENTS = ("BASE_BYTES", "BUFFER_BYTES", "RAY_BYTES", "LINK_BYTES")
+SHARD_FACTOR = 3.0  # shard arrays: stored arrays, temporaries, two shards in flight (a bound,
+# not fitted: the calibration points' shards are small next to the solver)
 PATHS_GUESS = 64  # paths per link for shard sizes, before anything is traced
 
-SAFE_FRACTION = 0.6  # default budget: this share of the memory available now
+# Default budget: this share of the memory available now. The model is within -1.2 / +0.5 GB of
+# every calibration point (docs/benchmarks.md); 0.6 would put pool64 (14 GB at one UE per call,
+# most of it Sionna's fixed candidate buffer) at one UE per call even on an idle 24 GB machine,
+# where 5 per call (17 GB measured) is ~5x faster.
+SAFE_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class TraceShape:
 
     trps: int
     samples_per_src: int
+    max_paths_per_src: int
     max_depth: int
     shard_bytes: float  # stored arrays of one shard, all conditions
 
@@ -57,18 +69,28 @@ class TraceShape:
         per_link += 8 * ants * PATHS_GUESS  # path gains of the trace
         conditions = len(cfg.weather.rain_rates_mm_h)
         shard = cfg.output.chunk_samples * trps * per_link * conditions
-        return cls(trps, int(samples_per_src), int(cfg.solver.max_depth), float(shard))
+        return cls(
+            trps,
+            int(samples_per_src),
+            int(cfg.solver.max_num_paths_per_src),
+            int(cfg.solver.max_depth),
+            float(shard),
+        )
+
+
+def terms(trps: int, samples: int, max_paths: int, depth: int, ues: int) -> list[float]:
+    """The solver terms of the model, in the order of COEFFICIENTS."""
+    rays = trps * samples * (depth + 1)
+    return [1.0, trps * max_paths * max(depth, 1), rays, rays * ues]
 
 
 def predict_peak_bytes(shape: TraceShape, batch_ues: int) -> float:
     """Predicted peak resident memory (bytes) of a render tracing ``batch_ues`` UEs per call."""
-    rays = shape.trps * shape.samples_per_src * (shape.max_depth + 1)
-    return (
-        BASE_BYTES
-        + RAY_BYTES * rays
-        + LINK_BYTES * rays * batch_ues
-        + SHARD_FACTOR * shape.shard_bytes
+    t = terms(
+        shape.trps, shape.samples_per_src, shape.max_paths_per_src, shape.max_depth, batch_ues
     )
+    coef = (BASE_BYTES, BUFFER_BYTES, RAY_BYTES, LINK_BYTES)
+    return sum(c * x for c, x in zip(coef, t, strict=True)) + SHARD_FACTOR * shape.shard_bytes
 
 
 def largest_batch(shape: TraceShape, budget_bytes: float, cap: int) -> int:

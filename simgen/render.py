@@ -219,10 +219,12 @@ class Renderer:
         budget = memory.budget_bytes(self.plan.memory_gb, gpu)
         if cfg.solver.batch_ues == "auto":
             n = memory.largest_batch(shape, budget, cap)
+            peak = memory.predict_peak_bytes(shape, n)
             self.memory_note = (
                 f"batch_ues auto: {n} UEs per solver call (predicted peak "
-                f"{memory.predict_peak_bytes(shape, n) / 2**30:.1f} GB of a "
-                f"{budget / 2**30:.1f} GB budget)"
+                f"{peak / 2**30:.1f} GB of a {budget / 2**30:.1f} GB budget"
+                + (", nothing fits: one UE per call" if peak > budget else "")
+                + ")"
             )
             return n
         n = int(cfg.solver.batch_ues)
