@@ -115,3 +115,19 @@ def test_explicit_batch_predicted_not_to_fit_warns(tmp_path):
         plan(write_config(tmp_path, "street_canyon.yaml", solver__batch_ues="auto")), "cpu"
     )
     assert auto.batch_ues >= 1 and "batch_ues auto" in auto.memory_note
+
+
+def test_a_store_made_before_the_receiver_variables_resumes(tmp_path):
+    import shutil
+
+    from simgen_testutil import OPEN_SCENE
+
+    cfg = write_config(tmp_path, OPEN_SCENE)
+    r = Renderer(plan(cfg, out=tmp_path / "old.zarr"), "cpu")
+    store = r.open_store()
+    for name in ("snr_db", "noise_power_dbm"):  # what an older simgen laid out
+        shutil.rmtree(tmp_path / "old.zarr" / "dry" / name)
+    res = r.render(r.open_store())
+    assert res.shards_rendered == len(store.layout.shards)
+    root = zarr.open_group(str(tmp_path / "old.zarr"), mode="r")
+    assert "snr_db" not in root["dry"] and root["dry"]["csi"][...].any()
