@@ -57,6 +57,7 @@ def point(scene: str, ues: int, samples: int, max_paths: int) -> dict:
     return {
         "scene": scene,
         "trps": len(r.ctx.trps),
+        "ue_ant": p.cfg.ue.array.num_ant,
         "ues": ues,
         "samples_per_src": samples,
         "max_num_paths_per_src": max_paths,
@@ -119,16 +120,25 @@ def main() -> None:
             update={"max_num_paths_per_src": row["max_num_paths_per_src"]}
         )
         output = cfg.output.model_copy(update={"chunk_samples": row["ues"]})
+        if row.get("solver_only"):  # a trace without its shard (the pool64 batching check)
+            output = output.model_copy(update={"cir_taps": None, "chunk_samples": 1})
+        row.setdefault("ue_ant", cfg.ue.array.num_ant)
         cfg = cfg.model_copy(update={"output": output, "solver": solver})
         shape = memory.TraceShape.of(cfg, row["trps"], row["samples_per_src"])
         row["shard_bytes"] = shape.shard_bytes
         row["predicted_gb"] = memory.predict_peak_bytes(shape, row["ues"]) / 2**30
     # least squares on the model's solver terms (simgen.memory.terms); the shard term is fixed
+    # non-negative, BASE fixed at memory.BASE_BYTES
+    from scipy.optimize import nnls
+
     x = np.array([memory.terms(r["trps"], r["samples_per_src"], r["max_num_paths_per_src"],
-                               r["max_depth"], r["ues"]) for r in rows])  # fmt: skip
-    y = np.array([r["peak_gb"] * 2**30 - memory.SHARD_FACTOR * r["shard_bytes"] for r in rows])
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    fit = dict(zip(memory.COEFFICIENTS, coef.tolist(), strict=True))
+                               r["max_depth"], r["ues"], r["ue_ant"]) for r in rows])  # fmt: skip
+    y = (
+        np.array([r["peak_gb"] * 2**30 - memory.SHARD_FACTOR * r["shard_bytes"] for r in rows])
+        - memory.BASE_BYTES
+    )
+    coef, _ = nnls(x[:, 1:], y)
+    fit = dict(zip(memory.COEFFICIENTS[1:], coef.tolist(), strict=True))
     print("fit:", json.dumps(fit))
     print("| scene | T | U | S | M | paths | trace peak GB | peak GB | predicted GB | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
