@@ -35,7 +35,8 @@ EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
 # call on etoile); the size only trades speed for memory. Measured on the default render (CPU,
 # etoile, 4 TRPs, 1e5 samples, depth 3): 50 per call is the fastest within ~4 GB RSS (see
 # docs/benchmarks.md). No GPU measurement supports more, so a GPU uses the same size. Without the
-# fix (another sionna-rt), auto is 1 (dedupe.FALLBACK_BATCH).
+# fix (another sionna-rt), auto is 1 (dedupe.FALLBACK_BATCH). These are caps: auto takes the
+# largest batch up to them that simgen.memory predicts to fit the memory budget.
 AUTO_BATCH_CPU = 50
 AUTO_BATCH_GPU = AUTO_BATCH_CPU
 
@@ -202,7 +203,8 @@ class SolverConfig(Strict):
     batch_ues: Count | Literal["auto"] = Field(
         "auto",
         description="UEs per PathSolver call (results do not depend on it, see simgen/dedupe.py);"
-        f" auto: {AUTO_BATCH_CPU} on CPU and GPU (fastest within ~4 GB on etoile)",
+        f" auto: the largest batch up to {AUTO_BATCH_CPU} that simgen.memory predicts to fit the"
+        " memory budget (simgen render --memory-gb; default 0.8 x available)",
     )
 
 
