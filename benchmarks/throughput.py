@@ -54,12 +54,18 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--no-pipeline", action="store_true", help="render shards serially")
     args = ap.parse_args()
 
     from simgen.render import Renderer, plan
 
     with tempfile.TemporaryDirectory() as tmp:
-        p = plan(args.scene, out=Path(tmp) / "bench.zarr", ue_count=args.ue_count)
+        p = plan(
+            args.scene,
+            out=Path(tmp) / "bench.zarr",
+            ue_count=args.ue_count,
+            pipeline=not args.no_pipeline,
+        )
         r = Renderer(p, args.device)
         pos = r.ue_position
         links = len(pos) * len(p.cfg.trps)
@@ -72,7 +78,7 @@ def main() -> None:
             t_bare = bare_loop(r, pos)
             store = r.open_store(overwrite=True)
             t0 = time.perf_counter()
-            r.render(store)
+            res = r.render(store)
             t_render = time.perf_counter() - t0
             rows.append(
                 {
@@ -82,11 +88,12 @@ def main() -> None:
                     "bare_links_per_s": links / t_bare,
                     "render_links_per_s": links / t_render,
                     "ratio": t_bare / t_render,
+                    "stages_s": res.times,
                 }
             )
             print(
                 f"[{rep}] bare {links / t_bare:8.1f} links/s   render {links / t_render:8.1f} "
-                f"links/s   render/bare {t_bare / t_render:.3f}",
+                f"links/s   render/bare {t_bare / t_render:.3f}   {res.time_split()}",
                 flush=True,
             )
     result = {

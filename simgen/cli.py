@@ -29,6 +29,13 @@ def render(
     device: Annotated[str, typer.Option(help="cpu, gpu or auto")] = "auto",
     ue_count: Annotated[int | None, typer.Option(min=1, help="random UE count override")] = None,
     batch_ues: Annotated[int | None, typer.Option(min=1, help="UEs per solver call")] = None,
+    memory_gb: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="memory budget for batch_ues: auto (default: 0.8 x available)"),
+    ] = None,
+    pipeline: Annotated[
+        bool, typer.Option(help="overlap channel assembly and writes with tracing")
+    ] = True,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
     force_resume: Annotated[
         bool,
@@ -42,7 +49,14 @@ def render(
     """Render SCENE into a Zarr store; re-running an interrupted render resumes it."""
     from .render import plan
 
-    p = plan(scene, out=out, ue_count=ue_count, batch_ues=batch_ues)
+    p = plan(
+        scene,
+        out=out,
+        ue_count=ue_count,
+        batch_ues=batch_ues,
+        pipeline=pipeline,
+        memory_gb=memory_gb,
+    )
     if cluster:
         from .cluster import local_workers
 
@@ -76,6 +90,10 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
     from .render import Renderer
 
     r = Renderer(p, device)
+    if r.memory_note.startswith("warning"):
+        err.print(r.memory_note, soft_wrap=True, highlight=False)
+    elif r.memory_note:
+        say(r.memory_note)
     say("scene objects: " + ", ".join(f"{k} {n}" for k, n in r.category_counts.items()))
     store = r.open_store(overwrite=overwrite, force_resume=force_resume)
     if r.forced_resume:
@@ -120,6 +138,7 @@ def _render(p, device: str, overwrite: bool, force_resume: bool, cluster, quiet,
         f"done: {result.links_rendered} links in {result.seconds:.1f} s "
         f"({result.links_per_s:.1f} links/s), {result.solver_calls} solver calls -> {p.out}"
     )
+    say(result.time_split() + ("" if p.pipeline else " (serial)"))
 
 
 @app.command()

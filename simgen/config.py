@@ -27,6 +27,7 @@ from pydantic import (
 
 from .errors import ConfigError
 from .rain import FREQ_RANGE_GHZ as RAIN_FREQ_RANGE_GHZ
+from .receiver import DEFAULT_NOISE_FIGURE_DB, DEFAULT_TEMPERATURE_K
 
 EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
 # UEs per solver call for batch_ues: auto. With simgen.dedupe's fix of Sionna 2.2.0's
@@ -34,7 +35,8 @@ EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
 # call on etoile); the size only trades speed for memory. Measured on the default render (CPU,
 # etoile, 4 TRPs, 1e5 samples, depth 3): 50 per call is the fastest within ~4 GB RSS (see
 # docs/benchmarks.md). No GPU measurement supports more, so a GPU uses the same size. Without the
-# fix (another sionna-rt), auto is 1 (dedupe.FALLBACK_BATCH).
+# fix (another sionna-rt), auto is 1 (dedupe.FALLBACK_BATCH). These are caps: auto takes the
+# largest batch up to them that simgen.memory predicts to fit the memory budget.
 AUTO_BATCH_CPU = 50
 AUTO_BATCH_GPU = AUTO_BATCH_CPU
 
@@ -201,7 +203,8 @@ class SolverConfig(Strict):
     batch_ues: Count | Literal["auto"] = Field(
         "auto",
         description="UEs per PathSolver call (results do not depend on it, see simgen/dedupe.py);"
-        f" auto: {AUTO_BATCH_CPU} on CPU and GPU (fastest within ~4 GB on etoile)",
+        f" auto: the largest batch up to {AUTO_BATCH_CPU} that simgen.memory predicts to fit the"
+        " memory budget (simgen render --memory-gb; default 0.8 x available)",
     )
 
 
@@ -319,6 +322,14 @@ class OutputConfig(Strict):
     max_paths: Count = 32
 
 
+class ReceiverConfig(Strict):
+    """The UE receiver's thermal noise (``simgen.receiver``): N = k T B F over the system
+    bandwidth B; stored per TRP as ``noise_power_dbm`` and used for ``snr_db``."""
+
+    noise_figure_db: Real = DEFAULT_NOISE_FIGURE_DB
+    temperature_k: Annotated[Real, Field(gt=0)] = DEFAULT_TEMPERATURE_K
+
+
 class SceneConfig(Strict):
     name: str
     scene: str = Field(description="Sionna built-in scene name, Mitsuba XML path, or 'empty'")
@@ -332,6 +343,7 @@ class SceneConfig(Strict):
     weather: WeatherConfig = WeatherConfig()
     traffic: TrafficConfig | None = None
     trees: list[TreeConfig] = []
+    receiver: ReceiverConfig = ReceiverConfig()
     output: OutputConfig
 
     @model_validator(mode="after")
@@ -365,10 +377,13 @@ class SceneConfig(Strict):
     def content_hash(self) -> str:
         """SHA-256 of everything that changes the data: not the output path, nor ``batch_ues``
         (with simgen.dedupe's fix batching gives the paths of one UE per call; tested in
-        tests/test_batching.py)."""
+        tests/test_batching.py). A default ``receiver`` block is left out, so stores made
+        before it existed keep their hash and still resume."""
         d = self.model_dump(mode="json")
         d["output"].pop("path")
         d["solver"].pop("batch_ues")
+        if d["receiver"] == ReceiverConfig().model_dump(mode="json"):
+            d.pop("receiver")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

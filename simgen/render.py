@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import channel, labels, provenance
+from . import channel, labels, memory, provenance, receiver
 from .backend import Device, select_backend
 from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig, load_config
 from .dedupe import FALLBACK_BATCH
@@ -33,6 +33,8 @@ class RenderPlan:
     overrides: dict = field(default_factory=dict)
     samples_per_src: int | None = None  # resolved density when the config says "auto"
     config_path: str = ""  # the scene YAML (an input the output must not overlap)
+    pipeline: bool = True  # overlap shard k's channel + write with shard k+1's tracing
+    memory_gb: float | None = None  # budget for batch_ues: auto (None: memory.default_budget)
 
 
 @dataclass
@@ -46,10 +48,23 @@ class RenderResult:
     solver_calls: int
     seconds: float
     backend: str
+    times: dict = field(default_factory=dict)  # stage -> seconds (see Renderer.stage_times)
 
     @property
     def links_per_s(self) -> float:
         return self.links_rendered / self.seconds if self.seconds > 0 else float("nan")
+
+    def time_split(self) -> str:
+        """One line: seconds spent per stage (channel and write overlap tracing when
+        pipelined; waiting is the tracing thread blocked on the previous shard)."""
+        t = self.times
+        return "time: " + " / ".join(f"{k} {t.get(k, 0.0):.1f}" for k in STAGES) + " s"
+
+
+# Stages of a render (Renderer.stage_times): trace = solver calls (+ receivers, conversion,
+# dedupe), labels = link state by ray test, channel = CSI / CIR / rain / SNR / path arrays,
+# write = Zarr region writes, waiting = tracing blocked until the previous shard is written.
+STAGES = ("trace", "labels", "channel", "write", "waiting")
 
 
 def plan(
@@ -58,10 +73,12 @@ def plan(
     out: str | Path | None = None,
     ue_count: int | None = None,
     batch_ues: int | None = None,
+    pipeline: bool = True,
+    memory_gb: float | None = None,
 ) -> RenderPlan:
     """Read and validate the config and apply command-line overrides."""
     cfg, text, scene_path = load_config(config_path)
-    overrides = {}
+    overrides: dict = {}
     if ue_count is not None:
         ue = cfg.ue.model_copy(update={"sampling": SamplingConfig(count=ue_count)})
         cfg = cfg.model_copy(update={"ue": ue})
@@ -71,7 +88,16 @@ def plan(
             update={"solver": cfg.solver.model_copy(update={"batch_ues": batch_ues})}
         )
     out_path = Path(out) if out is not None else Path(cfg.output.path)  # relative to the CWD
-    return RenderPlan(cfg, text, scene_path, out_path, overrides, config_path=str(config_path))
+    return RenderPlan(
+        cfg,
+        text,
+        scene_path,
+        out_path,
+        overrides,
+        config_path=str(config_path),
+        pipeline=pipeline,
+        memory_gb=memory_gb,
+    )
 
 
 def _select_paths(pb: PathBatch, max_paths: int) -> PathBatch:
@@ -156,11 +182,10 @@ class Renderer:
         self.tracer = Tracer(self.ctx.scene, p.cfg.solver)
         if p.samples_per_src is not None:
             self._use_density(p.samples_per_src)
-        auto = AUTO_BATCH_CPU if self.backend.startswith("llvm") else AUTO_BATCH_GPU
-        if not self.tracer.exact:  # stock Sionna de-duplication: exact only one UE per call
-            auto = FALLBACK_BATCH
-        self.batch_ues = auto if p.cfg.solver.batch_ues == "auto" else p.cfg.solver.batch_ues
         cfg = p.cfg
+        self.stage_times = dict.fromkeys(STAGES, 0.0)  # seconds per stage, summed over renders
+        self.memory_note = ""  # how batch_ues was chosen / a warning (printed by the CLI)
+        self.batch_ues = self._batch_size()
         self.frequencies = cfg.frequency_hz + channel.subcarrier_offsets(
             cfg.ofdm.num_subcarriers, cfg.ofdm.spacing_hz
         )
@@ -175,6 +200,42 @@ class Renderer:
         self.sample_position = self.ctx.ue_track.reshape(n_snap * n_ue, 3)  # moves in time
         self.ue_velocity = self.ctx.ue_velocity
         self.sample_velocity = np.tile(self.ue_velocity, (n_snap, 1))
+        rx = cfg.receiver
+        self.bandwidth_hz = cfg.ofdm.num_subcarriers * cfg.ofdm.spacing_hz
+        self.tx_power_dbm = np.array([t.tx_power_dbm for t in self.ctx.trps], np.float32)
+        noise = receiver.noise_power_dbm(self.bandwidth_hz, rx.noise_figure_db, rx.temperature_k)
+        self.noise_dbm = np.full(len(self.ctx.trps), noise, np.float32)  # same UE for all TRPs
+
+    def _batch_size(self) -> int:
+        """UEs per solver call: the config's number, or for ``auto`` the largest that the
+        memory model (:mod:`simgen.memory`) fits in the budget, at most AUTO_BATCH_*."""
+        cfg, gpu = self.plan.cfg, not self.backend.startswith("llvm")
+        cap = AUTO_BATCH_GPU if gpu else AUTO_BATCH_CPU
+        if not self.tracer.exact:  # stock Sionna de-duplication: exact only one UE per call
+            cap = FALLBACK_BATCH
+        spp = self.tracer.cfg.samples_per_src
+        spp = max(cfg.solver.calibration.candidates) if spp == "auto" else spp
+        shape = memory.TraceShape.of(cfg, len(self.ctx.trps), spp)
+        budget = memory.budget_bytes(self.plan.memory_gb, gpu)
+        if cfg.solver.batch_ues == "auto":
+            n = memory.largest_batch(shape, budget, cap)
+            peak = memory.predict_peak_bytes(shape, n)
+            self.memory_note = (
+                f"batch_ues auto: {n} UEs per solver call (predicted peak "
+                f"{peak / 2**30:.1f} GB of a {budget / 2**30:.1f} GB budget"
+                + (", nothing fits: one UE per call" if peak > budget else "")
+                + ")"
+            )
+            return n
+        n = int(cfg.solver.batch_ues)
+        peak = memory.predict_peak_bytes(shape, n)
+        if peak > budget:
+            self.memory_note = (
+                f"warning: batch_ues {n} is predicted to peak at {peak / 2**30:.1f} GB, over the "
+                f"{budget / 2**30:.1f} GB budget (--memory-gb); batch_ues: auto would use "
+                f"{memory.largest_batch(shape, budget, cap)}"
+            )
+        return n
 
     def layout(self) -> Layout:
         cfg, fleet = self.plan.cfg, self.ctx.fleet
@@ -262,8 +323,12 @@ class Renderer:
             "trp": np.array([t.name for t in self.ctx.trps]),
             "trp_position": self.ctx.trp_position,
             "trp_orientation": self.ctx.trp_orientation,
-            "trp_tx_power": np.array([t.tx_power_dbm for t in self.ctx.trps], np.float32),
+            "trp_tx_power": self.tx_power_dbm,
             "subcarrier": self.frequencies - cfg.frequency_hz,
+            "noise_power_dbm": self.noise_dbm,
+            "noise_figure_db": cfg.receiver.noise_figure_db,
+            "temperature_k": cfg.receiver.temperature_k,
+            "bandwidth_hz": self.bandwidth_hz,
         }
         if self.ctx.fleet is not None:
             fleet = self.ctx.fleet.plan
@@ -309,13 +374,17 @@ class Renderer:
             self.ctx.fleet.apply(snapshot)
         n = self.batch_ues
         batches = []
+        t0 = time.perf_counter()
         for a in range(0, len(positions), n):
             vel = None if velocities is None else velocities[a : a + n]
             batches.append(self.tracer.trace(positions[a : a + n], vel))
             if progress:
                 progress(len(positions[a : a + n]))
         pb = concat(batches)
+        t1 = time.perf_counter()
         state, blocker = labels.link_state(self.ctx, positions, pb.num_paths)
+        self.stage_times["trace"] += t1 - t0
+        self.stage_times["labels"] += time.perf_counter() - t1
         return Traced(pb, state, blocker)
 
     def trace_samples(self, sl: slice, progress: Progress | None = None) -> Traced:
@@ -359,6 +428,7 @@ class Renderer:
             if kept is not None:
                 ka = self._in_rain(kept, rate)
                 arrays.update(_path_arrays(kept, ka, cfg.output.max_paths, self.layout().depth))
+            arrays["snr_db"] = receiver.snr_db(arrays["csi"], self.tx_power_dbm, self.noise_dbm)
             out[cond] = arrays
         return out
 
@@ -368,26 +438,50 @@ class Renderer:
             pb.a, pb.tau, pb.aod_zen, self.plan.cfg.frequency_hz, rate, self.tilts, self.rain_cell_m
         )
 
+    def _finish(self, store: Store, index: int, traced: Traced) -> None:
+        """Channel assembly and the region write of shard ``index`` (timed per stage)."""
+        t0 = time.perf_counter()
+        arrays = self.shard_arrays(self.sample_position[store.layout.shards[index]], traced)
+        t1 = time.perf_counter()
+        store.write_shard(index, arrays)
+        self.stage_times["channel"] += t1 - t0
+        self.stage_times["write"] += time.perf_counter() - t1
+
     def render(self, store: Store, progress: Progress | None = None) -> RenderResult:
-        """Render every pending shard. Writing shard i (compression, I/O) overlaps tracing shard
-        i + 1 in one background thread; at most one write is in flight, and a shard is marked
-        done only by its own completed write."""
+        """Render every pending shard.
+
+        Pipelined (``plan.pipeline``, the default): the calling thread traces and labels shard
+        k + 1 (the scene is only touched here) while one background thread assembles shard k's
+        channel (CSI, CIR, rain, SNR, path arrays; NumPy releases the GIL, and so does Dr.Jit
+        while the solver's kernels run) and writes it. At most one shard is in flight; a shard
+        is marked done only by its own completed write. Serial: each shard traced, assembled
+        and written in turn (same bytes; tests/test_pipeline.py)."""
         t0 = time.perf_counter()
         pending = store.pending()
         links = 0
         dups = self.tracer.duplicates_removed
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simgen-write") as writer:
-            in_flight = None
+        times0 = dict(self.stage_times)
+        if not self.plan.pipeline:
             for i in pending:
                 sl = store.layout.shards[i]
-                positions = self.sample_position[sl]
-                arrays = self.shard_arrays(positions, self.trace_samples(sl, progress))
+                self._finish(store, i, self.trace_samples(sl, progress))
+                links += (sl.stop - sl.start) * len(self.ctx.trps)
+        else:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simgen-post") as post:
+                in_flight = None
+                for i in pending:
+                    sl = store.layout.shards[i]
+                    traced = self.trace_samples(sl, progress)
+                    if in_flight is not None:
+                        tw = time.perf_counter()
+                        in_flight.result()  # re-raises a failed channel assembly or write
+                        self.stage_times["waiting"] += time.perf_counter() - tw
+                    in_flight = post.submit(self._finish, store, i, traced)
+                    links += (sl.stop - sl.start) * len(self.ctx.trps)
                 if in_flight is not None:
-                    in_flight.result()  # re-raises a failed write
-                in_flight = writer.submit(store.write_shard, i, arrays)
-                links += len(positions) * len(self.ctx.trps)
-            if in_flight is not None:
-                in_flight.result()
+                    tw = time.perf_counter()
+                    in_flight.result()
+                    self.stage_times["waiting"] += time.perf_counter() - tw
         add_duplicates(store, self.tracer.duplicates_removed - dups)
         store.finalize()
         n_shards = len(store.layout.shards)
@@ -401,4 +495,5 @@ class Renderer:
             self.tracer.calls,
             time.perf_counter() - t0,
             self.backend,
+            {k: self.stage_times[k] - times0[k] for k in STAGES},
         )

@@ -147,6 +147,24 @@ VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype, dict]] = {
         {"units": "1", "long_name": "traffic snapshot / condition index"},
     ),
     "time": (("sample",), np.dtype("float32"), {"units": "s", "long_name": "time of the snapshot"}),
+    # receiver noise (simgen.receiver; config ``receiver:``): per TRP, written at creation
+    "noise_power_dbm": (
+        ("trp",),
+        np.dtype("float32"),
+        {
+            "units": "dBm",
+            "long_name": "receiver thermal noise power k T B F over the system bandwidth",
+        },
+    ),
+    "snr_db": (
+        ("sample", "trp"),
+        np.dtype("float32"),
+        {
+            "units": "dB",
+            "long_name": "per-element SNR of the stored channel: trp_tx_power + 10 log10(mean "
+            "|csi|^2 over ue_ant, trp_ant, subcarrier) - noise_power_dbm; NaN without signal",
+        },
+    ),
     # optional path-level arrays (output.paths: true); path axis sorted by delay
     "path_tau": (
         ("sample", "trp", "path"),
@@ -233,7 +251,14 @@ VEHICLE_VARIABLES = {
 
 PATH_VARIABLES = tuple(v for v in VARIABLES if v.startswith("path_"))
 CIR_VARIABLES = ("cir",)  # only with output.cir_taps
-SAMPLE_VARIABLES = tuple(v for v in VARIABLES if v not in PATH_VARIABLES + CIR_VARIABLES)
+# Receiver-noise arrays: in every store rendered by simgen render (not in DeepMIMO imports,
+# which carry no transmit power, nor in stores made before they existed).
+# ``noise_power_dbm`` also has the attributes RECEIVER_ATTRS (the inputs of k T B F).
+RECEIVER_VARIABLES = ("noise_power_dbm", "snr_db")
+RECEIVER_ATTRS = ("noise_figure_db", "temperature_k", "bandwidth_hz")
+SAMPLE_VARIABLES = tuple(
+    v for v in VARIABLES if v not in PATH_VARIABLES + CIR_VARIABLES + RECEIVER_VARIABLES
+)
 
 # Coordinates and per-TRP variables written once per group at creation.
 STATIC_ATTRS = {

@@ -24,6 +24,8 @@ from .schema import (
     CIR_VARIABLES,
     FILL,
     PATH_VARIABLES,
+    RECEIVER_ATTRS,
+    RECEIVER_VARIABLES,
     SAMPLE_VARIABLES,
     SCHEMA_VERSION,
     STATIC_ATTRS,
@@ -85,11 +87,15 @@ class Store:
         return self.root[condition or self.conditions[0]][name][:]
 
     def write_shard(self, index: int, per_condition: dict[str, dict[str, np.ndarray]]) -> None:
-        """Write shard ``index`` of every condition, then mark it done (in that order)."""
+        """Write shard ``index`` of every condition, then mark it done (in that order).
+        Receiver variables (``snr_db``) are skipped in a store made before they existed, so
+        such a store resumes in its own layout."""
         sl = self.layout.shards[index]
         for cond, arrays in per_condition.items():
             group = self.root[cond]
             for name, value in arrays.items():
+                if name in RECEIVER_VARIABLES and name not in group:
+                    continue
                 group[name][sl] = value
         self.root["shard_done"][index] = 1
 
@@ -151,7 +157,9 @@ def create_or_resume(
 
     conditions: group name -> rain rate (mm/h). static: arrays known before tracing
     (``ue_position``, ``trp_position``, ``trp_orientation``, ``trp_tx_power``, ``trp``,
-    ``subcarrier``), written to every group at creation.
+    ``subcarrier``; optionally ``noise_power_dbm``, then with ``noise_figure_db``,
+    ``temperature_k``, ``bandwidth_hz``, which add the receiver variables), written to every
+    group at creation.
     """
     path = Path(path)
     check_output(path, inputs)
@@ -229,6 +237,22 @@ def _create_group(
         arr = group.create_array(name, shape=value.shape, dtype=dtype, dimension_names=dims)
         arr[...] = value
         arr.attrs.update(STATIC_ATTRS.get(name, {}))
+    if "noise_power_dbm" in static:  # receiver noise: per TRP now, snr_db per shard
+        for name in RECEIVER_VARIABLES:
+            dims, dtype, attrs = VARIABLES[name]
+            shape = layout.shape(dims)
+            arr = group.create_array(
+                name,
+                shape=shape,
+                chunks=(layout.chunk,) + shape[1:] if dims[0] == "sample" else shape,
+                dtype=dtype,
+                fill_value=FILL[dtype.name],
+                dimension_names=dims,
+            )
+            arr.attrs.update(attrs)
+        noise = group["noise_power_dbm"]
+        noise[...] = static["noise_power_dbm"]
+        noise.attrs.update({k: float(static[k]) for k in RECEIVER_ATTRS})
     for name in ("ue_position", "ue_velocity", "snapshot", "time"):
         group[name][...] = static[name]
     if layout.vehicle:

@@ -202,4 +202,6 @@ def test_render_to_a_pipe_prints_progress_lines(tmp_path):
     assert len(lines) == 10, res.stderr  # one per 2 UEs (10 %)
     assert lines[-1].startswith("tracing UEs: 20/20 UEs (100 %), "), lines
     assert " links/s, elapsed " in lines[0] and ", ETA " in lines[0], lines
-    assert res.stderr.strip().splitlines()[-1].startswith("done: 40 links"), res.stderr
+    *_, done, split = res.stderr.strip().splitlines()
+    assert done.startswith("done: 40 links"), res.stderr
+    assert split.startswith("time: trace ") and " / waiting " in split, res.stderr
