@@ -37,6 +37,12 @@ def old_store(tmp_path_factory) -> Path:
     )
     r = Renderer(plan(cfg, out=tmp / "old.zarr"), "cpu")
     r.render(r.open_store(overwrite=True))
+    root = zarr.open_group(str(tmp / "old.zarr"), mode="r+")
+    for cond in root.attrs["conditions"]:  # a store rendered before the receiver block
+        for name in ("noise_power_dbm", "snr_db"):
+            if name in root[cond]:
+                del root[cond][name]
+    _consolidate(tmp / "old.zarr")
     return tmp / "old.zarr"
 
 
@@ -65,6 +71,14 @@ def add_receiver_block(path: Path, nf_db: float = NF_DB, temp_k: float = TEMP_K)
         )
         snr[...] = receiver.snr_db(csi[:], g["trp_tx_power"][:], noise)
         snr.attrs.update(units="dB", long_name="per-element SNR")
+    _consolidate(path)
+
+
+def _consolidate(path: Path) -> None:
+    """Root and per-group consolidated metadata, as simgen writes them."""
+    root = zarr.open_group(str(path), mode="r")
+    for cond in root.attrs["conditions"]:
+        zarr.consolidate_metadata(str(path), path=cond)
     zarr.consolidate_metadata(str(path))
 
 

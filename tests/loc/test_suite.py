@@ -30,7 +30,7 @@ from loc.suite.run import _Prepared
 
 runner = CliRunner()
 PAPER_PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
-FAMILY_PROTOCOLS = ["metaloc", "semantic_da", "vinloc"]  # issue 7: own runners (loc.suite.runners)
+FAMILY_PROTOCOLS = ["snr", "snr_paris", "metaloc", "semantic_da", "vinloc"]  # issue 7: own runners (loc.suite.runners)
 PAPER_MODELS = {"mateformer", "iclloc_gen", "iclloc_disc", "cnn", "ad_cnn", "mfcnet"}
 OUR_MODELS = PAPER_MODELS - {"ad_cnn"}  # = CNN on our default angle-delay power input
 BASELINES = [
