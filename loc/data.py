@@ -40,7 +40,7 @@ from loc.neighbours import (  # noqa: F401 - re-exported: loc.data is the data l
     neighbour_sequences,
     random_sequences,
 )
-from loc.noise import NOISELESS, ChannelGrid, Noise, apply
+from loc.noise import NOISELESS, ChannelGrid, Noise, apply, bandwidth_hz
 from loc.transforms import (  # noqa: F401 - re-exported: loc.data is the data layer's API
     AD_POWER_DB_RANGE,
     DOMAINS,
@@ -227,7 +227,7 @@ class CSIStore:
         self.query_noise: Noise | None = None
         self._query: np.ndarray | None = None  # (N,) bool: samples that get query_noise
         self.noise_epoch = 0
-        self._grids: dict[str, ChannelGrid] = {}
+        self._link: tuple[np.ndarray, np.ndarray] | None = None  # link_budget(), once
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
@@ -277,41 +277,42 @@ class CSIStore:
 
     def grid(self, variable: str | None = None) -> ChannelGrid:
         """The channel grid of ``variable`` (default the store's): subcarrier offsets (Hz) and
-        the link-budget noise variance N / P_tx per TRP (simgen.receiver), from the group's
-        ``noise_power_dbm``, or the receiver defaults for a store that predates it."""
-        variable = variable or self.variable
-        if variable not in self._grids:
-            ds = self.ds
-            has_f = "subcarrier" in ds.variables
-            f = np.asarray(ds["subcarrier"].values, np.float64) if has_f else np.zeros(0)
-            n_trp = ds.sizes["trp"]
-            tx = (
-                np.asarray(ds["trp_tx_power"].values, np.float64)
-                if "trp_tx_power" in ds.variables
-                else np.full(n_trp, np.nan)
-            )
-            if "noise_power_dbm" in ds.variables or not has_f:
-                nz = np.broadcast_to(
-                    np.asarray(ds["noise_power_dbm"].values, np.float64) if has_f else np.nan,
-                    tx.shape,
+        the link-budget noise variance N / P_tx per TRP (``link_budget``)."""
+        if self._link is None:
+            self._link = self.link_budget()
+        return ChannelGrid(variable or self.variable, *self._link)
+
+    def link_budget(self) -> tuple[np.ndarray, np.ndarray]:
+        """(subcarrier offsets (K,) Hz, sigma_H^2 = N / P_tx (T_store,) per TRP) from the group's
+        ``noise_power_dbm`` and ``trp_tx_power`` (simgen.receiver), with the receiver defaults
+        (said once per store) for a store that predates ``noise_power_dbm``; NaN where the store
+        lacks what it takes."""
+        ds = self.ds
+        f = np.zeros(0)
+        if "subcarrier" in ds.variables:
+            f = np.asarray(ds["subcarrier"].values, np.float64)
+        tx = np.full(ds.sizes["trp"], np.nan)
+        if "trp_tx_power" in ds.variables:
+            tx = np.asarray(ds["trp_tx_power"].values, np.float64)
+        bw = bandwidth_hz(f)
+        if "noise_power_dbm" in ds.variables:
+            nz = np.broadcast_to(np.asarray(ds["noise_power_dbm"].values, np.float64), tx.shape)
+        elif np.isfinite(bw):
+            nz = np.full(tx.shape, receiver.noise_power_dbm(bw))
+            if self.path not in _SAID_DEFAULTS:  # one line per store
+                _SAID_DEFAULTS.add(self.path)
+                log.warning(
+                    "%s predates the receiver block: noise power from the defaults "
+                    "(NF %g dB, %g K) over %.4g MHz = %.2f dBm",
+                    self.path,
+                    receiver.DEFAULT_NOISE_FIGURE_DB,
+                    receiver.DEFAULT_TEMPERATURE_K,
+                    bw / 1e6,
+                    nz[0],
                 )
-            else:
-                bw = (f[1] - f[0]) * len(f) if len(f) > 1 else float("nan")
-                nz = np.full(n_trp, receiver.noise_power_dbm(bw) if np.isfinite(bw) else np.nan)
-                if self.path not in _SAID_DEFAULTS:  # one line per store
-                    _SAID_DEFAULTS.add(self.path)
-                    log.warning(
-                        "%s predates the receiver block: noise power from the defaults "
-                        "(NF %g dB, %g K) over %.4g MHz = %.2f dBm",
-                        self.path,
-                        receiver.DEFAULT_NOISE_FIGURE_DB,
-                        receiver.DEFAULT_TEMPERATURE_K,
-                        bw / 1e6,
-                        nz[0],
-                    )
-            var = receiver.channel_noise_variance(nz, tx)
-            self._grids[variable] = ChannelGrid(variable, f, np.asarray(var, np.float64))
-        return self._grids[variable]
+        else:
+            nz = np.full(tx.shape, np.nan)
+        return f, np.asarray(receiver.channel_noise_variance(nz, tx), np.float64)
 
     def _channel_chunk(self, c: int, variable: str | None = None) -> np.ndarray:
         """Sample chunk ``c`` of a channel variable for the selected TRPs with every ue_ant,

@@ -188,8 +188,13 @@ class ChannelGrid:
 
     @property
     def bandwidth_hz(self) -> float:
-        f = self.freqs_hz
-        return float((f[1] - f[0]) * len(f)) if len(f) > 1 else float("nan")
+        return bandwidth_hz(self.freqs_hz)
+
+
+def bandwidth_hz(freqs_hz: np.ndarray) -> float:
+    """System bandwidth K * spacing (Hz) of K uniformly spaced subcarriers; NaN for K < 2."""
+    f = np.asarray(freqs_hz, np.float64)
+    return float((f[1] - f[0]) * len(f)) if len(f) > 1 else float("nan")
 
 
 def apply(

@@ -137,9 +137,9 @@ def store_peb(store, idx: np.ndarray, noise: Noise, clock_bias: bool = False) ->
         return None
     idx = np.asarray(idx, np.int64)
     trps = list(store.selection.trps)
-    tau = np.asarray(ds["path_tau"].isel(trp=trps).values)[idx]  # (M, T, P)
-    inter = np.asarray(ds["path_interactions"].isel(trp=trps).values)[idx]  # (M, T, P, D)
-    a = np.asarray(ds["path_a"].isel(trp=trps).values)[idx]  # (M, T, U, A, P)
+    tau = _take(store, "path_tau", idx)  # (M, T, P)
+    inter = _take(store, "path_interactions", idx)  # (M, T, P, D)
+    a = _take(store, "path_a", idx)  # (M, T, U, A, P)
     los = np.isfinite(tau) & (inter == 0).all(-1) & (np.abs(a) > 0).any(axis=(2, 3))
     p_los = ((np.abs(a) ** 2).mean(axis=(2, 3)) * los).max(-1)  # (M, T) LoS power (path gain)
     grid = store.grid("csi")
@@ -148,7 +148,7 @@ def store_peb(store, idx: np.ndarray, noise: Noise, clock_bias: bool = False) ->
         raise DataError("the PEB needs the store's subcarrier coordinate (Hz)")
     n_u, n_a = ds.sizes["ue_ant"], ds.sizes["trp_ant"]
     if noise.awgn_db is not None:  # rho_LoS = rho * P_LoS / P_s of each link
-        h = _csi(store, idx)  # the noiseless channel: P_s is the signal power
+        h = _take(store, "csi", idx)  # the noiseless channel: P_s is the signal power
         p_s = (np.abs(h) ** 2).mean(axis=(2, 3, 4))
         frac = np.divide(p_los, p_s, out=np.zeros_like(p_s), where=p_s > 0)
         rho = 10 ** (noise.awgn_db[0] / 10) * frac
@@ -176,10 +176,12 @@ def _frame_xyz(store, idx: np.ndarray) -> np.ndarray:
     return xyz
 
 
-def _csi(store, idx: np.ndarray) -> np.ndarray:
-    """Noiseless stored CSI (M, T, U, A, K) of the selected TRPs (for the signal power)."""
-    data = store.ds["csi"].isel(trp=list(store.selection.trps))
-    return np.asarray(data.values)[np.asarray(idx)]
+def _take(store, name: str, idx: np.ndarray) -> np.ndarray:
+    """Stored (noiseless) variable ``name`` of samples ``idx`` and the selected TRPs, reading
+    only those samples' rows: (M, T, ...)."""
+    rows, inv = np.unique(np.asarray(idx, np.int64), return_inverse=True)
+    data = store.ds[name].isel(trp=list(store.selection.trps), sample=rows)
+    return np.asarray(data.values)[inv]
 
 
 def _element_cov(store, trps: list[int]) -> tuple[np.ndarray | None, float | None]:
