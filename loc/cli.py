@@ -143,9 +143,14 @@ def train(
     noise_redraw: bool = typer.Option(
         False, help="draw new training noise every epoch (augmentation)"
     ),
+    encoder: Path | None = typer.Option(
+        None, help="lwlm_<task> models: a `loc pretrain` output (default: random init)"
+    ),
+    freeze: bool = typer.Option(False, help="lwlm_<task> models: keep the encoder frozen"),
     quiet: bool = typer.Option(False, help="only errors and the final summary"),
 ) -> None:
-    """Train one model on one or more condition groups of a store."""
+    """Train one model on one or more condition groups of a store (``lwlm_toa``,
+    ``lwlm_aoa``, ``lwlm_single``, ``lwlm_multi``: an LWLM decoder on a pretrained encoder)."""
     from loc.data import CSITransform, Selection, parse_index_list, split_indices
     from loc.evaluate import baseline_reports, evaluate, write_report
     from loc.fit.supervised import BUDGETS, TrainConfig, TrainSet
@@ -154,6 +159,22 @@ def train(
     from loc.noise import parse_noise
 
     _setup_logging(quiet)
+    if model.startswith("lwlm_"):
+        from loc.lwlm.tasks import train_task
+
+        selection = Selection(parse_index_list(trps), parse_index_list(ue_ants))
+        st = _open_store(store, group[0], selection, CSITransform(), frame)
+        sp = split_indices(st.valid, n_train, n_test, seed=split_seed, test_start=test_start)
+        st.set_noise(parse_noise(noise, noise_seed))
+        for line in train_task(
+            st, sp, model.removeprefix("lwlm_"), encoder, out,
+            steps=steps or 1000, batch_size=batch_size or 32, lr=lr or 5e-4,
+            freeze=freeze, seed=seed, device=device,
+        ):  # fmt: skip
+            typer.echo(line)
+        return
+    if encoder is not None:
+        raise ConfigError("--encoder is for the lwlm_<task> models")
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r} ({' | '.join(BUDGETS)})")
     try:
@@ -232,6 +253,58 @@ def train(
         for r in base.values():
             typer.echo("  baseline " + _summary(r))
         typer.echo(_summary(report))
+
+
+@app.command()
+@_one_line_errors
+def pretrain(
+    stores: list[Path] = typer.Argument(..., help="simgen Zarr store(s): unlabelled CSI"),
+    group: list[str] = typer.Option(["dry"], "--group", "-g", help="condition group(s)"),
+    trps: str = typer.Option("all", help="TRP indices, e.g. '0,1,2' or 'all'"),
+    out: Path = typer.Option(Path("runs/lwlm"), help="output directory (encoder.pt)"),
+    width: str = typer.Option("cpu", help="cpu (d 64, depth 2) | paper (d 256, depth 4)"),
+    steps: int = typer.Option(3000, help="pretraining steps"),
+    batch_size: int = typer.Option(64, help="samples per step (two links each)"),
+    lr: float = typer.Option(1e-3, help="peak AdamW LR (warm-up + cosine)"),
+    weights: str = typer.Option(
+        "dti=20,sfmcm=10,picl=1", help="objective weights; 0 leaves one out (ablation)"
+    ),
+    noise: str = typer.Option("noiseless", help=NOISE_HELP),
+    noise_seed: int = typer.Option(0, help="seed of the noise draws"),
+    seed: int = typer.Option(1, help="pretraining seed"),
+    device: str = typer.Option("auto", help="cpu | cuda | auto"),
+    resume: bool = typer.Option(True, "--resume/--fresh", help="continue from OUT/encoder.pt"),
+    quiet: bool = typer.Option(False, help="only errors and the final line"),
+) -> None:
+    """Pretrain an LWLM encoder (SF-MCM + DTI + PICL) on the unlabelled CSI of stores: no
+    label (position, ToA, link state) is read."""
+    from loc.data import CSITransform, Selection, parse_index_list
+    from loc.lwlm.pretrain import PretrainConfig
+    from loc.lwlm.pretrain import pretrain as run_pretrain
+    from loc.noise import parse_noise
+
+    _setup_logging(quiet)
+    w = {}
+    for part in weights.split(","):
+        name, _, val = part.partition("=")
+        try:
+            w[name.strip()] = float(val)
+        except ValueError:
+            raise ConfigError(f"--weights: expected name=value pairs, got {part!r}") from None
+    cfg = PretrainConfig(
+        width=width, steps=steps, batch_size=batch_size, lr=lr, weights=w, seed=seed,
+        device=device,
+    )  # fmt: skip
+    data = []
+    for path in stores:
+        for g in group:
+            st = _open_store(path, g, Selection(parse_index_list(trps)), CSITransform(), "absolute")
+            st.set_noise(parse_noise(noise, noise_seed))
+            data.append((st, np.arange(len(st))))
+    res = run_pretrain(cfg, data, out, resume=resume)
+    last = res.history[-1] if res.history else {}
+    parts = ", ".join(f"{k} {last[k]:.4g}" for k in cfg.objectives if k in last)
+    typer.echo(f"pretrained {cfg.steps} steps in {res.seconds:.0f} s ({parts}); {res.checkpoint}")
 
 
 @app.command("eval")
@@ -365,6 +438,17 @@ def suite(
             raise ConfigError("--models selects models of one protocol, not of 'all'")
         run_all(budget, root, cache, page, device=device, resume=resume, page_only=page_only)
         typer.echo(json.dumps({"results": str(page)}))
+        return
+    from loc.lwlm.suite import is_lwlm
+
+    if is_lwlm(protocol):
+        from loc.lwlm import suite as lwlm
+
+        res = lwlm.run(lwlm.load(budget), out or Path("runs/suite") / f"lwlm_{budget}", cache,
+                       device=device, resume=resume)  # fmt: skip
+        typer.echo("\n".join(lwlm.page(res)))
+        typer.echo(json.dumps({"table": str((out or Path("runs/suite") / f"lwlm_{budget}")
+                                            / "lwlm.md")}))  # fmt: skip
         return
     proto = load_protocol(protocol, budget)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None

@@ -234,11 +234,11 @@ class CSIStore:
 
     @property
     def carrier_frequency(self) -> float | None:
-        """Carrier frequency in Hz from the root attributes, when the store has it."""
-        try:
-            return float(zarr.open_group(self.path, mode="r").attrs["carrier_frequency"])
-        except Exception:
-            return None
+        """Carrier frequency in Hz from the root attributes (simgen's ``carrier_frequency_hz``),
+        when the store has it."""
+        attrs = zarr.open_group(self.path, mode="r").attrs
+        fc = attrs.get("carrier_frequency_hz", attrs.get("carrier_frequency"))
+        return None if fc is None else float(fc)
 
     # ------------------------------------------------------------------------- noise
 

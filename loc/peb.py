@@ -184,20 +184,21 @@ def _take(store, name: str, idx: np.ndarray) -> np.ndarray:
     return np.asarray(data.values)[inv]
 
 
-def _element_cov(store, trps: list[int]) -> tuple[np.ndarray | None, float | None]:
-    """(T, 3, 3) m^2 covariance of each selected TRP's element positions (global frame) and
-    the carrier wavelength, from the store's scene config and ``trp_orientation``; (None, None)
-    for single-element arrays or when the store lacks them."""
+def trp_arrays(store, trps: list[int]) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(element positions (A, 3) m in the array's own frame, in the store's trp_ant order,
+    rotations (T, 3, 3) array frame -> scene frame of TRPs ``trps``, carrier wavelength m) from
+    the store's scene config (``trp_array``) and ``trp_orientation``; None for single-element
+    arrays or when the store lacks them."""
     import zarr
 
     attrs = zarr.open_group(store.path, mode="r").attrs
-    text, fc = attrs.get("scene_config_yaml"), attrs.get("carrier_frequency")
+    text, fc = attrs.get("scene_config_yaml"), store.carrier_frequency
     if not text or not fc or "trp_orientation" not in store.ds.variables:
-        return None, None
+        return None
     arr = (yaml.safe_load(text) or {}).get("trp_array") or {}
     rows, cols = int(arr.get("rows", 1)), int(arr.get("cols", 1))
     if rows * cols == 1:
-        return None, None
+        return None
     lam = SPEED_OF_LIGHT / float(fc)
     r = planar_elements(
         rows,
@@ -206,9 +207,19 @@ def _element_cov(store, trps: list[int]) -> tuple[np.ndarray | None, float | Non
         float(arr.get("horizontal_spacing", 0.5)),
         lam,
     )
+    rot = rotation(np.asarray(store.ds["trp_orientation"].values, np.float64)[trps])
+    return r, rot, lam
+
+
+def _element_cov(store, trps: list[int]) -> tuple[np.ndarray | None, float | None]:
+    """(T, 3, 3) m^2 covariance of each selected TRP's element positions (global frame) and
+    the carrier wavelength (``trp_arrays``); (None, None) without an array."""
+    arrays = trp_arrays(store, trps)
+    if arrays is None:
+        return None, None
+    r, rot, lam = arrays
     r = r - r.mean(0)
     c_local = r.T @ r / len(r)
-    rot = rotation(np.asarray(store.ds["trp_orientation"].values, np.float64)[trps])
     return rot @ c_local @ rot.swapaxes(-1, -2), lam
 
 

@@ -75,6 +75,7 @@ def run_all(
             device=device,
             resume=resume,
         )
+    lwlm_res = _lwlm(budget, out_root, cache_dir, device, resume, page_only)
     results = {}  # read back as JSON either way: one key type (str) for the page's code
     for name in names:
         f = out_root / f"{name}_{budget}" / f"{name}.json"
@@ -84,8 +85,25 @@ def run_all(
     if not results:
         raise DataError(f"no finished {budget} run in {out_root} (run without --page-only)")
     missing = [n for n in names if n not in results]
-    write_results_page(results, budget, Path(results_path), missing)
+    write_results_page(results, budget, Path(results_path), missing, lwlm=lwlm_res)
     return results
+
+
+def _lwlm(budget, out_root: Path, cache_dir, device, resume, page_only) -> dict | None:
+    """``loc suite lwlm`` at ``budget`` (run unless ``page_only``; its own protocol format,
+    ``loc.lwlm.suite``) -> its finished result, or None (no such budget / no finished run)."""
+    from loc.lwlm import suite as lwlm
+
+    if budget not in lwlm.budgets():
+        return None
+    proto = lwlm.load(budget)
+    out = out_root / f"lwlm_{budget}"
+    if not page_only:
+        log.info("suite all: lwlm (%s)", budget)
+        lwlm.run(proto, out, Path(cache_dir), device=device, resume=resume)
+    f = out / "lwlm.json"
+    res = json.loads(f.read_text()) if f.exists() else {}
+    return res if res.get("complete") else None
 
 
 # ----------------------------------------------------------------------------- timing
@@ -240,6 +258,28 @@ def plot_protocol(name: str, result: dict, path: Path) -> Path:
 # ----------------------------------------------------------------------------- the page
 
 
+def _lwlm_section(res: dict, path: Path) -> list[str]:
+    """The LWLM section (``loc.lwlm.suite.page``) with its figure beside the page's."""
+    from loc.lwlm import suite as lwlm
+
+    fig = path.parent / "figures" / f"{path.stem}_lwlm.png"
+    lwlm.plot(res, fig)
+    return [
+        "",
+        "## lwlm",
+        "",
+        "**Large Wireless Localization Model** (arXiv 2505.10134, abstract + the authors' code; "
+        "docs/lwlm.md). Finding: pretraining on unlabelled CSI (SF-MCM + DTI + PICL) gives "
+        "26.0 %-87.5 % lower error than the same transformer without pretraining, on ToA, AoA, "
+        "single- and multi-BS localization, strongest with few labels and on unseen BSs.",
+        "",
+        *lwlm.page(res, f"figures/{fig.name}"),
+        "",
+        f"Wall time {_minutes(res.get('wall_seconds'))}. At full scale on a GPU: "
+        "`loc suite lwlm --budget short --device cuda`.",
+    ]
+
+
 def _minutes(s: float | None) -> str:
     return "–" if s is None else f"{s / 60:.1f} min"
 
@@ -254,7 +294,11 @@ def _ours_table(result: dict) -> list[str]:
 
 
 def write_results_page(
-    results: dict[str, dict], budget: str, path: Path, missing: list[str] = ()
+    results: dict[str, dict],
+    budget: str,
+    path: Path,
+    missing: list[str] = (),
+    lwlm: dict | None = None,
 ) -> Path:
     """The Markdown page: summary of findings and times, then per protocol the paper's
     numbers, ours, a figure and the verdict. ``missing``: protocols without a finished run,
@@ -332,6 +376,8 @@ def write_results_page(
             if v.holds is False and budget == "cpu" and paper.cpu_note:
                 lines += ["", f"Why, at this budget (measured): {paper.cpu_note}"]
         lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
+    if lwlm is not None:
+        lines += _lwlm_section(lwlm, path)
     path.write_text("\n".join(lines) + "\n")
     (path.parent / "figures" / f"{path.stem}.json").write_text(
         json.dumps(

@@ -88,7 +88,7 @@ def make_store(path: Path, n: int = N_SAMPLES, seed: int = 0, rain_db: float = 1
             mode="w" if group == "dry" else "a",
         )
     root = zarr.open_group(str(path), mode="a")
-    root.attrs["carrier_frequency"] = FC
+    root.attrs["carrier_frequency_hz"] = FC
     return path
 
 

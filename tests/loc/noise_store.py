@@ -85,7 +85,7 @@ def make_free_space_store(
     ).chunk({"sample": chunk})
     ds.to_zarr(path, group="dry", zarr_format=3, consolidated=False, mode="w")
     root = zarr.open_group(str(path), mode="a")
-    root.attrs["carrier_frequency"] = FC
+    root.attrs["carrier_frequency_hz"] = FC
     cfg = {"trp_array": {"rows": 1, "cols": n_ant, "horizontal_spacing": 0.5}}
     root.attrs["scene_config_yaml"] = yaml.safe_dump(cfg)
     return path

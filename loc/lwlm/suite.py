@@ -1,0 +1,394 @@
+"""``loc suite lwlm``: pretrain once, fine-tune every task at every label budget from the
+pretrained encoder and from scratch, beside each task's baselines; an unseen-TRP experiment
+and a leave-one-objective-out ablation. Protocol: ``loc/lwlm/lwlm.yaml`` (budgets tiny / cpu /
+short / paper). Writes ``lwlm.md``, ``lwlm.json`` and ``lwlm.png`` in the output folder;
+pretrained encoders are kept (and resumed) under ``pretrain*/``.
+
+Splits: the store's usable samples in one seeded order; the test set is its tail (never
+pretrained or trained on), labelled sets its head (n labels = the first n samples, so smaller
+sets are subsets of larger ones), and pretraining takes every sample outside the test set
+without its labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from loc.data import CSIStore, CSITransform, Selection
+from loc.errors import ConfigError
+from loc.lwlm.model import OBJECTIVES, TASKS
+from loc.lwlm.pretrain import PretrainConfig, pretrain
+from loc.lwlm.tasks import UNITS, FinetuneConfig, TaskData, baseline_rows, errors, finetune
+from loc.lwlm.tasks import summary as err_summary
+from loc.noise import parse_noise
+from loc.suite.datasets import dataset_store, ordered_samples
+from loc.suite.protocol import REPO_ROOT, DatasetSpec, deep_merge
+
+log = logging.getLogger("loc.lwlm")
+
+PROTOCOL = Path(__file__).resolve().parent / "lwlm.yaml"
+BUDGETS = ("paper", "short", "cpu", "tiny")
+KEYS = {"name", "description", "dataset", "data", "pretrain", "finetune", "baselines",
+        "unseen_trp", "ablation", "budgets"}  # fmt: skip
+GAIN_GOAL = 0.26  # the paper's smallest gain over the transformer without pretraining
+SCRATCH, PRETRAINED = "LWLM from scratch", "LWLM pretrained"
+
+
+def is_lwlm(name: str | Path) -> bool:
+    """Whether ``loc suite NAME`` means this protocol (its name or a YAML of it)."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return (yaml.safe_load(p.read_text()) or {}).get("name") == "lwlm"
+    return str(name) == "lwlm"
+
+
+def budgets(path: Path = PROTOCOL) -> list[str]:
+    """The budgets the protocol defines."""
+    return list((yaml.safe_load(Path(path).read_text()) or {}).get("budgets") or {})
+
+
+def load(budget: str, path: Path = PROTOCOL) -> dict:
+    """The protocol with ``budget``'s overrides merged in; ConfigError naming a bad key."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    bad = set(raw) - KEYS
+    if bad:
+        raise ConfigError(f"{Path(path).name}: unknown key(s) {', '.join(sorted(bad))}")
+    budgets = raw.get("budgets") or {}
+    if budget not in budgets:
+        raise ConfigError(f"unknown budget {budget!r} for lwlm ({' | '.join(budgets)})")
+    over = budgets[budget] or {}
+    bad = set(over) - (KEYS - {"name", "budgets"})
+    if bad:
+        raise ConfigError(f"budgets.{budget}: unknown key(s) {', '.join(sorted(bad))}")
+    p = deep_merge({k: v for k, v in raw.items() if k != "budgets"}, over)
+    p["budget"] = budget
+    bad = [t for t in p["finetune"]["tasks"] if t not in TASKS]
+    if bad:
+        raise ConfigError(f"finetune.tasks: unknown task(s) {bad} ({' | '.join(TASKS)})")
+    PretrainConfig(**p["pretrain"])  # validates
+    return p
+
+
+def _scene(p: dict) -> DatasetSpec:
+    d = p["dataset"]
+    scene = Path(d["scene"])
+    for base in (Path.cwd(), REPO_ROOT, PROTOCOL.parent.parent / "experiments"):
+        if (base / scene).is_file():
+            scene = (base / scene).resolve()
+            break
+    else:
+        raise ConfigError(f"lwlm: scene file {d['scene']!r} not found")
+    return DatasetSpec("lwlm", scene, d.get("ue_count"), dict(d.get("scene_overrides") or {}))
+
+
+def _store(path: Path, p: dict, trps=None) -> CSIStore:
+    st = CSIStore(path, p["data"]["group"], Selection(trps=trps), CSITransform())
+    st.set_noise(parse_noise(p["data"]["noise"], p["data"]["noise_seed"]))
+    return st
+
+
+def groups_of(store: CSIStore, trps) -> np.ndarray:
+    """The link groups (TRP-major, ``loc.lwlm.links``) of the store's TRPs at positions ``trps``
+    of its selection."""
+    n_u = len(store.selection.ue_ants)
+    return np.flatnonzero(np.isin(np.arange(len(store.selection.trps) * n_u) // n_u, trps))
+
+
+def _rows(name: str, err: np.ndarray, **extra) -> dict:
+    return {"name": name, **err_summary(err), **extra}
+
+
+def _task_table(task, st, labelled, test_idx, p, enc_dir, hp, device, groups=None, test_groups=None,
+                sizes=None) -> dict:  # fmt: skip
+    """{n: [rows]}: pretrained, scratch and the baselines of ``task`` at each label budget."""
+    ft = p["finetune"]
+    test = TaskData(st, test_idx, task, groups=test_groups if test_groups is not None else groups)
+    out = {}
+    for n in sizes or ft["labels"]:
+        train = TaskData(st, labelled[:n], task, groups=groups)
+        rows = []
+        for name, enc in ((PRETRAINED, enc_dir), (SCRATCH, hp)):
+            cfg = FinetuneConfig(
+                task=task, steps=ft["steps"], batch_size=ft["batch_size"], lr=ft["lr"],
+                freeze=bool(ft.get("freeze", False)), seed=1, device=device,
+            )  # fmt: skip
+            fitted, info = finetune(cfg, train, enc)
+            e = errors(task, fitted.predict(test), test.y.cpu().numpy())
+            rows.append(_rows(name, e, fit_seconds=info["seconds"], n_rows=len(train)))
+        for name, e in baseline_rows(task, train, test).items():
+            rows.append(_rows(name, e))
+        out[n] = rows
+        log.info("lwlm %s, %d labels: %s", task, n, _brief(rows))
+    return out
+
+
+def _brief(rows: list[dict]) -> str:
+    return "; ".join(f"{r['name']} {r['mean']:.3g}" for r in rows)
+
+
+def _project_baselines(st_path, p, labelled, test_idx, device, run_dir) -> dict:
+    """{task: {n: [rows]}}: the project's models (``baselines``) on the same labelled samples:
+    single-TRP CNN / Mateformer on the task's TRP, multi-TRP VIn-Loc / ResNet and CIR/CSI
+    multilateration on every TRP."""
+    from loc.evaluate import evaluate
+    from loc.fit.supervised import TrainConfig, TrainSet, train
+    from loc.models import default_domain
+    from loc.models.multilateration import estimated_multilateration
+
+    b, data = p["baselines"], p["data"]
+    out: dict[str, dict] = {}
+    for task, trps in (("single", (data["single_trp"],)), ("multi", None)):
+        names = b.get(task) or []
+        if task not in p["finetune"]["tasks"] or not names:
+            continue
+        learned = [m for m in names if m != "multilat"]
+        out[task] = {}
+        for n in p["finetune"]["labels"]:
+            rows = []
+            for m in names:
+                domain = default_domain([m])  # complex-input models: the CSI as stored
+                st = CSIStore(st_path, data["group"], Selection(trps=trps),
+                              CSITransform(domain=domain))  # fmt: skip
+                st.set_noise(parse_noise(data["noise"], data["noise_seed"]))
+                tr = labelled[:n][st.has_path[labelled[:n]].any(1)]
+                te = test_idx[st.has_path[test_idx].any(1)]
+                if m == "multilat":
+                    res, _ = estimated_multilateration(st, te, reference=tr)
+                    xy = res.xyz[:, :2].copy()
+                    failed = ~np.isfinite(xy).all(axis=1)  # no ToA at all: the centroid
+                    xy[failed] = st.xy[tr].mean(axis=0)
+                    e = np.linalg.norm(xy - st.xy[te], axis=1)
+                    rows.append(_rows("ToA multilateration (first peak)", e))
+                    continue
+                st.fit_transform(tr)
+                cfg = TrainConfig(
+                    model=m, model_kwargs=dict(b.get("model_kwargs", {}).get(m) or {}),
+                    steps=b["steps"], batch_size=min(b["batch_size"], len(tr)),
+                    n_neighbours=min(64, len(tr) - 1), device=device,
+                    log_every=max(1, b["steps"] // 5), ckpt_every=b["steps"],
+                )  # fmt: skip
+                t0 = time.perf_counter()
+                res = train(cfg, [TrainSet(st, tr)], run_dir / f"{m}_{n}", resume=True)
+                report, e = evaluate(res.model, st, te, tr, k=cfg.n_neighbours, device="cpu")
+                rows.append(_rows(m, e, fit_seconds=time.perf_counter() - t0))
+            out[task][n] = rows
+            log.info("lwlm %s baselines, %d labels: %s (%s)", task, n, _brief(rows), learned)
+    return out
+
+
+def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool = True) -> dict:
+    """Run the protocol ``p`` (``load``); returns the result JSON (also written)."""
+    t_start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = dataset_store(_scene(p), cache, device)
+    st = _store(path, p)
+    data = p["data"]
+    order = ordered_samples(st.valid, data["split_seed"])
+    n_test = data["n_test"]
+    biggest = max(p["finetune"]["labels"])
+    if n_test + biggest > len(order):
+        raise ConfigError(f"lwlm: {len(order)} usable samples < {biggest} labels + {n_test} test")
+    test_idx, pool = np.sort(order[-n_test:]), order[:-n_test]
+    labelled = pool  # heads of the order are the labelled sets
+    res: dict = {
+        "protocol": "lwlm", "budget": p["budget"], "description": p["description"],
+        "store": str(path), "noise": st.noise_label(), "n_test": int(n_test),
+        "n_pretrain_samples": int(len(pool)), "device": device, "units": UNITS,
+    }  # fmt: skip
+
+    def pre(name, store, weights=None, steps=None) -> tuple[Path, dict, dict]:
+        kw = dict(p["pretrain"])
+        if weights is not None:
+            kw["weights"] = weights
+        if steps is not None:
+            kw["steps"] = steps
+        cfg = PretrainConfig(**kw, device=device, log_every=max(1, kw["steps"] // 10),
+                             ckpt_every=max(1, kw["steps"] // 4))  # fmt: skip
+        r = pretrain(cfg, [(store, np.sort(pool))], out_dir / name, resume=resume)
+        hist = r.history
+        info = {"seconds": r.seconds, "steps": cfg.steps, "weights": cfg.weights,
+                "first": hist[0] if hist else None, "last": hist[-1] if hist else None}  # fmt: skip
+        return out_dir / name, r.model.hparams, info
+
+    enc, hp, info = pre("pretrain", st)
+    res["pretrain"] = info
+    res["tasks"] = {}
+    single = groups_of(st, [data["single_trp"]])  # the single-TRP task's link groups
+    for task in p["finetune"]["tasks"]:
+        groups = single if task == "single" else None
+        tbl = _task_table(task, st, labelled, test_idx, p, enc, hp, device, groups=groups)
+        res["tasks"][task] = {str(n): rows for n, rows in tbl.items()}
+    project = _project_baselines(path, p, labelled, test_idx, device, out_dir / "runs")
+    for task, tbl in project.items():
+        for n, rows in tbl.items():
+            res["tasks"][task][str(n)] += rows
+    # unseen TRP: pretrain + fine-tune on the other TRPs, test on the held-out one
+    u = p.get("unseen_trp")
+    if u:
+        st_u = _store(path, p, trps=tuple(u["pretrain_trps"]))
+        enc_u, hp_u, info_u = pre("pretrain_unseen", st_u, steps=u.get("steps"))
+        res["unseen_trp"] = {"pretrain": info_u, **{k: u[k] for k in ("pretrain_trps", "test_trp")},
+                             "labels": u["labels"], "tasks": {}}  # fmt: skip
+        for task in u.get("tasks", ["toa", "single"]):
+            tbl = _task_table(task, st, labelled, test_idx, p, enc_u, hp_u, device,
+                              groups=groups_of(st, u["pretrain_trps"]),
+                              test_groups=groups_of(st, [u["test_trp"]]),
+                              sizes=[u["labels"]])  # fmt: skip
+            res["unseen_trp"]["tasks"][task] = tbl[u["labels"]]
+    a = p.get("ablation")
+    if a:
+        res["ablation"] = {"steps": a["steps"], "labels": a["labels"], "rows": {}}
+        base_w = PretrainConfig(**p["pretrain"]).weights
+        variants = {"all three": base_w}
+        for o in OBJECTIVES:
+            variants[f"without {o}"] = {**base_w, o: 0.0}
+        for task in a.get("tasks", ["single"]):
+            rows = []
+            for label, w in variants.items():
+                e_dir, e_hp, e_info = pre(f"ablation_{label.replace(' ', '_')}", st, w, a["steps"])
+                tbl = _task_table(task, st, labelled, test_idx, p, e_dir, e_hp, device,
+                                  groups=single if task == "single" else None,
+                                  sizes=[a["labels"]])  # fmt: skip
+                r0 = next(r for r in tbl[a["labels"]] if r["name"] == PRETRAINED)
+                rows.append({**r0, "name": label, "pretrain_seconds": e_info["seconds"]})
+            scratch = next(r for r in tbl[a["labels"]] if r["name"] == SCRATCH)
+            res["ablation"]["rows"][task] = [*rows, scratch]
+    res["wall_seconds"] = time.perf_counter() - t_start
+    res["finding"] = dataclasses.asdict(check(res))
+    res["complete"] = True
+    (out_dir / "lwlm.json").write_text(json.dumps(res, indent=1, default=float))
+    plot(res, out_dir / "lwlm.png")
+    (out_dir / "lwlm.md").write_text("\n".join(page(res, "lwlm.png")) + "\n")
+    return res
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@dataclasses.dataclass
+class Verdict:
+    holds: bool | None
+    text: str
+
+
+def _mean(rows: list[dict], name: str) -> float:
+    return next((r["mean"] for r in rows if r["name"] == name), float("nan"))
+
+
+def gains(res: dict) -> dict[str, dict[str, float]]:
+    """{task: {n: 1 - pretrained / scratch mean error}}."""
+    return {
+        t: {n: 1 - _mean(rows, PRETRAINED) / _mean(rows, SCRATCH) for n, rows in tbl.items()}
+        for t, tbl in res["tasks"].items()
+    }
+
+
+def check(res: dict) -> Verdict:
+    """The paper's finding: pretraining beats the same transformer from scratch by >= 26 % at
+    every label budget <= 2,000, on every task."""
+    g = gains(res)
+    parts, ok = [], True
+    for t, by_n in g.items():
+        for n, v in by_n.items():
+            if int(n) <= 2000:
+                ok &= bool(v >= GAIN_GOAL)
+        parts.append(f"{t}: " + ", ".join(f"{n} labels {100 * v:+.0f} %" for n, v in by_n.items()))
+    text = (
+        "gain of pretraining over scratch (1 - pretrained / scratch mean error): "
+        + "; ".join(parts)
+        + f"; goal >= {100 * GAIN_GOAL:.0f} % at every budget <= 2,000"
+    )
+    return Verdict(ok if g else None, text)
+
+
+def page(res: dict, fig: str | None = None) -> list[str]:
+    """Markdown section: setup, per task error vs labels (mean / median / p90), the unseen
+    TRP, the ablation, and the finding."""
+    pt = res["pretrain"]
+    lines = [
+        f"LWLM at budget `{res['budget']}`, {res['noise']} on every read. Pretraining: "
+        f"{res['n_pretrain_samples']} unlabelled samples (every usable link), {pt['steps']} "
+        f"steps in {pt['seconds'] / 60:.1f} min, weights {pt['weights']}; loss "
+        + (f"{pt['first']['loss']:.3g} -> {pt['last']['loss']:.3g}" if pt["first"] else "–")
+        + f". Test: {res['n_test']} samples never pretrained or trained on.",
+        "",
+    ]
+    for task, tbl in res["tasks"].items():
+        unit = res["units"][task]
+        sizes = list(tbl)
+        lines += [f"**{task}** (error in {unit}: mean / median / p90)", "",
+                  "| model | " + " | ".join(f"{n} labels" for n in sizes) + " |",
+                  "|---|" + "---|" * len(sizes)]  # fmt: skip
+        names = list(dict.fromkeys(r["name"] for n in sizes for r in tbl[n]))
+        for name in names:
+            cells = []
+            for n in sizes:
+                r = next((r for r in tbl[n] if r["name"] == name), None)
+                cells.append("–" if r is None else
+                             f"{r['mean']:.3g} / {r['median']:.3g} / {r['p90']:.3g}")  # fmt: skip
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    u = res.get("unseen_trp")
+    if u:
+        names = list(dict.fromkeys(r["name"] for rows in u["tasks"].values() for r in rows))
+        lines += [
+            f"**Unseen TRP**: pretrained and fine-tuned ({u['labels']} labels) on TRPs "
+            f"{u['pretrain_trps']}, tested on TRP {u['test_trp']} (mean error).",
+            "",
+            "| task | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for task, rows in u["tasks"].items():
+            cells = [f"{_mean(rows, n):.3g}" if any(r["name"] == n for r in rows) else "–"
+                     for n in names]  # fmt: skip
+            lines.append(f"| {task} ({res['units'][task]}) | " + " | ".join(cells) + " |")
+        lines.append("")
+    a = res.get("ablation")
+    if a:
+        for task, rows in a["rows"].items():
+            lines += [f"**Ablation** ({task}, {a['labels']} labels, pretraining {a['steps']} "
+                      f"steps; mean / median {res['units'][task]})", "",
+                      "| objectives | error |", "|---|---|",
+                      *(f"| {r['name']} | {r['mean']:.3g} / {r['median']:.3g} |" for r in rows),
+                      ""]  # fmt: skip
+    if fig:
+        lines += [f"![lwlm]({fig})", ""]
+    v = res["finding"]
+    status = {True: "holds", False: "does not hold", None: "not measured"}[v["holds"]]
+    lines.append(f"**The finding {status} on our data.** {v['text']}")
+    return lines
+
+
+def plot(res: dict, path: Path) -> Path:
+    """Error vs labels per task: pretrained, scratch, every baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(res["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        tbl = res["tasks"][task]
+        sizes = [int(n) for n in tbl]
+        names = list(dict.fromkeys(r["name"] for n in tbl for r in tbl[n]))
+        for name in names:
+            ys = [_mean(tbl[str(n)], name) for n in sizes]
+            style = "-o" if name in (PRETRAINED, SCRATCH) else "--."
+            ax.plot(sizes, ys, style, label=name, lw=2 if name == PRETRAINED else 1)
+        ax.set(xscale="log", yscale="log", xlabel="labelled samples",
+               ylabel=f"mean error ({res['units'][task]})", title=task)  # fmt: skip
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

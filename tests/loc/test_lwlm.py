@@ -1,0 +1,230 @@
+"""LWLM: pretraining reads no label, resumes exactly, each objective learns on a real render;
+the decoders, their labels and baselines; the CLI and the tiny protocol end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from typer.testing import CliRunner
+
+from loc.cli import app
+from loc.data import CSIStore
+from loc.errors import CheckpointError, ConfigError
+from loc.lwlm import suite as lwlm_suite
+from loc.lwlm.model import fold_patches, nt_xent, unfold_patches
+from loc.lwlm.pretrain import PretrainConfig, load_encoder, pretrain
+from loc.lwlm.tasks import (
+    FinetuneConfig,
+    TaskData,
+    baseline_rows,
+    beam_scan_azimuth,
+    errors,
+    finetune,
+    los_azimuth,
+    wrap_deg,
+)
+from tests.loc.conftest import make_store
+from tests.loc.noise_store import make_free_space_store
+
+TINY = {"d_model": 16, "n_heads": 2, "d_ff": 32, "patch": [4, 4]}
+LABELS = ("ue_position", "toa", "los_distance", "link_state", "rx_power")
+
+
+def _losses(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in history]
+
+
+def _cfg(**kw) -> PretrainConfig:
+    base = {"steps": 30, "batch_size": 16, "log_every": 10, "ckpt_every": 10, "encoder": TINY,
+            "device": "cpu"}  # fmt: skip
+    return PretrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def canyon(tmp_path_factory) -> Path:
+    """The tiny protocol's render (street canyon, 3 TRPs x 8 antennas x 16 subcarriers)."""
+    from loc.suite.datasets import dataset_store
+
+    return dataset_store(
+        lwlm_suite._scene(lwlm_suite.load("tiny")), tmp_path_factory.mktemp("lwlm"), "cpu"
+    )
+
+
+def test_patches_and_contrastive_loss():
+    g = torch.randn(3, 2, 8, 4)
+    assert torch.equal(fold_patches(unfold_patches(g, (4, 2)), (4, 2), (8, 4)), g)
+    z = torch.nn.functional.normalize(torch.randn(32, 8), dim=1)
+    other = torch.nn.functional.normalize(torch.randn(32, 8), dim=1)
+    assert nt_xent(z, z) < nt_xent(z, other) - 1.0  # aligned views: far lower loss
+
+
+def test_pretraining_reads_no_label(tmp_path):
+    """Every label corrupted (positions, ToA, distances, link states, power): the same
+    pretraining, weight for weight."""
+    a = make_store(tmp_path / "a.zarr")
+    b = tmp_path / "b.zarr"
+    shutil.copytree(a, b)
+    rng = np.random.default_rng(0)
+    g = zarr.open_group(str(b / "dry"), mode="a")
+    for name in LABELS:
+        arr = g[name]
+        data = (
+            rng.integers(0, 5, arr.shape) if name == "link_state" else rng.normal(0, 50, arr.shape)
+        )
+        arr[...] = data.astype(arr.dtype)
+    assert not np.allclose(CSIStore(a).xy, CSIStore(b).xy)  # the corruption is real
+    runs = []
+    for path in (a, b):
+        st = CSIStore(path)
+        runs.append(pretrain(_cfg(), [(st, np.arange(len(st)))], resume=False))
+    assert _losses(runs[0].history) == _losses(runs[1].history)
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_pretraining_resumes_exactly(tmp_path, store_path):
+    st = CSIStore(store_path)
+    full = pretrain(
+        _cfg(steps=20, log_every=5), [(st, np.arange(len(st)))], tmp_path / "full", resume=False
+    )
+
+    def stop(rec):
+        if rec["step"] == 15:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # killed after the step-10 checkpoint
+        pretrain(
+            _cfg(steps=20, log_every=5), [(st, np.arange(len(st)))], tmp_path / "cut", on_log=stop
+        )
+    _, ck = load_encoder(tmp_path / "cut")
+    assert ck["step"] == 10
+    again = pretrain(_cfg(steps=20, log_every=5), [(st, np.arange(len(st)))], tmp_path / "cut")
+    assert _losses(again.history) == _losses(full.history)
+    for p, q in zip(full.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(CheckpointError):  # other objectives into the same folder
+        pretrain(
+            _cfg(steps=20, log_every=5, weights={"dti": 1.0}),
+            [(st, np.arange(len(st)))],
+            tmp_path / "cut",
+        )
+
+
+def test_bad_pretraining_options():
+    with pytest.raises(ConfigError):
+        PretrainConfig(weights={"dti": 0, "sfmcm": 0, "picl": 0})
+    with pytest.raises(ConfigError):
+        PretrainConfig(weights={"mae": 1.0})
+    with pytest.raises(ConfigError):
+        PretrainConfig(width="huge")
+
+
+@pytest.mark.parametrize("objective", ["sfmcm", "dti", "picl"])
+def test_each_objective_learns_on_a_render(canyon, objective):
+    """Alone, each objective's loss falls by a clear margin over 300 steps of a real render
+    (DTI's cosine distance is bounded by 1 and falls slowest: the decoder must learn a 2-D DFT)."""
+    st = CSIStore(canyon)
+    cfg = _cfg(steps=300, batch_size=32, log_every=50, weights={objective: 1.0}, lr=3e-3)
+    hist = pretrain(cfg, [(st, np.arange(len(st)))], resume=False).history
+    first, last = hist[0][objective], hist[-1][objective]
+    assert last < {"sfmcm": 0.8, "dti": 0.95, "picl": 0.9}[objective] * first, (first, last)
+
+
+def test_labels_and_model_based_baselines(tmp_path):
+    """AoA label = the geometric azimuth in the array frame; the beam scan finds it on a
+    free-space ULA; the ToA label is the stored first arrival in ns."""
+    xy = np.array([[10.0, 10.0], [10.0, -5.0], [30.0, 2.0], [8.0, 20.0]])
+    path = make_free_space_store(tmp_path / "fs.zarr", xy, np.array([[0.0, 0.0, 1.5]]), n_ant=8)
+    st = CSIStore(path)
+    az = los_azimuth(st, np.arange(4))[:, 0]
+    np.testing.assert_allclose(az, np.degrees(np.arctan2(xy[:, 1], xy[:, 0])), atol=1e-9)
+    scan = beam_scan_azimuth(st, np.arange(4), az_step=0.5)[:, 0]
+    assert np.abs(wrap_deg(scan - az)).max() < 1.0
+    toa = TaskData(st, np.arange(4), "toa")
+    np.testing.assert_allclose(toa.y[:, 0].numpy(), np.hypot(*xy.T) / 0.299792458, rtol=1e-5)
+
+
+def _shuffled(data: TaskData, seed: int = 0) -> TaskData:
+    """The same rows with the channels (and their configs) permuted across samples."""
+    out = data.subset(np.arange(len(data)))
+    perm = torch.as_tensor(np.random.default_rng(seed).permutation(len(data)))
+    out.grid, out.cfg, out.present = data.grid[perm], data.cfg[perm], data.present[perm]
+    return out
+
+
+def test_pretraining_beats_scratch_and_shuffled_csi_does_not(tmp_path):
+    """On the geometric multipath store: an encoder pretrained on 1,200 unlabelled samples,
+    fine-tuned on 50 labelled ones, beats the same transformer from random init on 400
+    held-out samples (ToA and 2-TRP position) and the training mean (position from 50 labels:
+    only just); fine-tuned on CSI
+    shuffled across the labelled samples it beats neither."""
+    st = CSIStore(make_store(tmp_path / "geo.zarr", n=1600))
+    cfg = _cfg(steps=300, batch_size=32, lr=3e-3, log_every=100)
+    enc = pretrain(cfg, [(st, np.arange(1200))], tmp_path / "enc", resume=False)
+    ft = lambda task: FinetuneConfig(task=task, steps=300, lr=2e-3, device="cpu")  # noqa: E731
+    for task in ("toa", "multi"):
+        train, test = TaskData(st, np.arange(50), task), TaskData(st, np.arange(1200, 1600), task)
+        err = {}
+        for name, init, data in (("pretrained", tmp_path / "enc", train),
+                                 ("scratch", enc.model.hparams, train),
+                                 ("shuffled", tmp_path / "enc", _shuffled(train))):  # fmt: skip
+            fitted, _ = finetune(ft(task), data, init)
+            err[name] = errors(task, fitted.predict(test), test.y.numpy()).mean()
+        mean = baseline_rows(task, train, test)["training mean"].mean()
+        assert err["pretrained"] < 0.9 * err["scratch"], (task, err)
+        assert err["pretrained"] < (0.8 if task == "toa" else 0.95) * mean, (task, err, mean)
+        assert err["shuffled"] > err["scratch"] and err["shuffled"] > 0.9 * mean, (task, err, mean)
+
+
+def test_cli_pretrain_and_train(tmp_path, store_path):
+    r = CliRunner().invoke(app, ["pretrain", str(store_path), "--out", str(tmp_path / "enc"),
+                                 "--steps", "10", "--batch-size", "16", "--device", "cpu",
+                                 "--quiet"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "sfmcm" in r.output and (tmp_path / "enc" / "encoder.pt").exists()
+    r = CliRunner().invoke(app, ["train", str(store_path), "--model", "lwlm_toa", "--encoder",
+                                 str(tmp_path / "enc"), "--n-train", "200", "--n-test", "100",
+                                 "--steps", "20", "--out", str(tmp_path / "toa"),
+                                 "--device", "cpu", "--quiet"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "lwlm_toa" in r.output and "training mean" in r.output
+    rep = json.loads((tmp_path / "toa" / "report.json").read_text())
+    assert rep["unit"] == "ns" and rep["info"]["pretrained"]
+    r = CliRunner().invoke(app, ["train", str(store_path), "--model", "lwlm_toa", "--encoder",
+                                 str(tmp_path / "nothing"), "--n-train", "200", "--n-test",
+                                 "100", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
+
+
+def test_suite_tiny_end_to_end(tmp_path, canyon):
+    """`loc suite lwlm --budget tiny`: every task at every label budget, pretrained and
+    scratch beside the baselines, the unseen TRP and the ablation; a rerun reuses the
+    pretrained encoders."""
+    cache = canyon.parent
+    args = ["suite", "lwlm", "--budget", "tiny", "--device", "cpu", "--out", str(tmp_path / "r"),
+            "--cache", str(cache), "--quiet"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "r" / "lwlm.json").read_text())
+    assert set(res["tasks"]) == {"toa", "aoa", "single", "multi"}
+    names = {t: {row["name"] for row in tbl["32"]} for t, tbl in res["tasks"].items()}
+    assert {"LWLM pretrained", "LWLM from scratch", "training mean"} <= names["toa"]
+    assert any("first-peak" in n for n in names["toa"])
+    assert any("beam scan" in n for n in names["aoa"])
+    assert {"cnn", "mateformer"} <= names["single"]
+    assert {"vinloc", "resnet_fp", "ToA multilateration (first peak)"} <= names["multi"]
+    assert len(res["ablation"]["rows"]["single"]) == 5  # all, 3 leave-one-out, scratch
+    assert res["unseen_trp"]["test_trp"] == 2
+    assert (tmp_path / "r" / "lwlm.png").exists()
+    page = (tmp_path / "r" / "lwlm.md").read_text()
+    assert "Unseen TRP" in page and "Ablation" in page and "finding" in page
+    before = (tmp_path / "r" / "pretrain" / "encoder.pt").stat().st_mtime
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "r" / "pretrain" / "encoder.pt").stat().st_mtime == before
