@@ -205,19 +205,31 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint and load its weights. Returns (model, checkpoint)."""
+def read_checkpoint(
+    path: str | Path,
+    fmt: str = CHECKPOINT_FORMAT,
+    name: str = CHECKPOINT_NAME,
+    what: str = "loc checkpoint",
+) -> dict:
+    """The payload of checkpoint ``path`` (a file, or a folder holding ``name``) of format
+    ``fmt``; CheckpointError (one line) when it is missing, unreadable or of another kind."""
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / name
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a loc checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a {what}")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint and load its weights. Returns (model, checkpoint)."""
+    ckpt = read_checkpoint(path)
     model = build_model(ckpt["model"], **ckpt["hparams"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device), ckpt

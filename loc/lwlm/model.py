@@ -85,7 +85,7 @@ class Encoder(nn.Module):
         depth: int = 2,
         n_heads: int = 4,
         d_ff: int = 128,
-        dropout: float = 0.1,
+        dropout: float = 0.0,
         patch: tuple[int, int] = (4, 4),
     ) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ import torch
 
 from loc.errors import CheckpointError, ConfigError, DataError
 from loc.fit.schedule import lr_factor
-from loc.fit.supervised import resolve_device, save_checkpoint
+from loc.fit.supervised import read_checkpoint, resolve_device, save_checkpoint
 from loc.lwlm.links import GridMaker, check_grid, link_config, read_links, usable
 from loc.lwlm.model import LWLM, OBJECTIVES, WIDTHS
 
@@ -119,18 +119,8 @@ def _masks(b: int, k: int, a: int, cfg: PretrainConfig, gen: torch.Generator) ->
 
 
 def load_encoder(path: str | Path, device: torch.device | str = "cpu") -> tuple[LWLM, dict]:
-    """(pretrained LWLM, checkpoint) from ``DIR`` or ``DIR/encoder.pt``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.exists():
-        raise CheckpointError(f"LWLM encoder not found: {path} (run `loc pretrain` first)")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an LWLM encoder checkpoint")
+    """(pretrained LWLM, checkpoint) from ``DIR`` or ``DIR/encoder.pt`` (``loc pretrain``)."""
+    ck = read_checkpoint(path, FORMAT, CHECKPOINT, "LWLM encoder (run `loc pretrain` first)")
     model = LWLM(**ck["hparams"])
     model.load_state_dict(ck["state_dict"])
     return model.to(device), ck

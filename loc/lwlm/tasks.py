@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loc.errors import CheckpointError, ConfigError, DataError
+from loc.errors import ConfigError, DataError
 from loc.evaluate import error_metrics
 from loc.fit.schedule import lr_factor
-from loc.fit.supervised import resolve_device, save_checkpoint
+from loc.fit.supervised import read_checkpoint, resolve_device, save_checkpoint
 from loc.lwlm.links import GridMaker, link_config, read_links, usable
 from loc.lwlm.model import TASKS, TaskModel
 from loc.lwlm.pretrain import load_encoder
@@ -353,15 +353,7 @@ def validation_loss(fitted: Fitted, data: TaskData) -> float:
 
 def load_task(path: str | Path, device="cpu") -> Fitted:
     """A fine-tuned task model from ``DIR`` or ``DIR/task.pt``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an LWLM task checkpoint")
+    ck = read_checkpoint(path, FORMAT, CHECKPOINT, "LWLM task checkpoint")
     n_out = 1 if ck["task"] in ("toa", "aoa") else 2
     fitted = Fitted(TaskModel(ck["encoder_hparams"], ck["task"]), Labels(ck["task"], n_out))
     fitted.load_state_dict(ck["state_dict"])
