@@ -228,3 +228,20 @@ def test_suite_tiny_end_to_end(tmp_path, canyon):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "r" / "pretrain" / "encoder.pt").stat().st_mtime == before
+
+
+def test_frozen_encoder_and_paper_width(tmp_path, store_path):
+    """--freeze leaves the pretrained encoder's weights as they were; the paper width builds
+    the authors' sizes (D 256, depth 4, FFN 2048, 4 x 4 patches)."""
+    from loc.lwlm.model import LWLM, WIDTHS
+
+    st = CSIStore(store_path)
+    pretrain(_cfg(steps=10), [(st, np.arange(len(st)))], tmp_path / "enc", resume=False)
+    before = load_encoder(tmp_path / "enc")[0].encoder.state_dict()
+    ft = FinetuneConfig(task="toa", steps=20, freeze=True, device="cpu")
+    fitted, _ = finetune(ft, TaskData(st, np.arange(100), "toa"), tmp_path / "enc")
+    after = fitted.model.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    paper = LWLM(n_sc=64, n_ant=32, **WIDTHS["paper"])
+    assert paper.encoder.n_patches == 128 and len(paper.encoder.blocks.layers) == 4
+    assert paper.encoder.blocks.layers[0].linear1.out_features == 2048
