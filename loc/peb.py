@@ -157,7 +157,7 @@ def store_peb(store, idx: np.ndarray, noise: Noise, clock_bias: bool = False) ->
     snr_tot = len(f) * n_a * n_u * rho
     cov, lam = _element_cov(store, trps)
     info = link_information(
-        _frame_xyz(store, idx),
+        frame_xyz(store, idx),
         store.trp_xyz,
         snr_tot,
         rms_bandwidth(f),
@@ -169,7 +169,7 @@ def store_peb(store, idx: np.ndarray, noise: Noise, clock_bias: bool = False) ->
     return peb(info)
 
 
-def _frame_xyz(store, idx: np.ndarray) -> np.ndarray:
+def frame_xyz(store, idx: np.ndarray) -> np.ndarray:
     """UE positions (M, 3) in the frame of ``store.trp_xyz`` (x, y shifted like ``store.xy``)."""
     xyz = store.xyz[np.asarray(idx)].copy()
     xyz[:, :2] = store.xy[np.asarray(idx)]

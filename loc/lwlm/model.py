@@ -214,12 +214,14 @@ class LWLM(nn.Module):
         grid2: torch.Tensor | None = None,
         cfg2: torch.Tensor | None = None,
         objectives: tuple[str, ...] = OBJECTIVES,
+        tau: float = 0.2,
     ) -> dict[str, torch.Tensor]:
         """The objectives' losses on a batch (spec §4).
 
         grid1 (B, 2, K, A) view 1; target1 complex (B, K, A) its angle-delay channel (DTI);
         cfg1 (B, N_CFG); mask (B, K, A) bool, the SF-MCM mask; grid2 / cfg2: view 2, the same
-        sample seen over another link (PICL's positive). Returns {objective: scalar loss}.
+        sample seen over another link (PICL's positive); tau: PICL's NT-Xent temperature.
+        Returns {objective: scalar loss}.
         """
         enc, out = self.encoder, {}
         if "sfmcm" in objectives:
@@ -229,7 +231,8 @@ class LWLM(nn.Module):
         if "dti" in objectives or "picl" in objectives:
             tok1 = enc(grid1)
             if "dti" in objectives:
-                y = fold_patches(self.dti(tok1[..., self.dti_slice]), enc.patch, grid1.shape[2:])
+                y = self.dti(tok1[..., self.slices["dti"]])
+                y = fold_patches(y, enc.patch, grid1.shape[2:])
                 out["dti"] = complex_cosine(target1, torch.complex(y[:, 0], y[:, 1]))
             if "picl" in objectives:
                 if grid2 is None or cfg2 is None:
@@ -237,12 +240,8 @@ class LWLM(nn.Module):
                 tok2 = enc(grid2)
                 pl = self.slices["picl"]
                 z1, z2 = self.picl(tok1[..., pl], cfg1), self.picl(tok2[..., pl], cfg2)
-                out["picl"] = nt_xent(z1, z2)
+                out["picl"] = nt_xent(z1, z2, tau)
         return out
-
-    @property
-    def dti_slice(self) -> slice:
-        return self.slices["dti"]
 
 
 # ----------------------------------------------------------------------------- task decoders

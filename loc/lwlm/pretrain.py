@@ -131,7 +131,7 @@ class PretrainResult:
     model: LWLM
     history: list[dict]  # per log interval: step, lr, loss (weighted total), each objective
     checkpoint: Path | None
-    seconds: float
+    seconds: float  # of every run to this checkpoint (resumed ones included)
 
 
 def pretrain(
@@ -159,6 +159,21 @@ def pretrain(
     model = LWLM(**hp).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t0 = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt = out / CHECKPOINT if out is not None else None
+    start, history, before = 0, [], 0.0  # before: seconds of the runs this one resumes
+    if resume and ckpt is not None and ckpt.exists():
+        _, ck = load_encoder(ckpt)
+        if ck["hparams"] != hp or ck["config"]["weights"] != cfg.weights:
+            raise CheckpointError(f"{ckpt} holds another encoder or objectives; use a new --out")
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        start, history = int(ck["step"]), list(ck["history"])
+        before = float(ck.get("seconds", 0.0))
+        log.info("resumed from %s at step %d", ckpt, start)
+    if start >= cfg.steps:  # finished: nothing to read
+        model.eval()
+        return PretrainResult(model, history, ckpt, before)
     pools = [LinkPool(st, np.asarray(idx, np.int64), device) for st, idx in data]
     two = "picl" in cfg.objectives
     elig = [p.eligible(two) for p in pools]
@@ -180,17 +195,6 @@ def pretrain(
         time.perf_counter() - t0,
     )
     maker = GridMaker(n_ant, n_sc, device)
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt = out / CHECKPOINT if out is not None else None
-    start, history = 0, []
-    if resume and ckpt is not None and ckpt.exists():
-        _, ck = load_encoder(ckpt)
-        if ck["hparams"] != hp or ck["config"]["weights"] != cfg.weights:
-            raise CheckpointError(f"{ckpt} holds another encoder or objectives; use a new --out")
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        start, history = int(ck["step"]), list(ck["history"])
-        log.info("resumed from %s at step %d", ckpt, start)
 
     def payload(step: int) -> dict:
         return {
@@ -202,6 +206,7 @@ def pretrain(
             "config": dataclasses.asdict(cfg),
             "data": [{**st.describe(), "n_samples": len(idx)} for st, idx in data],
             "history": history,
+            "seconds": before + time.perf_counter() - t0,
         }
 
     model.train()
@@ -229,6 +234,7 @@ def pretrain(
             maker.grid(h2),
             pool.cfg[torch.from_numpy(l2).to(device)],
             objectives=cfg.objectives,
+            tau=cfg.tau,
         )
         loss = sum(cfg.weights[k] * v for k, v in losses.items())
         opt.zero_grad(set_to_none=True)
@@ -263,4 +269,4 @@ def pretrain(
         if ckpt is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
             save_checkpoint(ckpt, payload(done))
     model.eval()
-    return PretrainResult(model, history, ckpt, time.perf_counter() - t0)
+    return PretrainResult(model, history, ckpt, before + time.perf_counter() - t0)

@@ -150,23 +150,25 @@ def _project_baselines(st_path, p, labelled, test_idx, device, run_dir) -> dict:
             continue
         learned = [m for m in names if m != "multilat"]
         out[task] = {}
+        stores = {}  # one store per model (its input domain), reused at every label budget
+        for m in names:
+            domain = default_domain([m])  # complex-input models: the CSI as stored
+            stores[m] = CSIStore(st_path, data["group"], Selection(trps=trps),
+                                 CSITransform(domain=domain))  # fmt: skip
+            stores[m].set_noise(parse_noise(data["noise"], data["noise_seed"]))
         for n in p["finetune"]["labels"]:
             rows = []
             for m in names:
-                domain = default_domain([m])  # complex-input models: the CSI as stored
-                st = CSIStore(st_path, data["group"], Selection(trps=trps),
-                              CSITransform(domain=domain))  # fmt: skip
-                st.set_noise(parse_noise(data["noise"], data["noise_seed"]))
+                st = stores[m]
                 tr = labelled[:n][st.has_path[labelled[:n]].any(1)]
                 te = test_idx[st.has_path[test_idx].any(1)]
                 if m == "multilat":
                     res, _ = estimated_multilateration(st, te, reference=tr)
-                    xy = res.xyz[:, :2].copy()
-                    failed = ~np.isfinite(xy).all(axis=1)  # no ToA at all: the centroid
-                    xy[failed] = st.xy[tr].mean(axis=0)
+                    xy, _ = res.xy_or(st.xy[tr].mean(axis=0))  # no ToA at all: the centroid
                     e = np.linalg.norm(xy - st.xy[te], axis=1)
                     rows.append(_rows("ToA multilateration (first peak)", e))
                     continue
+                st.set_transform(CSITransform(domain=st.transform.domain))  # this n's scale
                 st.fit_transform(tr)
                 cfg = TrainConfig(
                     model=m, model_kwargs=dict(b.get("model_kwargs", {}).get(m) or {}),
@@ -176,7 +178,8 @@ def _project_baselines(st_path, p, labelled, test_idx, device, run_dir) -> dict:
                 )  # fmt: skip
                 t0 = time.perf_counter()
                 res = train(cfg, [TrainSet(st, tr)], run_dir / f"{m}_{n}", resume=True)
-                report, e = evaluate(res.model, st, te, tr, k=cfg.n_neighbours, device="cpu")
+                dev = next(res.model.parameters()).device
+                _, e = evaluate(res.model, st, te, tr, k=cfg.n_neighbours, device=dev)
                 rows.append(_rows(m, e, fit_seconds=time.perf_counter() - t0))
             out[task][n] = rows
             log.info("lwlm %s baselines, %d labels: %s (%s)", task, n, _brief(rows), learned)

@@ -51,19 +51,15 @@ def wrap_deg(d: np.ndarray | torch.Tensor):
 def los_azimuth(store, idx: np.ndarray) -> np.ndarray:
     """(N, T) degrees: azimuth of each UE seen from each selected TRP in the TRP's array frame
     (``loc.peb.rotation`` of ``trp_orientation``; x = boresight, y = the array's horizontal)."""
-    from loc.peb import rotation
+    from loc.peb import frame_xyz, rotation
 
     if "trp_orientation" not in store.ds.variables:
         raise DataError(f"{store.path} has no trp_orientation: the AoA label needs it")
     rot = rotation(np.asarray(store.ds["trp_orientation"].values, np.float64))
     rot = rot[list(store.selection.trps)]  # (T, 3, 3) array -> scene
-    d = store.xyz[np.asarray(idx)][:, None, :] - _trp_scene_xyz(store)[None]  # (N, T, 3)
+    d = frame_xyz(store, idx)[:, None, :] - store.trp_xyz[None]  # (N, T, 3)
     local = np.einsum("tji,ntj->nti", rot, d)  # R^T d
     return np.degrees(np.arctan2(local[..., 1], local[..., 0]))
-
-
-def _trp_scene_xyz(store) -> np.ndarray:
-    return np.asarray(store.ds["trp_position"].values, np.float64)[list(store.selection.trps)]
 
 
 def beam_scan_azimuth(
@@ -153,10 +149,17 @@ class TaskData:
         self.y = torch.as_tensor(np.asarray(y, np.float64), dtype=torch.float32, device=device)
         self.sample, self.group = idx[rows], np.asarray(sel_g)
         self.model_based: np.ndarray | None = None  # baseline_rows' label-free estimates
-        self.link_state = store.link_state[self.sample, trp_of[self.group[:, 0]]]
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def to(self, device: torch.device | str) -> TaskData:
+        """The same rows with their tensors on ``device``."""
+        out = copy.copy(self)
+        out.grid, out.cfg, out.present, out.y = (
+            t.to(device) for t in (self.grid, self.cfg, self.present, self.y)
+        )
+        return out
 
     def subset(self, rows: np.ndarray) -> TaskData:
         out = copy.copy(self)
@@ -168,7 +171,6 @@ class TaskData:
             self.y[t],
         )
         out.sample, out.group = self.sample[rows], self.group[rows]
-        out.link_state = self.link_state[rows]
         out.model_based = None
         return out
 
@@ -246,10 +248,11 @@ class Fitted(torch.nn.Module):
     def predict(self, data: TaskData, batch: int = 256) -> np.ndarray:
         """(R, n_out) predictions in label units (ns, deg, m)."""
         self.eval()
+        dev = self.labels.mean.device
         out = []
         for a in range(0, len(data), batch):
             s = slice(a, a + batch)
-            z, _ = self.model(data.grid[s], data.cfg[s], data.present[s])
+            z, _ = self.model(data.grid[s].to(dev), data.cfg[s].to(dev), data.present[s].to(dev))
             out.append(self.labels.mean + self.labels.scale * z)
         y = torch.cat(out).double().cpu().numpy()
         return wrap_deg(y) if self.labels.task == "aoa" else y
@@ -304,7 +307,7 @@ def finetune(
     ]  # fmt: skip
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)  # fmt: skip
-    tr, va = train.subset(fit), train.subset(val) if n_val else None
+    tr, va = train.subset(fit).to(device), train.subset(val).to(device) if n_val else None
     std = lambda y: (y - labels.mean) / labels.scale  # noqa: E731
     best, best_state, t0 = float("inf"), None, time.perf_counter()
     b = min(cfg.batch_size, len(tr))

@@ -55,6 +55,14 @@ class MultilatResult:
     ok: np.ndarray
     rms: np.ndarray
 
+    def xy_or(self, fallback_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((N, 2) m estimates with ``fallback_xy`` (2,) where there was no usable ToA at all,
+        (N,) bool those samples)."""
+        xy = self.xyz[:, :2].copy()
+        failed = ~np.isfinite(xy).all(axis=1)
+        xy[failed] = fallback_xy
+        return xy, failed
+
 
 def link_weights(
     link_state: np.ndarray, state_weights: dict[int, float] | None = STATE_WEIGHTS

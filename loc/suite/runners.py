@@ -258,9 +258,7 @@ def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None)
                 "method": f"ToA multilateration (ToA estimated from {est.source.upper()})",
                 "links_detected": float(np.isfinite(est.toa).mean()),
             }
-        p = res.xyz[:, :2].copy()
-        failed = ~np.isfinite(p).all(axis=1)  # no usable ToA at all: the database centroid
-        p[failed] = st.xy[db].mean(axis=0)
+        p, failed = res.xy_or(st.xy[db].mean(axis=0))  # no usable ToA: the database centroid
         preds[tname] = p
         extra[tname] = {**info, "no_toa": int(failed.sum()), "fallback": "database centroid"}
     return Fitted(preds, extra, {})
