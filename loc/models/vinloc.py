@@ -33,8 +33,12 @@ from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
 
 DOMAINS = ("delay", "angle_delay", "taps")  # channel input of the TRP-token models
-TAP_NORMS = ("global", "peak")  # the paper's global scale (default) | per-TRP peak-normalised
-TAP_FEATURES = {"peak": 4, "global": 3}  # features per tap (channels of the CIR image)
+TAP_NORMS = ("global", "peak", "aligned")  # see cir_features / aligned_taps
+TAP_FEATURES = {"peak": 4, "global": 3, "aligned": 3}  # features per tap (CIR image channels)
+ALIGN_PRE = 4  # aligned_taps: taps kept before the first arrival
+ALIGN_REL_DB = 20.0  # aligned_taps: the first arrival is within this many dB of the peak ...
+ALIGN_FLOOR_DB = 15.0  # ... and this many dB above the TRP's median tap power (noise floor)
+ALIGN_DELAY_UNIT = 16.0  # aligned_taps: the delay feature counts taps in units of 16
 
 
 def trp_layout(in_shape: tuple[int, int, int], n_trp: int | None, domain: str) -> tuple[int, int]:
@@ -69,8 +73,8 @@ def cir_features(
     """
     b, g, a, c, _ = h.shape
     n_trp, rows = trp_layout((g, a, c), n_trp, domain)
-    if tap_norm not in TAP_NORMS:
-        raise ConfigError(f"unknown tap_norm {tap_norm!r} ({' | '.join(TAP_NORMS)})")
+    if tap_norm not in ("global", "peak"):
+        raise ConfigError(f"unknown tap_norm {tap_norm!r} for a CIR image (global | peak)")
     taps = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
     if domain != "taps":
         taps = torch.fft.ifft(taps, dim=-1, norm="ortho")
@@ -91,6 +95,49 @@ def cir_features(
         (level.clamp(-10, 10) * alive).expand_as(mag),
     ]
     return torch.stack(feats, dim=2) * alive[:, :, None]
+
+
+def aligned_taps(
+    h: torch.Tensor, n_trp: int, window: int, domain: str = "delay"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peak-aligned, power-normalised CIR windows and the first arrival of every TRP.
+
+    h (B, G, A, C, 2) -> (win (B, T, 3, R, window), scalars (B, T, 2)).
+
+    Per TRP, i0 = the first tap whose power (summed over the R antenna rows) is within
+    ``ALIGN_REL_DB`` of the TRP's strongest tap and ``ALIGN_FLOOR_DB`` above its median tap (the
+    noise floor at low SNR; the strongest tap when none is). ``win`` holds taps i0 - ALIGN_PRE
+    ... i0 - ALIGN_PRE + window - 1 (cyclic: simgen's taps are delays modulo C / B), each row
+    de-rotated by its phase at i0 and divided by the TRP's peak amplitude: (Re, Im, log-power re
+    the peak in dB / 40 + 1 clipped to [0, 1]). ``scalars`` = (i0 / ALIGN_DELAY_UNIT, the peak
+    level in dB re the global CSI scale / 20): the synchronized delay that ranges the TRP, and
+    how much to trust it. Absent TRPs (all-zero channel) give zeros.
+    """
+    b, g, a, c, _ = h.shape
+    n_trp, rows = trp_layout((g, a, c), n_trp, domain)
+    taps = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
+    if domain != "taps":
+        taps = torch.fft.ifft(taps, dim=-1, norm="ortho")
+    if domain == "angle_delay":
+        taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
+    power = (taps.abs() ** 2).sum(-2)  # (B, T, C)
+    peak = power.amax(-1, keepdim=True)
+    floor = power.median(-1, keepdim=True).values
+    ok = (power >= peak * 10 ** (-ALIGN_REL_DB / 10)) & (
+        power >= floor * 10 ** (ALIGN_FLOOR_DB / 10)
+    )
+    i0 = torch.where(ok.any(-1), ok.float().argmax(-1), power.argmax(-1))  # (B, T)
+    idx = (i0[..., None] - ALIGN_PRE + torch.arange(window, device=h.device)) % c  # (B, T, W)
+    win = taps.gather(-1, idx[:, :, None, :].expand(b, n_trp, rows, window))
+    alive = (peak[..., 0] > 0).float()  # (B, T)
+    amp = peak.sqrt().clamp_min(1e-30)[..., None]  # (B, T, 1, 1)
+    ref = win[..., ALIGN_PRE : ALIGN_PRE + 1]
+    unit = win * ref.conj() / ref.abs().clamp_min(1e-30) / amp
+    rel_db = 20 * torch.log10(unit.abs().clamp_min(1e-30))
+    feats = torch.stack([unit.real, unit.imag, (rel_db / 40 + 1).clamp(0, 1)], dim=2)
+    level = 10 * torch.log10(peak[..., 0].clamp_min(1e-30)) / 20
+    scalars = torch.stack([i0.float() / ALIGN_DELAY_UNIT, level.clamp(-10, 10)], dim=-1)
+    return feats * alive[:, :, None, None, None], scalars * alive[..., None]
 
 
 def random_subset(present: torch.Tensor, s: int, rng: np.random.Generator) -> torch.Tensor:
@@ -167,6 +214,11 @@ class VInLoc(TargetNorm):
         train_subset: S, the number of present TRPs kept per training example (random subset;
             None = all). On a TRP pool this also draws a random layout per example.
         out_dim: 2 (x, y; the loc labels) or 3 (z regressed around 0).
+        tap_norm: the channel token's input: "global" (the paper's: every tap as scaled by the
+            global CSI constant), "peak" (per-TRP peak-normalised), or "aligned" (our CPU
+            width: ``window`` taps from each TRP's first arrival, ``aligned_taps``, plus an
+            embedding of that arrival's delay and level added to the channel embedding).
+        window: taps per TRP under "aligned".
     """
 
     kind = "trp"
@@ -190,12 +242,16 @@ class VInLoc(TargetNorm):
         domain: str = "delay",
         out_dim: int = 2,
         tap_norm: str = "global",
+        window: int = 32,
     ) -> None:
         super().__init__()
         n_trp, rows = trp_layout(in_shape, n_trp, domain)
         if tap_norm not in TAP_NORMS:
             raise ConfigError(f"unknown tap_norm {tap_norm!r} ({' | '.join(TAP_NORMS)})")
-        c = in_shape[2]
+        aligned = tap_norm == "aligned"
+        if aligned and not ALIGN_PRE < window <= in_shape[2]:
+            raise ConfigError(f"window must be in ({ALIGN_PRE}, {in_shape[2]}], got {window}")
+        c = window if aligned else in_shape[2]
         if out_dim not in (2, 3):
             raise ConfigError(f"out_dim must be 2 or 3, got {out_dim}")
         self.hparams = dict(
@@ -214,12 +270,19 @@ class VInLoc(TargetNorm):
             domain=domain,
             out_dim=out_dim,
             tap_norm=tap_norm,
+            window=window,
         )
         self.n_trp, self.domain, self.use_positions = n_trp, domain, use_positions
+        self.window = window
         self.tap_norm = tap_norm
         self.train_subset = train_subset
         self.channel = ChannelEncoder(
             rows, c, tuple(enc_channels), enc_out, d_emb, TAP_FEATURES[tap_norm]
+        )
+        self.arrival = (  # "aligned": the first arrival's (delay, level) -> d_emb
+            nn.Sequential(nn.Linear(2, d_emb), nn.ReLU(), nn.Linear(d_emb, d_emb))
+            if aligned
+            else None
         )
         self.position = (
             nn.Sequential(nn.Linear(3, d_emb), nn.ReLU(), nn.Linear(d_emb, d_emb))
@@ -239,9 +302,14 @@ class VInLoc(TargetNorm):
     def tokens(self, h: torch.Tensor, trp_xyz: torch.Tensor) -> torch.Tensor:
         """(B, G, A, C, 2), (B, T, 3) m -> TRP tokens (B, T, 2 * d_emb); any T >= 1 with
         G = T * U (U UE antennas, as in training)."""
-        x = cir_features(h, trp_xyz.shape[1], self.domain, self.tap_norm)  # (B, T, F, R, C)
+        if self.arrival is None:
+            x = cir_features(h, trp_xyz.shape[1], self.domain, self.tap_norm)  # (B, T, F, R, C)
+        else:
+            x, arrival = aligned_taps(h, trp_xyz.shape[1], self.window, self.domain)
         b, t = x.shape[:2]
         emb = self.channel(x.flatten(0, 1)).view(b, t, -1)
+        if self.arrival is not None:
+            emb = emb + self.arrival(arrival)
         if self.position is None:
             return torch.cat([emb, torch.zeros_like(emb)], dim=-1)
         pos = torch.nan_to_num(self.normalise_xyz(trp_xyz.float()))
@@ -325,8 +393,8 @@ class ResNetFingerprint(TargetNorm):
     ) -> None:
         super().__init__()
         n_trp, rows = trp_layout(in_shape, n_trp, domain)
-        if tap_norm not in TAP_NORMS:
-            raise ConfigError(f"unknown tap_norm {tap_norm!r} ({' | '.join(TAP_NORMS)})")
+        if tap_norm not in ("global", "peak"):
+            raise ConfigError(f"unknown tap_norm {tap_norm!r} for ResNet fingerprinting")
         self.hparams = dict(
             in_shape=tuple(in_shape),
             n_trp=n_trp,

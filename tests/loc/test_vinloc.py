@@ -12,7 +12,7 @@ from loc.errors import ConfigError
 from loc.evaluate import evaluate, predict_subsets
 from loc.fit.supervised import TrainConfig, TrainSet, load_checkpoint, train
 from loc.models import build_model, count_parameters
-from loc.models.vinloc import cir_features, random_subset
+from loc.models.vinloc import ALIGN_DELAY_UNIT, ALIGN_PRE, aligned_taps, cir_features, random_subset
 
 TINY = dict(
     d_emb=16, depth=2, n_heads=2, d_ff=32, head_hidden=32, head_layers=2, enc_channels=(4, 8)
@@ -125,6 +125,39 @@ def test_cir_features_and_random_subset():
         assert sub.sum(1).tolist() == [2, 1, 2]
         seen.add(tuple(sub[0].tolist()))
     assert len(seen) == 6  # every 2-of-4 subset of row 0 occurs
+
+
+def test_aligned_taps_find_the_first_arrival_and_normalise():
+    """A weak first arrival at tap 7 (-12 dB) before the strongest path at tap 12: the window
+    starts ALIGN_PRE taps before tap 7, de-rotated to a real positive first tap, over the peak
+    amplitude; a 30 dB weaker copy differs only in its level; a path 30 dB below the peak does
+    not count as the first arrival; an absent TRP stays zero."""
+    c = 64
+    taps = torch.zeros(c, dtype=torch.complex64)
+    taps[3] = 0.03 * torch.exp(torch.tensor(0.3j))  # -30 dB re the peak: below ALIGN_REL_DB
+    taps[7] = 0.25 * torch.exp(torch.tensor(2.0j))
+    taps[12] = 1.0 * torch.exp(torch.tensor(-1.0j))
+    cfr = torch.fft.fft(taps, norm="ortho")  # "delay" domain: the input is a CFR
+    one = torch.view_as_real(cfr).reshape(1, 1, 1, c, 2)
+    h = torch.cat([one, 10 ** (-30 / 20) * one, 0 * one], dim=1)  # (1, 3 TRPs, 1, C, 2)
+    win, sc = aligned_taps(h, 3, window=16)
+    assert win.shape == (1, 3, 3, 1, 16) and sc.shape == (1, 3, 2)
+    torch.testing.assert_close(sc[0, 0, 0], torch.tensor(7 / ALIGN_DELAY_UNIT))
+    torch.testing.assert_close(win[0, 0, 0, 0, ALIGN_PRE], torch.tensor(0.25), atol=1e-5, rtol=0)
+    torch.testing.assert_close(win[0, 0, 1, 0, ALIGN_PRE], torch.tensor(0.0), atol=1e-5, rtol=0)
+    strongest = ALIGN_PRE + 5
+    torch.testing.assert_close(win[0, 0, 2, 0, strongest], torch.tensor(1.0))
+    torch.testing.assert_close(win[0, 0], win[0, 1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(sc[0, 0, 1] - sc[0, 1, 1], torch.tensor(1.5))  # 30 dB / 20
+    assert float(win[0, 2].abs().max()) == 0.0 and float(sc[0, 2].abs().max()) == 0.0
+    m = build_model("vinloc", (3, 1, c), tap_norm="aligned", window=16, **TINY).eval()
+    m.fit_targets(np.array([[0.0, 0.0], [20.0, 10.0]]))
+    with torch.no_grad():
+        assert m(h, torch.randn(1, 3, 3)).shape == (1, 2)
+    with pytest.raises(ConfigError, match="window"):
+        build_model("vinloc", (3, 1, c), tap_norm="aligned", window=c + 1, **TINY)
+    with pytest.raises(ConfigError, match="ResNet"):
+        build_model("resnet_fp", (3, 1, c), tap_norm="aligned")
 
 
 def _set(store_path, n_train=64, trps=None):
