@@ -70,6 +70,14 @@ class TrainConfig:
         fine-tune all parameters, e.g. with lr=1e-4 and schedule="constant").
     noise_redraw: a store with receiver noise (``CSIStore.set_noise``) draws new noise for
         every epoch of its training samples (augmentation); False: one fixed draw (epoch 0).
+    val_fraction: early stopping: this fraction of every scenario's training samples (seeded)
+        is held out; the model is scored on it (mean 2-D error, m, as ``loc.evaluate``, the
+        rest of the training samples as the database) every ``val_every`` steps, and the
+        weights of the best score are the result. 0 = no validation (train every step).
+    val_every: steps between validations (0: ``steps`` // 20, at least 1).
+    patience: stop after this many validations without a better score (0: never stop early;
+        the best weights are still kept).
+    coarse_error: the coarse location error l (m) of set models' validation, as in evaluation.
     """
 
     model: str = "mateformer"
@@ -93,6 +101,10 @@ class TrainConfig:
     ckpt_every: int = 5000
     init_from: str | None = None
     noise_redraw: bool = False
+    val_fraction: float = 0.0
+    val_every: int = 0
+    patience: int = 0
+    coarse_error: float = 1.0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -110,6 +122,10 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown LR schedule {self.schedule!r} ({' | '.join(SCHEDULES)})")
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_every < 0 or self.patience < 0:
+            raise ConfigError("val_every and patience must be >= 0")
 
     @property
     def paper(self) -> bool:
@@ -243,6 +259,24 @@ class TrainResult:
     history: list[dict]
     checkpoint: Path | None
     peak_memory_bytes: int | None = None
+    # early stopping (TrainConfig.val_fraction): one entry per validation: step, val_mean_m;
+    # best_step = the step whose weights are the result, stopped = the step training ended at
+    validation: list[dict] = dataclasses.field(default_factory=list)
+    best_step: int | None = None
+    stopped: int | None = None
+
+
+def hold_out(sets: Sequence[TrainSet], fraction: float, seed: int) -> list[tuple]:
+    """Split each set's training samples into (fit TrainSet, validation indices): a seeded
+    ``fraction`` (at least 1 sample, at most n - 1) is held out. The given sets are unchanged."""
+    out = []
+    for i, ts in enumerate(sets):
+        n = len(ts.train)
+        n_val = min(max(1, round(fraction * n)), n - 1)
+        perm = np.random.default_rng([seed, 5, i]).permutation(n)
+        fit = np.sort(ts.train[perm[n_val:]])
+        out.append((dataclasses.replace(ts, train=fit, sequences=None), ts.train[perm[:n_val]]))
+    return out
 
 
 def train(
@@ -270,6 +304,10 @@ def train(
     if any(s.store.shape != shape for s in sets):
         raise DataError("all training scenarios must have the same CSI shape after selection")
     device = resolve_device(cfg.device)
+    val_sets: list[tuple[TrainSet, np.ndarray]] = []
+    if cfg.val_fraction > 0:
+        val_sets = [(fit, val) for fit, val in hold_out(sets, cfg.val_fraction, cfg.seed)]
+        sets = [fit for fit, _ in val_sets]
     torch.manual_seed(cfg.seed)
     cls = MODELS[cfg.model][0]
     kind = cls.kind
@@ -311,21 +349,67 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     start, history = 0, []
+    # early stopping state: validations, the best (score, step, weights), the stop step
+    val_hist: list[dict] = []
+    best: dict = {"val": math.inf, "step": None, "state_dict": None}
+    stopped: int | None = None
     if resume and ckpt_path is not None and ckpt_path.exists():
         _, ck = load_checkpoint(ckpt_path)
         if ck["model"] != cfg.model or ck["hparams"] != dict(model.hparams):
             raise CheckpointError(f"{ckpt_path} holds a different model ({ck['model']})")
-        model.load_state_dict(ck["state_dict"])
+        model.load_state_dict(ck.get("last_state_dict") or ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         start, history = int(ck["step"]), list(ck["history"])
+        val_hist, stopped = list(ck.get("validation", [])), ck.get("stopped")
+        if ck.get("best_step") is not None:
+            best = {"val": ck["best_val"], "step": ck["best_step"], "state_dict": ck["state_dict"]}
         log.info("resumed from %s at step %d", ckpt_path, start)
 
+    def validate(done: int) -> bool:
+        """Score the held-out samples at step ``done``; keep the best weights. True = stop."""
+        from loc.evaluate import evaluate
+
+        model.eval()
+        with torch.no_grad():
+            scores = [
+                evaluate(
+                    model,
+                    ts.store,
+                    val,
+                    ts.train,
+                    k=cfg.n_neighbours,
+                    coarse_error=cfg.coarse_error,
+                    device=device,
+                )[0]["overall"]["mean"]
+                for ts, (_, val) in zip(sets, val_sets, strict=True)
+            ]
+        model.train()
+        score = float(np.mean(scores))
+        val_hist.append({"step": done, "val_mean_m": score})
+        log.info("step %d/%d validation mean %.3f m", done, cfg.steps, score)
+        if score < best["val"]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best.update(val=score, step=done, state_dict=state)
+        since = sum(v["step"] > best["step"] for v in val_hist)
+        return cfg.patience > 0 and since >= cfg.patience
+
     def payload(step: int) -> dict:
+        if best["step"] is not None:  # the selected weights; the last ones for a resume
+            selected = {
+                "state_dict": best["state_dict"],
+                "last_state_dict": model.state_dict(),
+                "best_step": best["step"],
+                "best_val": best["val"],
+                "validation": val_hist,
+                "stopped": stopped,
+            }
+        else:
+            selected = {"state_dict": model.state_dict()}
         return {
             "format": CHECKPOINT_FORMAT,
             "model": cfg.model,
             "hparams": dict(model.hparams),
-            "state_dict": model.state_dict(),
+            **selected,
             "optimizer": opt.state_dict(),
             "step": step,
             "config": dataclasses.asdict(cfg),
@@ -338,7 +422,8 @@ def train(
     model.train()
     loss_sum = torch.zeros((), device=device)
     n_in_sum, t_last = 0, time.perf_counter()
-    for step in range(start, cfg.steps):
+    val_every = cfg.val_every or max(1, cfg.steps // 20)
+    for step in range(start, cfg.steps if stopped is None else start):
         lr = lr_at(step, cfg, base_lr)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -388,12 +473,29 @@ def train(
             )
             loss_sum.zero_()
             n_in_sum, t_last = 0, time.perf_counter()
-        if ckpt_path is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+        if val_sets and (done % val_every == 0 or done == cfg.steps) and validate(done):
+            stopped = done
+            log.info("early stop at step %d: best validation at step %d", done, best["step"])
+        if ckpt_path is not None and (
+            done % cfg.ckpt_every == 0 or done == cfg.steps or stopped is not None
+        ):
             save_checkpoint(ckpt_path, payload(done))
+        if stopped is not None:
+            break
     for ts in sets:  # evaluation reads the fixed draw
         ts.store.set_noise_epoch(0)
     if ckpt_path is not None and start >= cfg.steps:
         log.info("checkpoint %s already at step %d", ckpt_path, start)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    if best["state_dict"] is not None:
+        model.load_state_dict(best["state_dict"])
     model.eval()
-    return TrainResult(model=model, history=history, checkpoint=ckpt_path, peak_memory_bytes=peak)
+    return TrainResult(
+        model=model,
+        history=history,
+        checkpoint=ckpt_path,
+        peak_memory_bytes=peak,
+        validation=val_hist,
+        best_step=best["step"],
+        stopped=stopped,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import yaml
@@ -54,6 +55,14 @@ DATA_DEFAULTS = {
     # None: the training noise (the training samples are the database)
     "noise_redraw": False,
     "noise_seed": 0,
+    # training length in passes over each experiment's training samples: its steps are
+    # ceil(epochs * n / batch_size), at most the budget's `steps` (None: always `steps`)
+    "epochs": None,
+    # early stopping of trained models (loc.fit.supervised.TrainConfig): hold out this
+    # fraction of the training samples, validate ~20 times per run, stop after `patience`
+    # validations without improvement and keep the best weights (0: none)
+    "val_fraction": 0.0,
+    "patience": 0,
 }
 SCENARIO_KEYS = {"dataset", "group", "trps", "snapshots", "n", "db", "trp_subset", "noise"}
 
@@ -125,6 +134,16 @@ class Protocol:
     def log_every(self) -> int:
         """Training log interval: ~10 records per run, at most every 1,000 steps."""
         return max(1, min(1000, self.steps // 10))
+
+    def steps_for(self, exp: Experiment) -> int:
+        """Training steps of experiment ``exp``: ``data.epochs`` passes over its training
+        samples (less the validation hold-out) in batches of ``batch_size``, at most ``steps``;
+        ``steps`` when no epochs are set."""
+        ep = self.data.get("epochs")
+        if ep is None:
+            return self.steps
+        n = sum(sc.n for sc in exp.train) * (1 - self.data.get("val_fraction", 0.0))
+        return max(1, min(self.steps, math.ceil(ep * n / self.batch_size)))
 
 
 def ranges_text(idx: tuple[int, ...]) -> str:
@@ -307,6 +326,13 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if not isinstance(data["noise_redraw"], bool):
         raise ConfigError("data.noise_redraw must be true or false")
     _count(data["noise_seed"], "data.noise_seed", 0)
+    ep = data["epochs"]
+    if ep is not None and (isinstance(ep, bool) or not isinstance(ep, int | float) or ep <= 0):
+        raise ConfigError(f"data.epochs must be a positive number, got {ep!r}")
+    vf = data["val_fraction"]
+    if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 <= vf < 1:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {vf!r}")
+    _count(data["patience"], "data.patience", 0)
     shots = data["k_shots"]
     if not isinstance(shots, list) or not shots:
         raise ConfigError("data.k_shots must be a non-empty list of sample counts")

@@ -28,6 +28,37 @@ def _finite(r: dict | None) -> str:
     return "" if not r or f >= 1 else f" ({100 * f:.0f} %)"
 
 
+def budget_text(result: dict) -> str:
+    """'1000 steps, batch 32' or, with data.epochs, '30 epochs (at most 20000 steps), batch
+    32, early stopping on a 10 % hold-out (patience 5)'; then the per-model steps run."""
+    if result.get("epochs") is None:
+        text = f"{result['steps']} steps, batch {result['batch_size']}"
+    else:
+        text = (
+            f"{result['epochs']:g} epochs (at most {result['steps']} steps), "
+            f"batch {result['batch_size']}"
+        )
+    if result.get("val_fraction"):
+        text += f", early stopping on a {result['val_fraction']:.0%} hold-out of the training"
+        text += f" samples (patience {result['patience']})" if result.get("patience") else ""
+    return text
+
+
+def steps_run_text(result: dict) -> str:
+    """'Steps run (best validation step): exp: model 1200 (900), ...' when early stopping ran,
+    else ''."""
+    parts = []
+    for ename, fits in result.get("training", {}).items():
+        runs = [
+            f"{m} {t['stopped'] or t['steps']} ({t['best_step']})"
+            for m, t in fits.items()
+            if t.get("best_step") is not None
+        ]
+        if runs:
+            parts.append(f"{ename}: " + ", ".join(runs))
+    return "Steps run (best validation step): " + "; ".join(parts) + "." if parts else ""
+
+
 def markdown_table(result: dict, models: list[str]) -> str:
     """The suite table: one row per model, one column per (experiment, test)."""
     cols = result["columns"]
@@ -38,7 +69,7 @@ def markdown_table(result: dict, models: list[str]) -> str:
     if result.get("description"):
         lines += [result["description"].splitlines()[0], ""]
     lines += [
-        f"{result['steps']} steps, batch {result['batch_size']}, k = {result['k']} neighbours, "
+        f"{budget_text(result)}, k = {result['k']} neighbours, "
         f"coarse location error l = {result['coarse_error_l_m']} m, {result['device']}. "
         "Cells: 2-D error mean / median / p90 in metres.",
         "",

@@ -21,6 +21,7 @@ import numpy as np
 
 from loc.suite.papers import PAPERS, mean, models_of, noiseless_columns
 from loc.suite.protocol import list_protocols, load_protocol
+from loc.suite.report import budget_text, steps_run_text
 
 log = logging.getLogger("loc.suite")
 
@@ -360,12 +361,13 @@ def write_results_page(
         )
         if desc:
             lines += [f"Ours: {desc}", ""]
+        steps_run = steps_run_text(r)
         lines += [
-            f"{r['steps']} steps, batch {r['batch_size']}, {r['device']}. "
-            "Cells: 2-D error mean / median / p90 (m).",
+            f"{budget_text(r)}, {r['device']}. Cells: 2-D error mean / median / p90 (m).",
             "",
             *_ours_table(r),
             "",
+            *([steps_run, ""] if steps_run else []),
             *_extrapolation(r, 40_000),
             f"![{name}](figures/{fig.name})",
             "",

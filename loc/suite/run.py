@@ -252,6 +252,9 @@ def run_suite(
         "budget": proto.budget,
         "steps": proto.steps,
         "batch_size": proto.batch_size,
+        "epochs": data["epochs"],
+        "val_fraction": data["val_fraction"],
+        "patience": data["patience"],
         "k": data["k"],
         "coarse_error_l_m": data["coarse_error"],
         "device": str(dev),
@@ -299,19 +302,23 @@ def run_suite(
         for m in models:
             run_dir = out / "runs" / ename / m
             fam = family(m)
+            steps = proto.steps_for(prep.exp)
             cfg = TrainConfig(
                 model=base_model(m) if fam == "train" else "metaloc",  # others: signature only
                 model_kwargs=proto.model_kwargs.get(m, {}),
-                steps=proto.steps,
+                steps=steps,
                 batch_size=proto.batch_size,
                 recipe=data["recipe"],
                 lr=data["lr"],
                 n_neighbours=data["k"],
                 seed=proto.seed,
                 device=str(dev),
-                log_every=proto.log_every,
-                ckpt_every=min(5000, proto.steps),
+                log_every=max(1, min(1000, steps // 10)),
+                ckpt_every=min(5000, steps),
                 noise_redraw=data["noise_redraw"],
+                val_fraction=data["val_fraction"] if fam == "train" else 0.0,
+                patience=data["patience"],
+                coarse_error=data["coarse_error"],
             )
             prep.use_training()  # (the database noise does not change a fit: not in sig)
             fit_data = {k: v for k, v in data.items() if k != "database_noise"}
@@ -330,7 +337,7 @@ def run_suite(
                 TrainSet(st, tr, meta={"suite": proto.name, "experiment": ename})
                 for st, tr in prep.train
             ]
-            say(f"{proto.name}: {ename}: fitting {m} ({fam}, {proto.steps} steps) on {dev}")
+            say(f"{proto.name}: {ename}: fitting {m} ({fam}, {steps} steps) on {dev}")
             t0 = time.perf_counter()
             if fam == "train":
                 res = train(cfg, sets, out_dir=run_dir, resume=True)
@@ -341,6 +348,10 @@ def run_suite(
                     "samples_per_s": hist[-1]["samples_per_s"] if hist else None,
                     "peak_memory_bytes": res.peak_memory_bytes,
                     "checkpoint": str(res.checkpoint),
+                    "steps": steps,
+                    "best_step": res.best_step,
+                    "stopped": res.stopped,
+                    "validation": res.validation,
                 }
             else:  # one column at a time: each with its own query noise
                 fitted, training = Fitted({}, {}, {}), {}

@@ -234,3 +234,44 @@ def test_lazy_and_preloaded_training_are_identical(store_path):
     b = train(TrainConfig(preload=False, **cfg), [_set(store_path)]).model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_early_stopping_keeps_the_best_validation_weights(store_path, tmp_path):
+    """val_fraction holds out training samples; with patience 1 a noisy constant-LR run stops
+    at its first validation that is not better, and the result (and the checkpoint) are the
+    weights of the best validation, re-scored exactly; a resume does not train again."""
+    from loc.evaluate import evaluate
+    from loc.fit.supervised import hold_out
+
+    ts = _set(store_path)
+    cfg = TrainConfig(
+        model="cnn",
+        steps=400,
+        batch_size=8,
+        lr=3e-2,
+        schedule="constant",
+        device="cpu",
+        val_fraction=0.25,
+        val_every=5,
+        patience=1,
+        log_every=5,
+        ckpt_every=1000,
+    )
+    res = train(cfg, [ts], tmp_path / "r")
+    assert res.stopped is not None and res.stopped < 400
+    scores = [v["val_mean_m"] for v in res.validation]
+    assert res.stopped == res.validation[-1]["step"] and scores[-1] >= min(scores)
+    assert res.best_step == res.validation[int(np.argmin(scores))]["step"] < res.stopped
+    ((fit, val),) = hold_out([ts], 0.25, cfg.seed)
+    assert len(val) == 16 and len(fit.train) == 48 and not set(val) & set(fit.train)
+    assert len(ts.train) == 64  # the caller's set is unchanged
+    again = evaluate(res.model, ts.store, val, fit.train)[0]["overall"]["mean"]
+    assert again == pytest.approx(min(scores), rel=1e-5)
+    model, ck = load_checkpoint(tmp_path / "r")
+    assert ck["best_step"] == res.best_step and ck["stopped"] == res.stopped
+    for k, v in res.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    resumed = train(cfg, [_set(store_path)], tmp_path / "r", resume=True)
+    assert resumed.history == res.history and resumed.stopped == res.stopped
+    with pytest.raises(ConfigError, match="val_fraction"):
+        TrainConfig(val_fraction=1.0)
