@@ -323,8 +323,8 @@ def check_metaloc(result: dict) -> Verdict:
 
 def check_vinloc(result: dict) -> Verdict:
     """In RMSE, the paper's metric: ResNet fingerprinting degrades sharply under variable TRPs
-    (> 2x), VIn-Loc trained on variable subsets does not (< 1.5x) and is the better of the two
-    there. The model-based rows are listed beside them."""
+    (> 2x), VIn-Loc trained on variable subsets does not (< 1.5x) and is better there than
+    ResNet and (where run) kNN fingerprinting. The model-based rows are listed beside them."""
     fixed, var = column(result, "all_trps", "fixed"), column(result, "all_trps", "variable")
     if fixed is None or var is None:
         return Verdict(None, "needs the fixed and variable columns")
@@ -335,6 +335,8 @@ def check_vinloc(result: dict) -> Verdict:
     rf, rv = r["resnet_fp"]
     vf, vv = r[vin]
     ok = rv > 2 * rf and vv < 1.5 * vf and vv < rv
+    if "knn_fp" in r:
+        ok = ok and vv < r["knn_fp"][1]
     text = f"RMSE fixed → variable: resnet_fp {_fmt(rf)} → {_fmt(rv)}; "
     text += f"{vin} {_fmt(vf)} → {_fmt(vv)}"
     for m in ("resnet_fp@variable", "knn_fp", "multilat", "multilat_oracle"):
@@ -454,10 +456,13 @@ PAPERS = {
             ("VIn-Loc, IIoT fixed → variable", "RMSE 0.99 → 0.95 m"),
         ),
         check_vinloc,
-        "VIn-Loc (8.9 M parameters) is far from trained after 1,000 steps x 32 (~4.4 min on 2 "
-        "cores; the paper: 100k steps): its final training loss is 0.46 in standardised units "
-        "against ResNet fingerprinting's 0.054. Its error barely moves under variable TRPs, as "
-        "in the paper, but from a level several times worse than fingerprinting's.",
+        "VIn-Loc trains at the CPU width (0.32 M parameters, peak-aligned CIR tokens; the "
+        "paper's 8.9 M-parameter width was at 24.1 m after 1,000 steps here): it beats ResNet "
+        "and kNN fingerprinting with fixed TRPs, and trained on 10-TRP subsets it beats both "
+        "under variable TRPs in mean error. What fails is the robustness test: its RMSE grows "
+        "1.74x (the check asks < 1.5x; the paper: 0.99 -> 0.95 m) as its tail widens (p90 "
+        "1.91 -> 3.30 m), with its training loss still falling at 3,000 steps (0.032, against "
+        "0.016 for VIn-Loc on all 12 TRPs).",
     ),
     "snr": Paper(
         "snr",

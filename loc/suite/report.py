@@ -59,6 +59,21 @@ def steps_run_text(result: dict) -> str:
     return "Steps run (best validation step): " + "; ".join(parts) + "." if parts else ""
 
 
+def state_mix_text(result: dict) -> list[str]:
+    """One line per experiment: the LinkState shares of its training and test links, e.g.
+    'Link states, static_to_jammed: train static/dry: LOS 61 %, NLOS 30 %, ...' (states under
+    0.5 % left out); [] for results written before the shares were recorded."""
+    lines = []
+    for ename, parts in result.get("state_mix", {}).items():
+        text = "; ".join(
+            f"{what}: "
+            + ", ".join(f"{s} {100 * v:.0f} %" for s, v in mix.items() if v >= 0.005)
+            for what, mix in parts.items()
+        )
+        lines.append(f"- link states (share of the selected links), {ename}: {text}")
+    return lines
+
+
 def markdown_table(result: dict, models: list[str]) -> str:
     """The suite table: one row per model, one column per (experiment, test)."""
     cols = result["columns"]
@@ -127,6 +142,7 @@ def markdown_table(result: dict, models: list[str]) -> str:
         if (r := result["results"][c["label"]].get(m)) and r.get("method")
     }
     lines += [f"- {m}: {text}" for m, text in methods.items()]
+    lines += state_mix_text(result)
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform
 from loc.suite.report import write_outputs
 from simgen.errors import UnsafePathError
 from simgen.safety import remove_if_ours
+from simgen.schema import LinkState
 
 log = logging.getLogger("loc.suite")
 
@@ -103,6 +104,21 @@ class _Prepared:
             if data["database_noise"] is not None:
                 self.db_noise[id(st)] = parse_noise(data["database_noise"], data["noise_seed"])
         self.use_training()
+
+    def state_mix(self) -> dict[str, dict[str, float]]:
+        """Share of each ``simgen.schema.LinkState`` among the selected TRP links of the
+        training samples (per training scenario) and of each test column's queries."""
+
+        def mix(st: CSIStore, idx: np.ndarray) -> dict[str, float]:
+            ls = st.link_state[idx].ravel()
+            return {s.name: float(np.mean(ls == s)) for s in LinkState}
+
+        out = {
+            f"train {sc.describe()}": mix(st, tr)
+            for sc, (st, tr) in zip(self.exp.train, self.train, strict=True)
+        }
+        out.update({f"test {t}": mix(st, te) for t, (st, _, te) in self.test.items()})
+        return out
 
     def use_training(self) -> None:
         """Every store's samples at their training noise (what the training loop reads)."""
@@ -262,6 +278,7 @@ def run_suite(
         "columns": [],
         "baselines": [],
         "results": {},
+        "state_mix": {e: p.state_mix() for e, p in prepared.items()},  # LinkState shares
         "peb": {},  # per column: the position error bound of its test samples at its noise
         "training": {},
     }

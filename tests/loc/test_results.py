@@ -88,6 +88,8 @@ def test_cross_and_vinloc_checks_can_fail():
     assert check_vinloc(good).holds is True
     robust_but_poor = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [40.0, 41.0]})
     assert check_vinloc(robust_but_poor).holds is False  # VIn-Loc must also beat it there
+    knn_better = {"resnet_fp": [3.0, 30.0], "vinloc@variable": [4.0, 4.5], "knn_fp": [2.0, 4.0]}
+    assert check_vinloc(_result(cols, knn_better)).holds is False  # ... and kNN fingerprinting
     assert (
         check_vinloc(_result(cols, {"resnet_fp": [3.0, 4.0], "vinloc": [4.0, 4.5]})).holds is False
     )

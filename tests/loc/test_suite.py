@@ -288,6 +288,14 @@ def test_suite_model_families_tiny(suite_all_tiny):
     ).exists()
     md = (runs / "semantic_da_tiny" / "semantic_da.md").read_text()
     assert "link-state (PCP) accuracy" in md and "| hda |" in md
+    # the link-state mix of the training and test links (one selected TRP: every usable
+    # sample has a path to it), in the JSON and under the table
+    mix = da["state_mix"]["source_0_4"]
+    assert set(mix) == {"train traffic/dry snapshots 0-1", "test target"}, mix
+    for shares in mix.values():
+        assert set(shares) == {"LOS", "OLOS", "NLOS", "BLOCKED", "NO_PATH"}
+        assert sum(shares.values()) == pytest.approx(1.0) and shares["NO_PATH"] == 0
+    assert "- link states (share of the selected links), source_0_4: train traffic" in md
 
     meta = load("metaloc")
     res = meta["results"]["unseen_cell"]
