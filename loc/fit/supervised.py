@@ -306,10 +306,10 @@ def train(
     if any(s.store.shape != shape for s in sets):
         raise DataError("all training scenarios must have the same CSI shape after selection")
     device = resolve_device(cfg.device)
-    val_sets: list[tuple[TrainSet, np.ndarray]] = []
+    val_idx: list[np.ndarray] = []  # per set: its held-out validation samples
     if cfg.val_fraction > 0:
-        val_sets = [(fit, val) for fit, val in hold_out(sets, cfg.val_fraction, cfg.seed)]
-        sets = [fit for fit, _ in val_sets]
+        held = hold_out(sets, cfg.val_fraction, cfg.seed)
+        sets, val_idx = [fit for fit, _ in held], [val for _, val in held]
     torch.manual_seed(cfg.seed)
     cls = MODELS[cfg.model][0]
     kind = cls.kind
@@ -383,7 +383,7 @@ def train(
                     coarse_error=cfg.coarse_error,
                     device=device,
                 )[0]["overall"]["mean"]
-                for ts, (_, val) in zip(sets, val_sets, strict=True)
+                for ts, val in zip(sets, val_idx, strict=True)
             ]
         model.train()
         score = float(np.mean(scores))
@@ -475,7 +475,7 @@ def train(
             )
             loss_sum.zero_()
             n_in_sum, t_last = 0, time.perf_counter()
-        if val_sets and (done % val_every == 0 or done == cfg.steps) and validate(done):
+        if val_idx and (done % val_every == 0 or done == cfg.steps) and validate(done):
             stopped = done
             log.info("early stop at step %d: best validation at step %d", done, best["step"])
         if ckpt_path is not None and (

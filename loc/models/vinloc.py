@@ -53,6 +53,19 @@ def trp_layout(in_shape: tuple[int, int, int], n_trp: int | None, domain: str) -
     return n_trp, (g // n_trp) * a
 
 
+def complex_taps(h: torch.Tensor, n_trp: int, domain: str = "delay") -> torch.Tensor:
+    """(B, G, A, C, 2) channel -> (B, T, R, C) complex CIR taps per TRP and antenna row (the
+    IDFT over C of a CFR; then a DFT over the rows for "angle_delay"; "taps": as stored)."""
+    b, g, a, c, _ = h.shape
+    n_trp, rows = trp_layout((g, a, c), n_trp, domain)
+    taps = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
+    if domain != "taps":
+        taps = torch.fft.ifft(taps, dim=-1, norm="ortho")
+    if domain == "angle_delay":
+        taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
+    return taps
+
+
 def cir_features(
     h: torch.Tensor, n_trp: int, domain: str = "delay", tap_norm: str = "global"
 ) -> torch.Tensor:
@@ -71,15 +84,9 @@ def cir_features(
     measured worse for VIn-Loc (paris_vinloc, 1,000 UEs, CIR: 61.6 vs 21.0 m mean) and about
     even for ResNet fingerprinting (10.6 vs 11.5 m); docs/benchmarks.md.
     """
-    b, g, a, c, _ = h.shape
-    n_trp, rows = trp_layout((g, a, c), n_trp, domain)
     if tap_norm not in ("global", "peak"):
         raise ConfigError(f"unknown tap_norm {tap_norm!r} for a CIR image (global | peak)")
-    taps = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
-    if domain != "taps":
-        taps = torch.fft.ifft(taps, dim=-1, norm="ortho")
-    if domain == "angle_delay":
-        taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
+    taps = complex_taps(h, n_trp, domain)
     mag = taps.abs()
     if tap_norm == "global":
         return torch.stack([taps.real, taps.imag, mag], dim=2)
@@ -113,13 +120,8 @@ def aligned_taps(
     level in dB re the global CSI scale / 20): the synchronized delay that ranges the TRP, and
     how much to trust it. Absent TRPs (all-zero channel) give zeros.
     """
-    b, g, a, c, _ = h.shape
-    n_trp, rows = trp_layout((g, a, c), n_trp, domain)
-    taps = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
-    if domain != "taps":
-        taps = torch.fft.ifft(taps, dim=-1, norm="ortho")
-    if domain == "angle_delay":
-        taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
+    taps = complex_taps(h, n_trp, domain)
+    b, n_trp, rows, c = taps.shape
     power = (taps.abs() ** 2).sum(-2)  # (B, T, C)
     peak = power.amax(-1, keepdim=True)
     floor = power.median(-1, keepdim=True).values

@@ -115,6 +115,11 @@ class Experiment:
     test: dict[str, Scenario]
 
 
+def log_interval(steps: int) -> int:
+    """Training log interval: ~10 records per run of ``steps`` steps, at most every 1,000."""
+    return max(1, min(1000, steps // 10))
+
+
 @dataclasses.dataclass
 class Protocol:
     name: str
@@ -132,8 +137,8 @@ class Protocol:
 
     @property
     def log_every(self) -> int:
-        """Training log interval: ~10 records per run, at most every 1,000 steps."""
-        return max(1, min(1000, self.steps // 10))
+        """Training log interval of a ``steps``-long run (``log_interval``)."""
+        return log_interval(self.steps)
 
     def steps_for(self, exp: Experiment) -> int:
         """Training steps of experiment ``exp``: ``data.epochs`` passes over its training

@@ -15,7 +15,7 @@ from loc.data import CSIStore, CSITransform, Selection
 from loc.errors import ConfigError, DataError
 from loc.noise import Noise, parse_noise
 from loc.suite.datasets import dataset_store, head_tail, ordered_samples, snapshot_mask, ue_ids
-from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform
+from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform, log_interval
 from loc.suite.report import write_outputs
 from simgen.errors import UnsafePathError
 from simgen.safety import remove_if_ours
@@ -330,7 +330,7 @@ def run_suite(
                 n_neighbours=data["k"],
                 seed=proto.seed,
                 device=str(dev),
-                log_every=max(1, min(1000, steps // 10)),
+                log_every=log_interval(steps),
                 ckpt_every=min(5000, steps),
                 noise_redraw=data["noise_redraw"],
                 val_fraction=data["val_fraction"] if fam == "train" else 0.0,
