@@ -46,9 +46,29 @@ def render(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
-    """Render SCENE into a Zarr store; re-running an interrupted render resumes it."""
+    """Render SCENE into a Zarr store; re-running an interrupted render resumes it. A scene
+    YAML with an ``environments:`` list (a pool) renders every environment into one store."""
+    from .pool import is_pool_file
     from .render import plan
 
+    if is_pool_file(scene):
+        from .pool_cli import render_pool_command
+
+        render_pool_command(
+            scene,
+            out=out,
+            device=device,
+            ue_count=ue_count,
+            batch_ues=batch_ues,
+            memory_gb=memory_gb,
+            pipeline=pipeline,
+            overwrite=overwrite,
+            force_resume=force_resume,
+            cluster=cluster,
+            quiet=quiet,
+            console=err,
+        )
+        return
     p = plan(
         scene,
         out=out,

@@ -3,7 +3,8 @@
 The rule, in one place: simgen deletes only what is provably its own, namely
 
 * a simgen store: a folder whose ``zarr.json`` is a Zarr group carrying simgen's root
-  attributes (``schema_version``, ``layout``, ``conditions``, ``config_hash``);
+  attributes (``schema_version``, ``layout``, ``conditions``, ``config_hash``), or an
+  environment pool's (``schema_version``, ``pool: true``, ``environments``, ``config_hash``);
 * a zipped simgen store (``publish --zip``): a zip file whose ``zarr.json`` carries them;
 * a DeepMIMO folder written by ``simgen export-deepmimo`` (its ``params.json`` names the
   simgen store it came from);
@@ -29,11 +30,16 @@ from pathlib import Path
 from .errors import StoreError, UnsafePathError
 
 SIMGEN_ROOT_ATTRS = ("schema_version", "layout", "conditions", "config_hash")
+# an environment pool's root (simgen.pool_render): its environments are simgen stores inside it
+SIMGEN_POOL_ATTRS = ("schema_version", "pool", "environments", "config_hash")
 
 
 def _has_simgen_attrs(meta: dict) -> bool:
     attrs = meta.get("attributes") or {}
-    return meta.get("node_type") == "group" and all(k in attrs for k in SIMGEN_ROOT_ATTRS)
+    return meta.get("node_type") == "group" and (
+        all(k in attrs for k in SIMGEN_ROOT_ATTRS)
+        or (attrs.get("pool") is True and all(k in attrs for k in SIMGEN_POOL_ATTRS))
+    )
 
 
 def is_simgen_store(path: str | Path) -> bool:
