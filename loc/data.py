@@ -77,6 +77,45 @@ def list_groups(path: str | Path) -> list[str]:
     return sorted(root.group_keys())
 
 
+def pool_environments(path: str | Path) -> list[dict] | None:
+    """The environments (name, kind, source, split: seen | unseen) of a simgen environment
+    pool (``simgen render pool.yaml``), in order; None for a single-scene store."""
+    try:
+        attrs = zarr.open_group(str(path), mode="r").attrs
+    except Exception:  # noqa: BLE001 - reported by list_groups / open_group
+        return None
+    if attrs.get("pool") is not True:
+        return None
+    return [dict(e) for e in attrs.get("environments", [])]
+
+
+def environment_path(path: str | Path, environment: str | None) -> Path:
+    """The store of ``environment`` in the pool at ``path`` (each environment is a complete
+    store in the folder ``<pool>/<name>``), or ``path`` itself for a single-scene store.
+
+    DataError when a pool is opened without an environment (the message lists them, by split)
+    or with one it does not hold; ConfigError for an environment on a single-scene store."""
+    envs = pool_environments(path)
+    if envs is None:
+        if environment is not None:
+            raise ConfigError(f"{path} is a single-scene store, not a pool: drop environment=")
+        return Path(path)
+    names = [e["name"] for e in envs]
+    if environment is None or environment not in names:
+        seen = ", ".join(e["name"] for e in envs if e.get("split") != "unseen") or "none"
+        unseen = ", ".join(e["name"] for e in envs if e.get("split") == "unseen") or "none"
+        what = (
+            "choose one with environment="
+            if environment is None
+            else f"has no environment {environment!r}; choose one of them"
+        )
+        raise DataError(
+            f"{path} is an environment pool of {len(names)} environments: {what} "
+            f"(seen: {seen}; unseen: {unseen}), or open several with loc.data.pool_stores"
+        )
+    return Path(path) / environment
+
+
 def open_group(path: str | Path, group: str) -> xr.Dataset:
     """Open one condition group lazily (no array data is read).
 
@@ -167,6 +206,9 @@ class CSIStore:
     ``variable`` = "cir" reads simgen's stored CIR taps (``output.cir_taps``) instead of the
     CFR: C is then the tap axis (the ``subcarriers`` selection picks taps), and the transform's
     "freq" domain means "as stored".
+
+    ``environment`` picks one environment of a simgen environment pool (every environment
+    has its own scene frame); :func:`pool_stores` opens several (by name or split).
     """
 
     def __init__(
@@ -178,7 +220,10 @@ class CSIStore:
         frame: Frame = "absolute",
         cache_mb: float = 256.0,
         variable: str = "csi",
+        environment: str | None = None,
     ) -> None:
+        path = environment_path(path, environment)
+        self.environment = environment
         self.path, self.group, self.frame, self.variable = str(path), group, frame, variable
         self.ds = open_group(path, group)
         if variable not in ("csi", "cir"):
@@ -416,6 +461,31 @@ class CSIStore:
             **({"query_noise": self.query_noise.spec()} if self.query_noise else {}),
             "noise_label": self.noise_label(),
         }
+
+
+def pool_stores(
+    path: str | Path,
+    environment: str | Sequence[str] | None = None,
+    split: Literal["seen", "unseen"] | None = None,
+    **kwargs,
+) -> dict[str, CSIStore]:
+    """One :class:`CSIStore` per chosen environment of the pool at ``path`` (name -> store, in
+    the pool's order): the named ``environment`` (one or a list), or every environment of the
+    pool's recorded ``split`` ("seen" / "unseen"), or all. ``kwargs`` go to each CSIStore."""
+    envs = pool_environments(path)
+    if envs is None:
+        raise DataError(f"{path} is not an environment pool (no environments attribute)")
+    if split is not None and split not in ("seen", "unseen"):
+        raise ConfigError(f"unknown split {split!r} (seen | unseen)")
+    names = [e["name"] for e in envs if split is None or e.get("split", "seen") == split]
+    if environment is not None:
+        wanted = [environment] if isinstance(environment, str) else list(environment)
+        for n in wanted:
+            environment_path(path, n)  # DataError listing the environments if unknown
+        names = [n for n in wanted if n in names]
+    if not names:
+        raise DataError(f"{path}: no environment in split {split!r}")
+    return {n: CSIStore(path, environment=n, **kwargs) for n in names}
 
 
 # ----------------------------------------------------------------------------- splits

@@ -51,11 +51,7 @@ class Options:
 def scene_path(cfg: SceneConfig, base: Path) -> str:
     """The scene XML of an environment: a built-in / XML path / 'empty', or the folder that
     :func:`simgen.world.build` builds (or finds in its cache) for an OSM / procedural block."""
-    if isinstance(cfg.scene, str):
-        return resolve_scene(cfg.scene, base)
-    from .world import build  # noqa: PLC0415 - only pools with built scenes need it
-
-    return str(build(cfg.scene, cfg.frequency_hz, base))
+    return resolve_scene(cfg.scene, base, cfg.frequency_hz)
 
 
 def env_plan(pool: Pool, env: Environment, opt: Options) -> RenderPlan:

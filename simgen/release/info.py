@@ -12,7 +12,13 @@ from ..store import open_store
 
 
 def summarize(path: str | Path) -> str:
-    """Multi-line text: attrs, sizes, completeness and per-condition label/ToA/power statistics."""
+    """Multi-line text: attrs, sizes, completeness and per-condition label/ToA/power statistics;
+    for an environment pool, its split and one row per environment (:mod:`.pool`)."""
+    from .pool import pool_root_attrs, summarize_pool
+
+    pool = pool_root_attrs(path)
+    if pool is not None:
+        return summarize_pool(path, pool)
     store = open_store(path)
     attrs, lay = dict(store.root.attrs), store.layout
     done = int(store.root["shard_done"][:].sum())

@@ -101,6 +101,11 @@ def check(
     except Exception as exc:  # noqa: BLE001 - zarr raises many kinds on corrupt metadata
         out.add(f"store: not a readable Zarr v3 group ({type(exc).__name__})")
         return out
+    if attrs.get("pool") is True:  # an environment pool: each environment is a store
+        from ..pool import check_pool
+
+        check_pool(path, attrs, out, progress)
+        return out
     missing = [k for k in REQUIRED_ROOT_ATTRS if k not in attrs]
     if missing:
         out.add(f"root attrs: missing {', '.join(missing)}")
@@ -145,6 +150,10 @@ class _Checker(ContractChecks, ValueChecks, PhysicsChecks):
 def summary(path: str | Path, result: Findings) -> str:
     """One line for a clean store."""
     root = open_root(Path(path))
+    if root.attrs.get("pool") is True:
+        from ..pool import pool_summary_line
+
+        return pool_summary_line(Path(path), dict(root.attrs), result)
     lay = Layout(**root.attrs["layout"])
     conds = list(root.attrs.get("conditions", []))
     if isinstance(root.store, zarr.storage.ZipStore):
