@@ -184,6 +184,25 @@ def publish(
         raise StoreError(f"{store}: no such store directory")
     check_output(out, inputs=(store,))  # not the store, inside it, nor containing it
     result = PublishResult(out)
+    from .pool import pool_root_attrs
+
+    pool = pool_root_attrs(store)
+    if pool is not None:  # an environment pool: its own card and Croissant record sets
+        from .pool_publish import publish_pool
+
+        return publish_pool(
+            store,
+            out,
+            pool,
+            result,
+            license_id=license_id,
+            mode=mode,
+            force=force,
+            footprints=footprints,
+            device=device,
+            name=name,
+            url=url,
+        )
     findings = check(store, manifest=None).lines
     result.findings = findings
     if findings and not force:
