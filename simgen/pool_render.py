@@ -182,7 +182,12 @@ def render_environment(
 
 
 def _finish(root: zarr.Group, pool: Pool, out: Path) -> None:
-    root.attrs["complete"] = all(finished(out / e.name, e.cfg) for e in pool.environments)
+    """Mark the pool complete when every environment is, and consolidate its metadata (so
+    ``xr.open_zarr(pool, group="<env>/dry")`` reads one zarr.json, as for a single store)."""
+    done = all(finished(out / e.name, e.cfg) for e in pool.environments)
+    root.attrs["complete"] = done
+    if done:
+        zarr.consolidate_metadata(zarr.storage.LocalStore(out))
 
 
 def render_pool(

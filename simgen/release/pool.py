@@ -148,6 +148,7 @@ def check_pool(path: Path, attrs: dict, out, progress=None) -> None:
     if not path.is_dir():
         out.add("store: a zipped pool cannot be checked per environment (unzip it)")
         return
+    _check_consolidated(path, attrs, out)
     # sub-folders holding a zarr.json (listed from disk: a corrupt one is the environment's
     # own finding, not a traceback here)
     groups = {p.name for p in path.iterdir() if (p / "zarr.json").is_file()}
@@ -170,6 +171,32 @@ def check_pool(path: Path, attrs: dict, out, progress=None) -> None:
             continue
         if got != e.get("config_hash"):
             out.add(f"{name}: config_hash differs from the pool's environment list")
+
+
+def _check_consolidated(path: Path, attrs: dict, out) -> None:
+    """The pool root's consolidated metadata (what xarray reads) matches every node's own."""
+    store = zarr.storage.LocalStore(path, read_only=True)
+    try:
+        meta = zarr.open_group(store=store, mode="r", use_consolidated=None).metadata
+    except Exception:  # noqa: BLE001 - unreadable root: reported by the caller
+        return
+    cons = meta.consolidated_metadata
+    if cons is None:
+        if attrs.get("complete") is True:
+            out.add(
+                "consolidated metadata: missing at the pool root (readers fall back to listing)"
+            )
+        return
+    for full, m in cons.flattened_metadata.items():
+        if getattr(m, "node_type", None) != "array":
+            continue
+        try:
+            actual = zarr.open_array(store=store, path=full, mode="r").metadata
+        except Exception:  # noqa: BLE001 - missing or unreadable
+            out.add(f"consolidated metadata: lists {full}, which does not exist (pool root)")
+            continue
+        if m.to_dict() != actual.to_dict():
+            out.add(f"consolidated metadata: stale entry for {full} (pool root)")
 
 
 def pool_summary_line(path: Path, attrs: dict, result) -> str:
