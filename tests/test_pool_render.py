@@ -172,6 +172,11 @@ def test_pool_from_another_config_is_refused(ref, tmp_path, monkeypatch, capsys)
     assert code == 2 and "rendered from a different configuration" in err, err
     with pytest.raises(StoreError, match="different configuration"):
         render_pool(load_pool(path), Options(out=copy, device="cpu"))
+    from simgen.safety import is_ours
+
+    assert is_ours(copy)  # a pool is simgen's own: --overwrite may replace it
+    (copy / "zarr.json").write_text("{}")
+    assert not is_ours(copy)
 
 
 def test_info_validate_publish_cover_the_pool(ref, tmp_path, monkeypatch, capsys):
