@@ -231,3 +231,7 @@ def test_helsinki_extract(tmp_path):
     assert sum(1 for b in world.buildings if b.polygon.interiors) >= 20  # courtyard blocks
     assert all(world.provenance["height_rules"][r] > 0 for r in ("height", "levels", "default"))
     assert seconds < 30, seconds
+    from test_world_mesh import check_solid
+
+    for b in world.buildings:  # real outlines: every solid watertight, outward, exact
+        check_solid(b)

@@ -189,6 +189,7 @@ def _read_osmium(path: Path) -> _Raw:
             osmium.FileProcessor(str(path))
             .with_locations()
             .with_areas(osmium.filter.KeyFilter("building"))
+            .with_filter(osmium.filter.KeyFilter("building", "highway"))  # no nodes to Python
         )
         for o in fp:
             tags = o.tags
