@@ -138,7 +138,7 @@ def test_procedural_cities():
     assert ((h >= 4) & (h <= 60)).all() and a.provenance["height_rules"] == {"drawn": len(h)}
     courts = procedural_city(ProceduralSource(seed=1, courtyard_probability=1.0, block_m=(50, 60)))
     assert any(b.polygon.interiors for b in courts.buildings)
-    boxes = procedural_city(ProceduralSource(seed=3, layout="boxes", size_m=32.0))
+    boxes = procedural_city(ProceduralSource(seed=3, layout="boxes"))  # RA-LWLM: 32 m square
     assert boxes.streets == [] and 3 <= len(boxes.buildings) <= 8
     polys = [b.polygon for b in boxes.buildings]
     assert shapely.union_all(polys).area == pytest.approx(sum(p.area for p in polys))
@@ -166,6 +166,9 @@ def test_scene_block_in_a_config_is_built_once(tmp_path, monkeypatch):
     bad = write_config(tmp_path, "street_canyon.yaml", scene={"osm": {"file": "x.osm", "bboxx": 1}})
     with pytest.raises(ConfigError, match=r"scene\.osm\.bboxx: unknown key"):
         load_config(bad)
+    missing = write_config(tmp_path, "street_canyon.yaml", scene={"osm": {"file": "x.osm"}})
+    with pytest.raises(ConfigError, match=r"\.yaml: scene\.osm: x\.osm: no such file"):
+        load_config(missing)
     with pytest.raises(WorldError, match="x.osm: no such file"):
         build(
             load_config.__globals__["parse_config"](  # the block parses; the file is missing
