@@ -21,6 +21,7 @@ from world_testutil import (
     LEVELS,
     TILE_M,
     bbox_deg,
+    check_solid,
     write_synthetic_osm,
 )
 
@@ -238,7 +239,5 @@ def test_helsinki_extract(tmp_path):
     assert sum(1 for b in world.buildings if b.polygon.interiors) >= 20  # courtyard blocks
     assert all(world.provenance["height_rules"][r] > 0 for r in ("height", "levels", "default"))
     assert seconds < 30, seconds
-    from test_world_mesh import check_solid
-
     for b in world.buildings:  # real outlines: every solid watertight, outward, exact
         check_solid(b)
