@@ -157,8 +157,12 @@ class Environment:
         return "unseen" if self.unseen else "seen"
 
     def yaml_text(self) -> str:
-        """The environment's config as YAML (stored as its ``scene_config_yaml``)."""
-        return yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False)
+        """The environment's config as YAML (stored as its ``scene_config_yaml``): the keys
+        that differ from the defaults, so it reads like a hand-written scene YAML and parses
+        back to the same config (same ``content_hash``)."""
+        return yaml.safe_dump(
+            self.cfg.model_dump(mode="json", exclude_defaults=True), sort_keys=False
+        )
 
 
 @dataclass

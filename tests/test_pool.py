@@ -11,6 +11,7 @@ import yaml
 from pyproj import Geod
 
 from simgen.cli import main
+from simgen.config import parse_config
 from simgen.errors import ConfigError
 from simgen.pool import load_pool, parse_pool
 
@@ -87,6 +88,8 @@ def test_procedural_seeds_scenes_and_per_environment_seeds(tmp_path):
     assert [e.cfg.ue.seed for e in envs] == [7, 8, 9, 10]  # ue.seed + index
     assert [e.cfg.trps.pool.seed for e in envs[:3]] == [5, 6, 7]  # pool seed + index
     assert len({e.cfg.content_hash() for e in envs}) == 4
+    for e in envs:  # the stored YAML of an environment parses back to its config
+        assert parse_config(e.yaml_text(), e.name).content_hash() == e.cfg.content_hash()
     assert p.split["unseen"] == [] and len(p.split["seen"]) == 4
 
 
