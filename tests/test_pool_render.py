@@ -245,3 +245,42 @@ def test_csistore_reads_a_pool_by_environment_and_split(ref):
     seen = pool_stores(out, split="seen")
     assert list(unseen) == pool.split["unseen"] and list(seen) == pool.split["seen"]
     assert set(pool_stores(out, environment=["proc_s1", "proc_s3"])) == {"proc_s1", "proc_s3"}
+
+
+def test_a_killed_pool_render_resumes_to_the_same_bytes(tmp_path, cache):
+    """SIGKILL the CLI while it renders the second environment; the re-run skips the first,
+    finishes the second from its marked shards and writes the same bytes as one clean run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    canyon = {"scene": "simple_street_canyon", "ue": {"sampling": {"count": 40}}}
+    canyon["trps"] = POOL["environments"][1]["trps"]
+    free = {"scene": "empty", "name": "free", "trps": canyon["trps"]}
+    path = write_pool(tmp_path, environments=[free, canyon], split={"unseen_fraction": 0.0})
+    pool = load_pool(path)
+    clean = tmp_path / "clean.zarr"
+    render_pool(pool, Options(out=clean, device="cpu"))
+    out = tmp_path / "killed.zarr"
+    cmd = [sys.executable, "-m", "simgen", "render", str(path), "--out", str(out), "-q"]
+    proc = subprocess.Popen([*cmd, "--device", "cpu"], start_new_session=True)
+    done = out / "simple_street_canyon" / "shard_done"
+    deadline = time.time() + 240
+    marked = 0
+    while time.time() < deadline and proc.poll() is None:
+        if (done / "zarr.json").is_file():
+            marked = int(zarr.open_array(str(done), mode="r")[:].sum())
+            if marked >= 2:
+                break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= marked < 10, f"the kill must land inside the second environment ({marked})"
+    assert zarr.open_group(str(out), mode="r").attrs["complete"] is False
+    got = render_pool(pool, Options(out=out, device="cpu"))
+    assert got[0]["skipped"] and not got[1]["skipped"]
+    assert 0 < got[1]["links"] < 40 * 2  # only the shards that were not marked
+    for name in ("free", "simple_street_canyon"):
+        assert arrays(out, name) == arrays(clean, name), name
