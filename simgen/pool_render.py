@@ -43,7 +43,7 @@ class Options:
     device: str = "auto"
     batch_ues: int | None = None
     pipeline: bool = True
-    memory_gb: float | None = None
+    memory_gb: float | None = None  # batch_ues: auto budget (local:N on CPU: 1/N of the default)
     force_resume: bool = False
     threads: int | None = None  # Dr.Jit threads per worker (cluster only)
 
@@ -220,6 +220,11 @@ def render_pool(
     client, n_workers = open_client(cluster)
     if cluster.startswith("local:"):
         opt = dataclasses.replace(opt, threads=max((os.cpu_count() or 1) // n_workers, 1))
+        if opt.memory_gb is None and opt.device == "cpu":  # N workers share this host's memory
+            from . import memory  # noqa: PLC0415
+
+            share = memory.budget_bytes(None) / n_workers / 2**30
+            opt = dataclasses.replace(opt, memory_gb=max(share, 0.1))
     names = [e.name for e in pool.environments]
     try:
         futures = client.map(
