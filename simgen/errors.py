@@ -24,3 +24,9 @@ class RainModelError(SimgenError):
 class UnsafePathError(SimgenError):
     """An output path simgen refuses: not provably its own to replace, the current directory
     or an ancestor of it, overlapping an input, or under a file."""
+
+
+class WorldError(SimgenError):
+    """Scene construction (``simgen.world``) cannot make a scene from its input: an unreadable
+    or empty file, an area outside the extract or with no building, a tile over the size cap,
+    a carrier frequency no ITU material covers."""
