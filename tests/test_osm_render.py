@@ -1,0 +1,181 @@
+"""World scenes through a real render (Sionna RT on CPU): a hand-built World (an L-shaped
+building, a courtyard block, two crossing streets) written by simgen.world.write_scene, then
+rendered. Oracles: shapely (footprints, street area, the 2-D segment against the L) and the
+speed of light (ToA = d / c)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import shapely
+import xarray as xr
+import zarr
+from simgen_testutil import write_config
+from world_testutil import COURTYARD, L_SHAPE, town
+
+from simgen import labels
+from simgen.render import Renderer, plan
+from simgen.schema import CRS_ATTR, SPEED_OF_LIGHT, WORLD_ATTR, LinkState
+from simgen.world import write_scene
+
+COURTYARD_TRP = (-25.0, -25.0, 30.0)  # above the courtyard's centre (the block is 12 m high)
+STREET_TRP = (5.0, 5.0, 6.0)  # a street-level mast in the crossing, south-west of the L
+NOTCH_UE = (30.0, 30.0)  # behind the L's inner corner (20, 20) seen from STREET_TRP
+
+
+def base_config(scene_xml, **ue) -> dict:
+    return {
+        "name": "town",
+        "scene": str(scene_xml),
+        "frequency_hz": 3.5e9,
+        "ofdm": {"num_subcarriers": 8, "subcarrier_spacing_hz": 1.0e6},
+        "trps": [
+            {"name": "court", "position": list(COURTYARD_TRP)},
+            {"name": "street", "position": list(STREET_TRP)},
+        ],
+        "ue": {"height_m": 1.5, "seed": 1, **ue},
+        "solver": {"max_depth": 1, "samples_per_src": 2000},
+        "output": {"path": "unused"},
+    }
+
+
+@pytest.fixture(scope="module")
+def scene_xml(tmp_path_factory):
+    out = tmp_path_factory.mktemp("town")
+    return write_scene(town(), out, 3.5e9)
+
+
+def _render(tmp_path, cfg: dict) -> Renderer:
+    r = Renderer(plan(write_config(tmp_path, cfg)), "cpu")
+    r.render(r.open_store(overwrite=True))
+    return r
+
+
+def test_courtyard_los_corner_nlos_and_los_toa(tmp_path, scene_xml) -> None:
+    """A UE in the courtyard is LOS from a TRP above it (ToA = d / c); a UE behind the L's
+    inner corner is not LOS from a street-level TRP whose segment crosses the L below its
+    roof (shapely says so)."""
+    cfg = base_config(
+        scene_xml,
+        regions=[
+            {"x": [-25.5, -24.5], "y": [-25.5, -24.5]},  # one grid point: (-25, -25)
+            {
+                "x": [NOTCH_UE[0] - 0.5, NOTCH_UE[0] + 0.5],
+                "y": [NOTCH_UE[1] - 0.5, NOTCH_UE[1] + 0.5],
+            },
+        ],
+        sampling={"grid_spacing_m": 1.0},
+    )
+    r = _render(tmp_path, cfg)
+    ds = xr.open_zarr(r.plan.out, group="dry").load()
+    ue = ds.ue_position.values.astype(np.float64)
+    court = int(np.argmin(np.linalg.norm(ue[:, :2] - [-25.0, -25.0], axis=1)))
+    notch = int(np.argmin(np.linalg.norm(ue[:, :2] - NOTCH_UE, axis=1)))
+    assert np.allclose(ue[court, :2], [-25, -25]) and np.allclose(ue[notch, :2], NOTCH_UE)
+    # oracle for the courtyard: the UE stands in the hole, open to the sky above
+    assert COURTYARD.interiors and shapely.Polygon(COURTYARD.interiors[0]).contains(
+        shapely.Point(ue[court, :2])
+    )
+    state = ds.link_state.values
+    assert state[court, 0] == LinkState.LOS
+    d = np.linalg.norm(ue[court] - np.array(COURTYARD_TRP))
+    assert abs(float(ds.toa.values[court, 0]) - d / SPEED_OF_LIGHT) <= 1e-12  # 1 ps
+    # oracle for the corner: the 2-D segment crosses the L where the ray is below its roof
+    seg = shapely.LineString([STREET_TRP[:2], NOTCH_UE])
+    cross = seg.intersection(L_SHAPE)
+    assert not cross.is_empty
+    t = shapely.line_locate_point(seg, shapely.points(shapely.get_coordinates(cross))) / seg.length
+    z = STREET_TRP[2] + t * (ue[notch, 2] - STREET_TRP[2])
+    assert (z < 15.0).all()  # the L is 15 m high: the segment runs through it
+    assert state[notch, 1] != LinkState.LOS
+    assert state[notch, 1] in (LinkState.NLOS, LinkState.NO_PATH)
+
+
+def test_street_ues_never_inside_a_building_and_pools(tmp_path, scene_xml) -> None:
+    """UEs of ue.regions: streets lie in the street area and in no footprint; rooftop and
+    street pools work on a world scene."""
+    from simgen import scene
+    from simgen.config import load_config
+
+    w = town()
+    area = w.street_area()
+    feet = shapely.union_all([b.polygon for b in w.buildings])
+    cfg_dict = base_config(scene_xml, regions="streets", sampling={"count": 300})
+    cfg, _, path = load_config(write_config(tmp_path, cfg_dict))
+    ctx = scene.load(cfg, path)
+    pts = shapely.points(ctx.ue_position[:, :2].astype(np.float64))
+    assert len(ctx.ue_position) == 300
+    assert area.buffer(1e-6).contains(pts).all()
+    assert not feet.intersects(pts).any()
+    assert np.allclose(ctx.ue_position[:, 2], 1.5, atol=1e-3)  # ground at z = 0
+    # a rectangle with streets: true keeps to both
+    rect = {"x": [-50.0, 0.0], "y": [-50.0, 50.0], "streets": True}
+    cfg, _, path = load_config(
+        write_config(tmp_path, {**cfg_dict, "ue": {**cfg_dict["ue"], "regions": [rect]}})
+    )
+    pos = scene.load(cfg, path).ue_position
+    assert (pos[:, 0] <= 0).all()
+    assert not feet.intersects(shapely.points(pos[:, :2].astype(np.float64))).any()
+    # rooftop pool: each TRP above a footprint, 3 m above its roof
+    pool = {"pool": {"count": 3, "placement": "rooftops", "min_spacing_m": 5, "seed": 2}}
+    cfg, _, path = load_config(write_config(tmp_path, {**cfg_dict, "trps": pool}))
+    trps = np.array([t.position for t in scene.load(cfg, path).trps])
+    for p in trps:
+        hit = [b for b in w.buildings if b.polygon.contains(shapely.Point(p[:2]))]
+        assert len(hit) == 1 and abs(p[2] - (hit[0].height_m + 3.0)) < 1e-3
+    # street pool: masts at the kerb, 6 m above the ground, in no footprint
+    pool = {"pool": {"count": 4, "placement": "streets", "min_spacing_m": 10, "seed": 2}}
+    cfg, _, path = load_config(write_config(tmp_path, {**cfg_dict, "trps": pool}))
+    trps = np.array([t.position for t in scene.load(cfg, path).trps])
+    assert len(trps) == 4 and np.allclose(trps[:, 2], 6.0, atol=1e-3)
+    tp = shapely.points(trps[:, :2])
+    assert area.contains(tp).all() and not feet.intersects(tp).any()
+    gaps = np.linalg.norm(trps[:, None, :2] - trps[None, :, :2], axis=-1)
+    assert (gaps[~np.eye(4, dtype=bool)] >= 10).all()
+
+
+def test_one_cast_labels_equal_the_full_ray_test(tmp_path, scene_xml, monkeypatch) -> None:
+    """Without vehicles or foliage the ray test follows only the first object: the labels
+    equal those of the full test (up to labels.FULL_HITS objects)."""
+    from simgen import scene
+    from simgen.config import load_config
+
+    cfg, _, path = load_config(
+        write_config(tmp_path, base_config(scene_xml, regions="streets", sampling={"count": 200}))
+    )
+    ctx = scene.load(cfg, path)
+    assert labels.max_hits(ctx) == 1
+    num_paths = np.ones((len(ctx.ue_position), 2), np.int32)
+    fast = labels.link_state(ctx, ctx.ue_position, num_paths)
+    monkeypatch.setattr(labels, "max_hits", lambda ctx: labels.FULL_HITS)
+    full = labels.link_state(ctx, ctx.ue_position, num_paths)
+    np.testing.assert_array_equal(fast[0], full[0])
+    np.testing.assert_array_equal(fast[1], full[1])
+    states = set(np.unique(fast[0]).tolist())
+    assert {int(LinkState.LOS), int(LinkState.NLOS)} <= states  # a real mix
+
+
+def test_store_carries_world_provenance_and_crs(tmp_path) -> None:
+    """The store's root attributes hold the world's provenance and its crs; pyproj maps the
+    scene frame back to lon / lat."""
+    pyproj = pytest.importorskip("pyproj")
+    w = town()
+    w.crs = (
+        "+proj=tmerc +lat_0=60.17 +lon_0=24.94 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+    )
+    w.provenance = {"source": "hand", "height_rules": {"drawn": 1.0}}
+    xml = write_scene(w, tmp_path / "scene", 3.5e9)
+    cfg = base_config(xml, regions=[{"x": [-5.0, 5.0], "y": [-5.0, 5.0]}], sampling={"count": 2})
+    r = Renderer(plan(write_config(tmp_path, cfg)), "cpu")
+    r.open_store(overwrite=True)
+    attrs = dict(zarr.open_group(str(r.plan.out), mode="r").attrs)
+    assert attrs[WORLD_ATTR]["source"] == "hand"
+    tr = pyproj.Transformer.from_crs(attrs[CRS_ATTR], "EPSG:4326", always_xy=True)
+    lon, lat = tr.transform(0.0, 0.0)
+    assert abs(lon - 24.94) < 1e-9 and abs(lat - 60.17) < 1e-9
+    # 1 km north is 1/111.4 degree of latitude at 60 N (WGS84 meridian arc, independent)
+    _, lat_n = tr.transform(0.0, 1000.0)
+    assert abs((lat_n - 60.17) * 111_412.0 - 1000.0) < 2.0
+    json.dumps(attrs[WORLD_ATTR])  # plain JSON
