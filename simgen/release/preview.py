@@ -152,8 +152,9 @@ def preview(
         Line2D(
             [], [], marker="^", ls="", color=TRP_COLOR, markersize=9, label="TRP (arrow: look_at)"
         ),
-        Patch(fc=(1.0, 0.6, 0.0, 0.08), ec="#e66101", ls="--", label="UE region"),
     ]
+    if cfg.ue.rectangles:
+        handles.append(Patch(fc=(1.0, 0.6, 0.0, 0.08), ec="#e66101", ls="--", label="UE region"))
     if ue is not None:
         handles.append(
             Line2D(
