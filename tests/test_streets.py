@@ -160,3 +160,27 @@ def test_kerb_candidates_are_at_the_kerb_clear_of_buildings() -> None:
     )
     assert at.all(), xy[~at]
     assert np.isclose(np.abs(y - 50), 1.5, atol=1e-6).any()  # the footway has masts too
+
+
+def test_preview_draws_footprints_streets_and_the_street_area() -> None:
+    from matplotlib.collections import PatchCollection
+    from matplotlib.figure import Figure
+
+    from simgen.release.preview import draw_world
+
+    w = town()
+    cfg = parse_config(
+        yaml.safe_dump({**OPEN_SCENE, "ue": {**OPEN_SCENE["ue"], "regions": "streets"}})
+    )
+    ax = Figure().subplots()
+    coll = draw_world(ax, sg.Streets(w), cfg)
+    assert isinstance(coll, PatchCollection) and len(coll.get_paths()) == len(w.buildings)
+    assert list(coll.get_array()) == [b.height_m for b in w.buildings]
+    # the courtyard stays open: its footprint path holds the hole's ring too
+    court = coll.get_paths()[1]
+    assert len(court.to_polygons()) == 2
+    assert len(ax.lines) == len(w.streets)
+    area = sum(
+        shapely.Polygon(p).area for patch in ax.patches for p in patch.get_path().to_polygons()[:1]
+    )
+    assert area > 0.9 * sg.Streets(w).area.area  # the street area is filled
