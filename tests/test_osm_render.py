@@ -13,7 +13,7 @@ import shapely
 import xarray as xr
 import zarr
 from simgen_testutil import SCENES, write_config
-from world_testutil import COURTYARD, L_SHAPE, town
+from town_testutil import COURTYARD, L_SHAPE, town
 
 from simgen import labels
 from simgen.render import Renderer, plan

@@ -10,7 +10,7 @@ import shapely
 import yaml
 from shapely.geometry import LineString, box
 from simgen_testutil import OPEN_SCENE
-from world_testutil import town
+from town_testutil import town
 
 from simgen import streets as sg
 from simgen import traffic
