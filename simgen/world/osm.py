@@ -14,8 +14,10 @@ Rules (each stated in the World's provenance):
 * ``min_height`` / ``building:min_level`` × storey: ``lift`` (default) starts the solid there
   (arcades, bridges), ``skip`` drops such parts; a part with min_height >= height is skipped;
 * an invalid polygon is repaired with ``shapely.make_valid`` (counted) or, when nothing
-  polygonal remains, skipped (counted); an area whose nodes are missing from the extract
-  (cut at the extract's edge) cannot be assembled and is counted as incomplete;
+  polygonal remains, skipped (counted); libosmium refuses to assemble a self-intersecting
+  way, so such a closed way is rebuilt from its nodes and repaired; an area whose nodes are
+  missing from the extract (cut at the extract's edge) or a relation libosmium cannot
+  assemble is counted as ``incomplete_in_file``;
 * a building cut by the tile edge is clipped to the tile, not dropped; parts under
   :data:`MIN_PART_M2` left by a clip are dropped (counted);
 * streets: ``highway`` ways (not areas, tunnels, or the non-street values of
@@ -180,6 +182,7 @@ def _read_osmium(path: Path) -> _Raw:
     raw = _Raw()
     wkb = geom.WKBFactory()
     geom_errors = (osmium.InvalidLocationError, RuntimeError)
+    closed_ways: dict[int, tuple[str, dict]] = {}
     buildings_wkb, streets_wkb = [], []
     try:
         fp = (
@@ -201,6 +204,10 @@ def _read_osmium(path: Path) -> _Raw:
             elif o.is_way():
                 if "building" in tags and tags.get("building") != "no" and o.is_closed():
                     raw.candidates += 1
+                    try:  # kept in case libosmium cannot assemble it (a self-intersection)
+                        closed_ways[o.id] = (wkb.create_linestring(o), dict(tags))
+                    except geom_errors:  # nodes missing from the extract
+                        pass
                 hw = tags.get("highway")
                 if hw is None or hw in NOT_STREETS or tags.get("area") == "yes":
                     continue
@@ -219,10 +226,16 @@ def _read_osmium(path: Path) -> _Raw:
         reader.close()
     except (RuntimeError, ValueError, OSError) as exc:
         raise WorldError(f"{path.name}: cannot read as OSM data ({exc})") from None
+    assembled = {i for _, _, i in buildings_wkb}
+    broken = [(g, t, f"w{i}") for i, (g, t) in closed_ways.items() if f"w{i}" not in assembled]
+    rings = shapely.from_wkb([g for g, _, _ in broken], on_invalid="ignore")
     geoms = shapely.from_wkb([g for g, _, _ in buildings_wkb + streets_wkb], on_invalid="ignore")
     nb = len(buildings_wkb)
     raw.buildings = [(g, t, i) for g, (_, t, i) in zip(geoms[:nb], buildings_wkb, strict=True)]
     raw.streets = [(g, t, i) for g, (_, t, i) in zip(geoms[nb:], streets_wkb, strict=True)]
+    for ring, (_, t, i) in zip(rings, broken, strict=True):
+        if ring is not None and len(ring.coords) >= 4:  # an invalid polygon: repaired later
+            raw.buildings.append((Polygon(ring.coords), t, i))
     if hbox.valid():
         raw.extent = (
             hbox.bottom_left.lon,
@@ -396,27 +409,33 @@ def _buildings(raw: _Raw, fwd, tile, storey, default, policy) -> tuple[list[Buil
     counts = Counter(repaired=0, skipped_invalid=0, clipped=0, outside=0, skipped_min_height=0,
                      dropped_slivers=0)  # fmt: skip
     geoms = _project([g for g, _, _ in raw.buildings], fwd) if raw.buildings else []
-    inside = shapely.intersects(geoms, tile) if len(geoms) else []
+    near = shapely.intersects(shapely.envelope(geoms), tile) if len(geoms) else []
     out: list[Building] = []
-    for g, (_, tags, sid), hit in zip(geoms, raw.buildings, inside, strict=True):
+    for g, (_, tags, sid), hit in zip(geoms, raw.buildings, near, strict=True):
         if g is None or g.is_empty:
             counts["skipped_invalid"] += 1
             continue
         if not hit:
             counts["outside"] += 1
             continue
-        if not g.is_valid:
+        repaired = not g.is_valid
+        if repaired:
             g = shapely.make_valid(g)
             if not _polygons(g):
                 counts["skipped_invalid"] += 1
                 continue
-            counts["repaired"] += 1
+        if not g.intersects(tile):
+            counts["outside"] += 1
+            continue
+        counts["repaired"] += repaired
         height, lo, rule = building_height(tags, storey, default)
         if lo > 0 and (policy == "skip" or lo >= height):
             counts["skipped_min_height"] += 1
             continue
-        clipped = g.intersection(tile)
-        if not clipped.equals(g):
+        if g.within(tile):
+            clipped = g
+        else:
+            clipped = g.intersection(tile)
             counts["clipped"] += 1
         parts = [p for p in _polygons(clipped) if p.area >= MIN_PART_M2]
         counts["dropped_slivers"] += len(_polygons(clipped)) - len(parts)
