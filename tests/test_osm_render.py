@@ -223,3 +223,27 @@ def test_store_crs_maps_back_to_the_osm_nodes_of_helsinki(tmp_path, monkeypatch)
         assert err.max() < 1e-7, (wid, err.max())
         checked += 1
     assert checked >= 5
+
+
+def test_street_traffic_on_a_world_scene(tmp_path, scene_xml) -> None:
+    """traffic.lanes: streets on a loaded world scene: vehicles are added and every one on the
+    road stands in the street area, in no footprint; the ray test then follows every object."""
+    from simgen import scene
+    from simgen.config import load_config
+
+    cfg = base_config(scene_xml, regions="streets", sampling={"count": 20})
+    cfg["traffic"] = {
+        "lanes": {"from_streets": {"density_per_km": 40, "min_length_m": 10}},
+        "snapshots": 3,
+        "dt_s": 1.0,
+    }
+    cfg, _, path = load_config(write_config(tmp_path, cfg))
+    ctx = scene.load(cfg, path)
+    plan_ = ctx.fleet.plan
+    pos = plan_.position[plan_.present][:, :2].astype(np.float64)
+    assert len(pos) >= 3
+    w = town()
+    pts = shapely.points(pos)
+    assert w.street_area().buffer(0.01).contains(pts).all()
+    assert not shapely.union_all([b.polygon for b in w.buildings]).intersects(pts).any()
+    assert labels.max_hits(ctx) == labels.FULL_HITS
