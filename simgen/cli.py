@@ -64,12 +64,14 @@ def render(
 
         local_workers(cluster)  # a malformed --cluster fails before anything is written
 
+    from .config import describe_scene
+
     def say(text: str) -> None:
         if not quiet:
             err.print(text, soft_wrap=True, highlight=False)
 
     say(
-        f"[bold]{p.cfg.name}[/]: scene {p.cfg.scene}, "
+        f"[bold]{p.cfg.name}[/]: scene {describe_scene(p.cfg.scene)}, "
         f"{len(p.cfg.trps) if isinstance(p.cfg.trps, list) else p.cfg.trps.pool.count} TRPs, "
         f"{p.cfg.frequency_hz / 1e9:g} GHz, {p.cfg.ofdm.num_subcarriers} subcarriers"
     )
@@ -420,7 +422,9 @@ def scene_osm(
 def scene_procedural(
     seed: Annotated[int, typer.Option(help="random seed of the city")],
     out: Annotated[Path, typer.Option(help="scene folder to write")],
-    size_m: Annotated[float, typer.Option(help="side of the square city (m)")] = 200.0,
+    size_m: Annotated[
+        float | None, typer.Option(help="side of the square city (m); default 200, boxes 32")
+    ] = None,
     layout: Annotated[str, typer.Option(help="grid (streets and blocks) or boxes")] = "grid",
     frequency_hz: Annotated[float, typer.Option(help="carrier: picks the ITU materials")] = 3.5e9,
 ) -> None:

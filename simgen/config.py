@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, WorldError
 from .rain import FREQ_RANGE_GHZ as RAIN_FREQ_RANGE_GHZ
 from .receiver import DEFAULT_NOISE_FIGURE_DB, DEFAULT_TEMPERATURE_K
 
@@ -451,8 +451,10 @@ class OSMSource(Strict):
         if self.bbox is not None:
             s, w, n, e = self.bbox
             if not (-90 <= s < n <= 90 and -180 <= w < e <= 180):
-                raise ValueError("bbox: expected [south, west, north, east] with south < north,"
-                                 " west < east, in degrees")
+                raise ValueError(
+                    "bbox: expected [south, west, north, east] with south < north,"
+                    " west < east, in degrees"
+                )
         if self.center is not None:
             lat, lon = self.center
             if not (-90 < lat < 90 and -180 <= lon <= 180):
@@ -492,7 +494,7 @@ class ProceduralSource(Strict):
     random boxes (``box_count`` boxes of side ``box_m``) in a ``size_m`` square, no streets."""
 
     seed: int
-    size_m: PositiveReal = 200.0
+    size_m: PositiveReal = Field(200.0, description="side of the square (m); boxes: default 32")
     layout: Literal["grid", "boxes"] = "grid"
     block_m: Range = (40.0, 80.0)
     street_width_m: PositiveReal = 12.0
@@ -503,6 +505,14 @@ class ProceduralSource(Strict):
     box_count: tuple[Count, Count] = (3, 8)
     box_m: Range = (3.0, 10.0)
     materials: WorldMaterials = WorldMaterials()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _boxes_square(cls, data: object) -> object:
+        """RA-LWLM's 32 m square is the default side of a boxes layout."""
+        if isinstance(data, dict) and data.get("layout") == "boxes" and "size_m" not in data:
+            return {**data, "size_m": 32.0}
+        return data
 
     @model_validator(mode="after")
     def _ranges(self) -> ProceduralSource:
@@ -521,6 +531,16 @@ class ProceduralSource(Strict):
 
 class ProceduralScene(Strict):
     procedural: ProceduralSource
+
+
+def describe_scene(scene: str | OSMScene | ProceduralScene) -> str:
+    """A short label of a config's ``scene``: the name / path, ``osm:<file>`` or
+    ``procedural:<layout>:seed=<seed>``."""
+    if isinstance(scene, OSMScene):
+        return f"osm:{scene.osm.file}"
+    if isinstance(scene, ProceduralScene):
+        return f"procedural:{scene.procedural.layout}:seed={scene.procedural.seed}"
+    return scene
 
 
 def _scene_kind(v: object) -> str:
@@ -747,4 +767,8 @@ def load_config(path: str | Path) -> tuple[SceneConfig, str, str]:
             f"{exc.start}); give a scene YAML"
         ) from None
     cfg = parse_config(text, str(path))
-    return cfg, text, resolve_scene(cfg.scene, path.parent, cfg.frequency_hz)
+    try:
+        return cfg, text, resolve_scene(cfg.scene, path.parent, cfg.frequency_hz)
+    except WorldError as exc:  # a scene block that cannot be built: name the key
+        key = "scene.osm" if isinstance(cfg.scene, OSMScene) else "scene.procedural"
+        raise ConfigError(f"{path}: {key}: {exc}") from None

@@ -3,13 +3,11 @@ procedural cities, scene blocks in a config, and one Sionna load proving walls b
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pytest
 import shapely
 from shapely.geometry import Point, Polygon
-from world_testutil import bbox_deg, write_synthetic_osm
+from world_testutil import bbox_deg, check_solid, write_synthetic_osm
 
 from simgen.config import ProceduralSource
 from simgen.errors import WorldError
@@ -25,39 +23,6 @@ def world(tmp_path_factory) -> World:
     path = tmp_path_factory.mktemp("osm") / "synthetic.osm"
     write_synthetic_osm(path)
     return read_osm(path, bbox=bbox_deg())
-
-
-def _areas(verts, faces):
-    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    n = np.cross(b - a, c - a)
-    return n, np.linalg.norm(n, axis=1) / 2
-
-
-def check_solid(b: Building) -> None:
-    """Roof area = footprint area (holes excluded), volume = area x height, every edge shared
-    by exactly two triangles, every normal pointing out of the solid."""
-    verts, faces = building_mesh(b)
-    n, area = _areas(verts, faces)
-    top = np.isclose(verts[faces].mean(axis=1)[:, 2], b.height_m) & (np.abs(n[:, 2]) > 0)
-    assert area[top].sum() == pytest.approx(b.polygon.area, rel=1e-9)
-    assert (n[top, 2] > 0).all()
-    assert signed_volume(verts, faces) == pytest.approx(
-        b.polygon.area * (b.height_m - b.min_height_m), rel=1e-9
-    )
-    edges = Counter(
-        tuple(sorted(e)) for f in faces for e in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))
-    )
-    assert set(edges.values()) == {2}
-    # directed edges appear once each way round: a consistent orientation
-    directed = Counter((f[i], f[(i + 1) % 3]) for f in faces for i in range(3))
-    assert set(directed.values()) == {1}
-    walls = np.abs(n[:, 2]) < 1e-9 * np.linalg.norm(n, axis=1) + 1e-12
-    centre = verts[faces[walls]].mean(axis=1)
-    unit = n[walls] / np.linalg.norm(n[walls], axis=1, keepdims=True)
-    step = 0.05
-    outside = shapely.contains_xy(b.polygon, *(centre[:, :2] + step * unit[:, :2]).T)
-    inside = shapely.contains_xy(b.polygon, *(centre[:, :2] - step * unit[:, :2]).T)
-    assert not outside.any() and inside.all()
 
 
 def test_every_synthetic_building_is_a_closed_outward_solid(world):
@@ -138,7 +103,7 @@ def test_procedural_cities():
     assert ((h >= 4) & (h <= 60)).all() and a.provenance["height_rules"] == {"drawn": len(h)}
     courts = procedural_city(ProceduralSource(seed=1, courtyard_probability=1.0, block_m=(50, 60)))
     assert any(b.polygon.interiors for b in courts.buildings)
-    boxes = procedural_city(ProceduralSource(seed=3, layout="boxes", size_m=32.0))
+    boxes = procedural_city(ProceduralSource(seed=3, layout="boxes"))  # RA-LWLM: 32 m square
     assert boxes.streets == [] and 3 <= len(boxes.buildings) <= 8
     polys = [b.polygon for b in boxes.buildings]
     assert shapely.union_all(polys).area == pytest.approx(sum(p.area for p in polys))
@@ -166,6 +131,9 @@ def test_scene_block_in_a_config_is_built_once(tmp_path, monkeypatch):
     bad = write_config(tmp_path, "street_canyon.yaml", scene={"osm": {"file": "x.osm", "bboxx": 1}})
     with pytest.raises(ConfigError, match=r"scene\.osm\.bboxx: unknown key"):
         load_config(bad)
+    missing = write_config(tmp_path, "street_canyon.yaml", scene={"osm": {"file": "x.osm"}})
+    with pytest.raises(ConfigError, match=r"\.yaml: scene\.osm: x\.osm: no such file"):
+        load_config(missing)
     with pytest.raises(WorldError, match="x.osm: no such file"):
         build(
             load_config.__globals__["parse_config"](  # the block parses; the file is missing

