@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from ..config import SceneConfig
+from ..config import SceneConfig, describe_scene
 from .figures import (
     FOLIAGE_RGBA,
     TRP_COLOR,
@@ -190,7 +190,7 @@ def preview(
         else (f"{cfg.ue.sampling.count} UEs" if cfg.ue.sampling.count else "UE grid")
     )
     title = (
-        f"{cfg.name}: scene {scene_label(cfg.scene)}, {cfg.frequency_hz / 1e9:g} GHz, "
+        f"{cfg.name}: scene {describe_scene(cfg.scene)}, {cfg.frequency_hz / 1e9:g} GHz, "
         f"{len(trps)} TRPs, {n_ue}"
     )
     if getattr(cfg, "traffic", None) is not None:
@@ -240,17 +240,6 @@ def _arrow_segments(p: np.ndarray, one_per_lane: bool) -> list[tuple[np.ndarray,
     if one_per_lane and segs:
         return [max(segs, key=lambda ab: float(np.linalg.norm(ab[1] - ab[0])))]
     return segs
-
-
-def scene_label(scene) -> str:
-    """Short name of a config's ``scene`` value (a name / path, or a world block)."""
-    if isinstance(scene, str):
-        return scene
-    osm = getattr(scene, "osm", None)
-    if osm is not None:
-        return f"osm {Path(osm.file).name}"
-    proc = getattr(scene, "procedural", None)
-    return f"procedural seed {proc.seed}" if proc is not None else str(scene)
 
 
 STREET_AREA_RGBA = (1.0, 0.6, 0.0, 0.16)
