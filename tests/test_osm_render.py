@@ -285,3 +285,34 @@ def test_street_grid_and_rooftop_pool_on_helsinki(tmp_path, monkeypatch) -> None
         hit = [b for b in world.buildings if b.polygon.contains(shapely.Point(p[:2]))]
         assert len(hit) >= 1
         assert any(abs(p[2] - (b.height_m + 3.0)) < 1e-2 for b in hit)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"ue__regions": "streets"}, "ue.regions: streets needs a scene built from a world"),
+        (
+            {"trps": {"pool": {"count": 2, "placement": "streets"}}},
+            "trps.pool: placement streets needs a scene built from a world",
+        ),
+        (
+            {"traffic": {"lanes": "streets", "snapshots": 2}},
+            "traffic.lanes: streets needs a scene built from a world",
+        ),
+    ],
+)
+def test_streets_on_a_scene_without_a_world_is_one_line(tmp_path, changes, expected) -> None:
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path, "street_canyon.yaml", **changes)
+    res = subprocess.run(
+        [sys.executable, "-c", "from simgen.cli import main; main()", "render", str(path), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert not (tmp_path / "out.zarr").exists()
