@@ -68,7 +68,7 @@ def main() -> None:
         )
         r = Renderer(p, args.device)
         pos = r.ue_position
-        links = len(pos) * len(p.cfg.trps)
+        links = len(pos) * len(r.ctx.trps)
         warm = time.perf_counter()
         r.trace(pos[: r.batch_ues])  # warm-up: JIT compilation
         bare_loop(r, pos[: r.batch_ues])
@@ -100,7 +100,7 @@ def main() -> None:
         "scene": args.scene,
         "backend": r.backend,
         "ues": len(pos),
-        "trps": len(p.cfg.trps),
+        "trps": len(r.ctx.trps),
         "links": links,
         "samples_per_src": p.cfg.solver.samples_per_src,
         "max_depth": p.cfg.solver.max_depth,

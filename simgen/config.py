@@ -104,12 +104,18 @@ class TRPConfig(Strict):
 
 
 class PoolConfig(Strict):
-    """TRPs placed at random on building roofs (VIn-Loc style), all traced in one call."""
+    """TRPs placed at random, all traced in one call: on building roofs (VIn-Loc style,
+    ``height_above_roof_m`` above the roof) or, on a scene built from a world (OSM /
+    procedural), as street-level masts / lamp posts at the kerb of the streets (``height_m``
+    above the ground)."""
 
     count: Count
-    placement: Literal["rooftops"] = "rooftops"
-    region: Region | None = Field(None, description="where roofs are drawn; default: the scene")
+    placement: Literal["rooftops", "streets"] = "rooftops"
+    region: Region | None = Field(None, description="where TRPs are drawn; default: the scene")
     height_above_roof_m: Annotated[Real, Field(ge=0)] = 3.0
+    height_m: Annotated[Real, Field(gt=0)] = Field(
+        6.0, description="placement streets: mast height above the ground"
+    )
     min_spacing_m: Annotated[Real, Field(ge=0)] = 10.0
     tx_power_dbm: Real = 44.0
     seed: int = 0
@@ -150,6 +156,16 @@ class Region(Strict):
         return self
 
 
+class UERegion(Region):
+    """A UE region: the rectangle, or with ``streets: true`` only the street area
+    (:meth:`simgen.world.World.street_area`: streets, sidewalks, squares) inside it."""
+
+    streets: bool = False
+
+
+STREETS = "streets"  # ue.regions: streets -- the whole street area of a world scene
+
+
 class SamplingConfig(Strict):
     grid_spacing_m: Annotated[Real, Field(gt=0)] | None = None
     count: Count | None = None
@@ -164,13 +180,26 @@ class SamplingConfig(Strict):
 class UEConfig(Strict):
     height_m: Annotated[Real, Field(gt=0)] = 1.5
     array: ArrayConfig = ArrayConfig()
-    regions: Annotated[list[Region], Field(min_length=1)]
+    regions: Literal["streets"] | Annotated[list[UERegion], Field(min_length=1)] = Field(
+        description="rectangles [{x, y}] (with streets: true, the street area inside one), or "
+        "'streets' (the whole street area of a scene built from a world)"
+    )
     sampling: SamplingConfig
     min_distance_to_trp_m: Annotated[Real, Field(ge=0)] = 0.0
     speed_mps: Annotated[Real, Field(ge=0)] = Field(
         0.0, description="UE speed; each UE walks/drives in a seeded random horizontal direction"
     )
     seed: int = 0
+
+    @property
+    def rectangles(self) -> list[UERegion]:
+        """The rectangles of ``regions`` (none for ``streets``)."""
+        return [] if self.regions == STREETS else list(self.regions)
+
+    @property
+    def on_streets(self) -> bool:
+        """Some region samples the street area (the scene must come from a world)."""
+        return self.regions == STREETS or any(r.streets for r in self.regions)
 
 
 class CalibrationConfig(Strict):
@@ -278,6 +307,36 @@ class LaneConfig(Strict):
         return self
 
 
+class StreetLanesConfig(Strict):
+    """Lanes from the drivable streets of a world scene (:mod:`simgen.streets`): one lane per
+    direction of each street centreline, ``lane_width_m / 2`` to the right of it (driving on
+    the right), clipped to the street area clear of buildings; pieces shorter than
+    ``min_length_m`` are dropped. The remaining keys are those of every lane
+    (:class:`LaneConfig`)."""
+
+    highways: list[str] | None = Field(
+        None, description="OSM highway classes to drive (default: every drivable street)"
+    )
+    lane_width_m: Annotated[Real, Field(gt=0)] = 3.0
+    min_length_m: Annotated[Real, Field(gt=0)] = 30.0
+    speed_mps: tuple[Annotated[Real, Field(ge=0)], Annotated[Real, Field(ge=0)]] = (8.0, 14.0)
+    density_per_km: Annotated[Real, Field(ge=0)] = 30.0
+    min_gap_m: Annotated[Real, Field(ge=0)] = 2.0
+    types: dict[Literal["car", "bus", "truck"], Annotated[Real, Field(gt=0)]] = {"car": 1.0}
+
+    @model_validator(mode="after")
+    def _speeds(self) -> StreetLanesConfig:
+        if self.speed_mps[0] > self.speed_mps[1]:
+            raise ValueError("speed_mps must be [min, max] with min <= max")
+        return self
+
+
+class FromStreets(Strict):
+    """``traffic.lanes: {from_streets: {...}}``."""
+
+    from_streets: StreetLanesConfig = StreetLanesConfig()
+
+
 class TrafficConfig(Strict):
     """Moving vehicles. ``time_series``: snapshots every ``dt_s`` with vehicles driving along
     their lanes; ``conditions``: independent random traffic draws per snapshot."""
@@ -286,13 +345,25 @@ class TrafficConfig(Strict):
     snapshots: Count = 20
     dt_s: Annotated[Real, Field(gt=0)] = 0.1
     seed: int = 0
-    lanes: Annotated[list[LaneConfig], Field(min_length=1)]
+    lanes: Literal["streets"] | FromStreets | Annotated[list[LaneConfig], Field(min_length=1)] = (
+        Field(
+            description="lanes [{points, ...}], or 'streets' / {from_streets: {...}}: the "
+            "drivable streets of a scene built from a world"
+        )
+    )
     density_scale: Annotated[Real, Field(ge=0)] = Field(
         1.0, description="multiplies every lane's density_per_km (heavier / lighter traffic)"
     )
     types: dict[Literal["car", "bus", "truck"], Annotated[Real, Field(gt=0)]] | None = Field(
         None, description="replaces every lane's vehicle mix (e.g. {bus: 0.5, truck: 0.5})"
     )
+
+    @property
+    def street_lanes(self) -> StreetLanesConfig | None:
+        """How lanes are made from streets (None when the lanes are listed)."""
+        if self.lanes == STREETS:
+            return StreetLanesConfig()
+        return self.lanes.from_streets if isinstance(self.lanes, FromStreets) else None
 
     def lane_draw(self, lane: LaneConfig) -> tuple[float, dict[str, float]]:
         """(vehicles per km, type weights) drawn on ``lane`` after the traffic-wide knobs."""
@@ -553,6 +624,14 @@ class SceneConfig(Strict):
         d["solver"].pop("batch_ues")
         if d["receiver"] == ReceiverConfig().model_dump(mode="json"):
             d.pop("receiver")
+        # keys added with world scenes (issue #30), left out at their defaults for the same
+        # reason: a rectangle's ``streets: false``, a pool's ``height_m`` (streets placement)
+        for r in d["ue"]["regions"] if isinstance(d["ue"]["regions"], list) else []:
+            if r.get("streets") is False:
+                r.pop("streets")
+        pool = d["trps"].get("pool") if isinstance(d["trps"], dict) else None
+        if pool is not None and pool.get("height_m") == PoolConfig.model_fields["height_m"].default:
+            pool.pop("height_m")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

@@ -22,7 +22,7 @@ def link_state(
     b, t = num_paths.shape
     origins = np.repeat(ctx.trp_position[None].astype(np.float64), b, 0).reshape(-1, 3)
     targets = np.repeat(ue_position.astype(np.float64), t, 0)
-    ids = ctx.hits(origins, targets)
+    ids = ctx.hits(origins, targets, max_hits=max_hits(ctx))
     cats = ctx.categories_of(ids).reshape(b, t, -1)
     vehicles = ctx.vehicles_of(ids).reshape(b, t, -1)
     first = np.argmax(vehicles >= 0, axis=-1)
@@ -33,6 +33,18 @@ def link_state(
     state[((cats == BUILDING) | (cats == GROUND)).any(-1)] = LinkState.NLOS
     state[num_paths == 0] = LinkState.NO_PATH
     return state, blocker.astype(np.int16)
+
+
+FULL_HITS = 16  # objects followed along a segment when vehicles or foliage can be on it
+
+
+def max_hits(ctx: SceneContext) -> int:
+    """Objects the ray test follows along each TRP->UE segment. A scene of buildings and
+    ground only needs the first: any hit makes the link NLOS and no vehicle can be on the
+    segment (one ray cast per link instead of up to ``FULL_HITS``; the labels are the same,
+    tests/test_osm_render.py). With vehicles or foliage every object up to ``FULL_HITS``."""
+    cats = ctx.category[list(ctx.names)] if ctx.names else ctx.category[:0]
+    return FULL_HITS if np.isin(cats, (VEHICLE, FOLIAGE)).any() else 1
 
 
 def first_arrival(tau: np.ndarray, valid: np.ndarray) -> np.ndarray:

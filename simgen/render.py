@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from .config import AUTO_BATCH_CPU, AUTO_BATCH_GPU, SamplingConfig, SceneConfig,
 from .dedupe import FALLBACK_BATCH
 from .errors import ConfigError, StoreError
 from .rain import port_tilts
+from .schema import CRS_ATTR, WORLD_ATTR
 from .store import Layout, Store, condition_name, create_or_resume, open_store
 from .trace import PathBatch, Tracer, concat
 
@@ -314,6 +316,7 @@ class Renderer:
             "link_state_codes": {s.name: int(s) for s in labels.LinkState},
             "object_categories": self.category_counts,
             "rain_polarization_tilts_deg": list(self.tilts),  # per TRP port
+            **self.world_attrs(),
         }
         static = {
             "ue_position": self.sample_position,
@@ -358,6 +361,17 @@ class Renderer:
                 f"{p.out}: stored UE positions differ from this config's; use --overwrite"
             )
         return store
+
+    def world_attrs(self) -> dict:
+        """Root attributes of a world scene: ``crs`` (when geo-referenced) and the world's
+        provenance (``schema.CRS_ATTR`` / ``schema.WORLD_ATTR``); none for other scenes."""
+        st = self.ctx.streets
+        if st is None:
+            return {}
+        out = {WORLD_ATTR: json.loads(json.dumps(st.world.provenance, default=str))}
+        if st.world.crs:
+            out[CRS_ATTR] = str(st.world.crs)
+        return out
 
     def trace(
         self,

@@ -13,6 +13,7 @@ import mitsuba as mi
 import numpy as np
 import sionna.rt as rt
 
+from . import streets as street_geo
 from . import traffic
 from .config import EMPTY_SCENE, ArrayConfig, PoolConfig, SceneConfig, TRPConfig
 from .errors import ConfigError
@@ -39,6 +40,7 @@ class SceneContext:
     vehicle_index: dict[int, int] | None = None  # object id -> vehicle slot
     ue_velocity: np.ndarray | None = None  # (N, 3) float32, m/s
     ue_track: np.ndarray | None = None  # (S, N, 3) float32, m: each UE in each snapshot
+    streets: street_geo.Streets | None = None  # the world of an OSM / procedural scene
 
     def vehicles_of(self, ids: np.ndarray) -> np.ndarray:
         """Vehicle slot of each object id (same shape), -1 for non-vehicles and no hit."""
@@ -177,9 +179,13 @@ def load(cfg: SceneConfig, scene_path: str) -> SceneContext:
         np.zeros((0, 3), np.float32),
         np.zeros((0, 3), np.float32),
     )
+    world = street_geo.load(scene_path)
+    ctx.streets = street_geo.Streets(world) if world is not None else None
     if isinstance(cfg.trps, list):
         ctx.trps = list(cfg.trps)
         _check_trps(ctx.trps, ctx)
+    elif cfg.trps.pool.placement == "streets":
+        ctx.trps = street_pool(cfg.trps.pool, ctx)
     else:
         ctx.trps = rooftop_pool(cfg.trps.pool, ctx)
     for trp in ctx.trps:
@@ -287,7 +293,11 @@ def _add_dynamic_objects(cfg: SceneConfig, ctx: SceneContext) -> None:
             )
     if cfg.traffic is not None:
         ctx.fleet = traffic.Fleet(
-            traffic.plan(cfg.traffic, ground_z, ue_track=ctx.ue_track),
+            traffic.plan(
+                street_geo.resolve_traffic(cfg.traffic, ctx.streets),
+                ground_z,
+                ue_track=ctx.ue_track,
+            ),
             park_z=float(ctx.bbox_min[2]) - 100.0,
         )
         objects += ctx.fleet.objects
@@ -337,6 +347,42 @@ def rooftop_pool(pool: PoolConfig, ctx: SceneContext) -> list[TRPConfig]:
             f"trps.pool: found only {len(chosen)} of {pool.count} rooftop positions "
             f"{pool.min_spacing_m:g} m apart in the region; lower count or min_spacing_m"
         )
+    return _pool_trps(chosen, pool)
+
+
+def street_pool(pool: PoolConfig, ctx: SceneContext) -> list[TRPConfig]:
+    """``pool.count`` street-level TRPs (masts / lamp posts) at random points of the kerbs of
+    a world's streets (:func:`simgen.streets.kerb_candidates`) in ``pool.region``, over the
+    ground, at least ``min_spacing_m`` apart, ``height_m`` above the ground. Deterministic
+    per seed."""
+    if ctx.streets is None:
+        raise ConfigError(
+            "trps.pool: placement streets needs a scene built from a world (scene: {osm: ...} "
+            "or {procedural: ...}); this scene has no world.json"
+        )
+    rng = np.random.default_rng(pool.seed)
+    chosen: list[np.ndarray] = []
+    for _ in range(20):  # bounded rejection sampling
+        xy = street_geo.kerb_candidates(ctx.streets, rng, max(8 * pool.count, 256), pool.region)
+        z, cat = ground_level(ctx, xy)
+        for p, zi in zip(xy[cat == GROUND], z[cat == GROUND], strict=True):
+            if all(np.hypot(*(p - c[:2])) >= pool.min_spacing_m for c in chosen):
+                chosen.append(np.array([p[0], p[1], zi + pool.height_m]))
+            if len(chosen) == pool.count:
+                break
+        if len(chosen) == pool.count:
+            break
+    if len(chosen) < pool.count:
+        raise ConfigError(
+            f"trps.pool: found only {len(chosen)} of {pool.count} street positions "
+            f"{pool.min_spacing_m:g} m apart in the region; lower count or min_spacing_m"
+        )
+    trps = _pool_trps(chosen, pool)
+    _check_trps(trps, ctx)  # nothing overhead (a bridge, an arcade)
+    return trps
+
+
+def _pool_trps(chosen: list[np.ndarray], pool: PoolConfig) -> list[TRPConfig]:
     return [
         TRPConfig(
             name=f"trp_{i:03d}", position=tuple(float(v) for v in c), tx_power_dbm=pool.tx_power_dbm
@@ -388,15 +434,16 @@ def ground_level(ctx: SceneContext, xy: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) -> np.ndarray:
-    """UE positions (N, 3) float32, metres: inside the regions, outside buildings, at
-    ``ue.height_m`` above the ground, at least ``ue.min_distance_to_trp_m`` from every TRP.
+    """UE positions (N, 3) float32, metres: inside the regions (rectangles, or the street area
+    of a world scene: :mod:`simgen.streets`), outside buildings, at ``ue.height_m`` above the
+    ground, at least ``ue.min_distance_to_trp_m`` from every TRP.
 
     ``count`` overrides the sampling with ``count`` uniformly random positions.
     Deterministic for a given config and count.
     """
     ue = cfg.ue
     if ctx.bbox_min is not None:
-        for i, r in enumerate(ue.regions):
+        for i, r in enumerate(ue.rectangles):
             lo, hi = ctx.bbox_min, ctx.bbox_max
             if r.x[1] < lo[0] or r.x[0] > hi[0] or r.y[1] < lo[1] or r.y[0] > hi[1]:
                 raise ConfigError(f"ue.regions[{i}]: lies outside the scene ({_bounds(ctx)})")
@@ -406,36 +453,40 @@ def sample_ues(cfg: SceneConfig, ctx: SceneContext, count: int | None = None) ->
                     f"extends outside the scene ({_bounds(ctx)}): UEs there would have no ground "
                     "below them; shrink the region"
                 )
+    # (lo, hi, polygon or None) per region: points are drawn in [lo, hi], kept in the polygon
+    regions = street_geo.region_areas(ue, ctx.streets)
     rng = np.random.default_rng(ue.seed)
     n_random = count if count is not None else ue.sampling.count
     if n_random is None:
         s = ue.sampling.grid_spacing_m
-        xy = np.unique(
-            np.concatenate(
-                [
-                    np.stack(
-                        np.meshgrid(
-                            np.arange(r.x[0] + s / 2, r.x[1], s),
-                            np.arange(r.y[0] + s / 2, r.y[1], s),
-                            indexing="ij",
-                        ),
-                        -1,
-                    ).reshape(-1, 2)
-                    for r in ue.regions
-                ]
-            ),
-            axis=0,
-        )
-        pos = _keep_valid(cfg, ctx, xy)
+        grids = []
+        for lo, hi, geom in regions:
+            g = np.stack(
+                np.meshgrid(
+                    np.arange(lo[0] + s / 2, hi[0], s),
+                    np.arange(lo[1] + s / 2, hi[1], s),
+                    indexing="ij",
+                ),
+                -1,
+            ).reshape(-1, 2)
+            grids.append(g[street_geo.inside(geom, g)])
+        pos = _keep_valid(cfg, ctx, np.unique(np.concatenate(grids), axis=0))
     else:
-        area = np.array([(r.x[1] - r.x[0]) * (r.y[1] - r.y[0]) for r in ue.regions])
+        # boxes drawn by their area (a rectangle is its box: the draws of rectangle-only
+        # configs are those of earlier versions), points kept inside the region's polygon
+        area = np.array([np.prod(hi - lo) for lo, hi, _ in regions])
         parts, have = [], 0
         for _ in range(50):  # rejection sampling, bounded
             k = max(2 * (n_random - have), 64)
-            which = rng.choice(len(ue.regions), size=k, p=area / area.sum())
-            lo = np.array([[ue.regions[w].x[0], ue.regions[w].y[0]] for w in which])
-            hi = np.array([[ue.regions[w].x[1], ue.regions[w].y[1]] for w in which])
-            got = _keep_valid(cfg, ctx, lo + rng.random((k, 2)) * (hi - lo))
+            which = rng.choice(len(regions), size=k, p=area / area.sum())
+            lo = np.array([regions[w][0] for w in which])
+            hi = np.array([regions[w][1] for w in which])
+            xy = lo + rng.random((k, 2)) * (hi - lo)
+            keep = np.ones(k, bool)
+            for w, (_, _, geom) in enumerate(regions):
+                if geom is not None:
+                    keep[which == w] = street_geo.inside(geom, xy[which == w])
+            got = _keep_valid(cfg, ctx, xy[keep])
             parts.append(got)
             have += len(got)
             if have >= n_random:

@@ -62,6 +62,15 @@ LINK_STATE_ATTRS = {
     "flag_meanings": " ".join(s.name for s in LinkState),
 }
 
+# Root attributes of a store rendered from a world scene (OSM / procedural, simgen.world):
+# ``crs``: the scene frame's projection, a string pyproj.CRS accepts, such that
+# ``pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)`` maps ``ue_position`` x, y
+# (metres) to lon, lat (degrees); absent when the scene has no geo-reference (built-in scenes,
+# hand-written XML, procedural cities). ``world``: the world's provenance (source file and its
+# sha256, bbox, height-rule shares, repaired / skipped counts), absent for other scenes.
+CRS_ATTR = "crs"
+WORLD_ATTR = "world"
+
 # Object categories used to classify what blocks a line of sight.
 CATEGORIES = ("building", "ground", "vehicle", "foliage")
 

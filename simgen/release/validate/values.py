@@ -44,7 +44,7 @@ class ValueChecks(CheckerBase):
         physics = self._physics_context(cond, usable)
         receiver = self._receiver_context(cond, usable)
         codes = np.array([int(s) for s in LinkState])
-        regions = self.cfg.ue.regions if self.cfg is not None else None
+        regions = self.cfg.ue.rectangles if self.cfg is not None else None
         z_hi = (
             (self.bbox[1][2] + (self.cfg.ue.height_m if self.cfg else 2.0)) if self.bbox else None
         )
