@@ -183,6 +183,7 @@ def calibrate(
     from .errors import ConfigError
     from .render import Renderer, plan
 
+    _not_a_pool(scene, "calibrate")
     p = plan(scene)
     update = {
         k: v
@@ -352,6 +353,7 @@ def preview(
     from .errors import ConfigError
     from .release.preview import preview as draw
 
+    _not_a_pool(scene, "preview")
     path, problem = draw(scene, out, device=device, footprints=footprints)
     print(f"preview -> {path}")
     if problem:
@@ -460,6 +462,18 @@ def scene_procedural(
     )
     world, xml, seconds = build_folder(lambda: procedural_city(src), out, frequency_hz)
     _report(world, xml, seconds)
+
+
+def _not_a_pool(scene: Path, command: str) -> None:
+    """ConfigError for an environment pool given to a one-scene command."""
+    from .errors import ConfigError
+    from .pool import is_pool_file
+
+    if is_pool_file(scene):
+        raise ConfigError(
+            f"{scene}: an environment pool (environments:); simgen {command} takes one scene "
+            "YAML (simgen render renders the pool)"
+        )
 
 
 def main() -> None:

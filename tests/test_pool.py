@@ -188,3 +188,14 @@ def test_helsinki_pool_scene_has_12_tiles_and_12_cities():
     assert kinds.count("osm_tile") >= 12 and kinds.count("procedural") >= 12
     assert p.split["unseen"] and p.split["seen"]
     assert len({e.cfg.content_hash() for e in p.environments}) == len(p.environments)
+
+
+@pytest.mark.parametrize("command", ["preview", "calibrate"])
+def test_one_scene_commands_refuse_a_pool(tmp_path, monkeypatch, capsys, command):
+    path = pool(tmp_path, [{"procedural": {"count": 2}}])
+    monkeypatch.setattr("sys.argv", ["simgen", command, str(path)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"simgen {command} takes one scene YAML" in err[0], err
