@@ -506,13 +506,14 @@ class ProceduralSource(Strict):
     box_m: Range = (3.0, 10.0)
     materials: WorldMaterials = WorldMaterials()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _boxes_square(cls, data: object) -> object:
-        """RA-LWLM's 32 m square is the default side of a boxes layout."""
-        if isinstance(data, dict) and data.get("layout") == "boxes" and "size_m" not in data:
-            return {**data, "size_m": 32.0}
-        return data
+    @model_validator(mode="after")
+    def _boxes_square(self) -> ProceduralSource:
+        """RA-LWLM's 32 m square is the default side of a boxes layout. (An "after" validator:
+        a "before" one makes pydantic validate JSON input in Python mode, where the strict
+        models refuse a YAML list for a tuple such as ``block_m``.)"""
+        if self.layout == "boxes" and "size_m" not in self.model_fields_set:
+            object.__setattr__(self, "size_m", 32.0)  # frozen model: set once, here
+        return self
 
     @model_validator(mode="after")
     def _ranges(self) -> ProceduralSource:

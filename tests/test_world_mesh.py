@@ -110,6 +110,24 @@ def test_procedural_cities():
     assert all(shapely.box(-16, -16, 16, 16).contains(p) for p in polys)
 
 
+def test_procedural_block_reads_yaml_lists_for_its_ranges():
+    """A YAML list fills a tuple key of a procedural block (strict JSON-mode validation), and
+    the boxes layout defaults to RA-LWLM's 32 m square unless size_m is given."""
+    from simgen.config import parse_config
+
+    base = (
+        "name: t\nfrequency_hz: 3.5e9\nofdm: {num_subcarriers: 8, subcarrier_spacing_hz: 3.0e4}\n"
+        "trps: [{name: a, position: [0, 0, 10]}]\n"
+        "ue: {regions: [{x: [0, 1], y: [0, 1]}], sampling: {count: 1}}\noutput: {path: x.zarr}\n"
+    )
+    grid = parse_config(base + "scene: {procedural: {seed: 1, block_m: [45, 70]}}").scene
+    assert grid.procedural.block_m == (45.0, 70.0) and grid.procedural.size_m == 200.0
+    boxes = parse_config(base + "scene: {procedural: {seed: 1, layout: boxes, box_m: [2, 4]}}")
+    assert boxes.scene.procedural.size_m == 32.0 and boxes.scene.procedural.box_m == (2.0, 4.0)
+    sized = parse_config(base + "scene: {procedural: {seed: 1, layout: boxes, size_m: 50}}")
+    assert sized.scene.procedural.size_m == 50.0
+
+
 def test_scene_block_in_a_config_is_built_once(tmp_path, monkeypatch):
     from simgen_testutil import write_config
 
