@@ -9,6 +9,7 @@ from string import Template
 import numpy as np
 import yaml
 
+from ..config import OSMScene, describe_scene, parse_config
 from ..errors import SimgenError
 from ..schema import (
     ANTENNA_ORDER,
@@ -104,13 +105,11 @@ def card(
     versions = a.get("versions", {})
     cfg_text = a.get("scene_config_yaml", "")
     try:
-        from ..config import parse_config
-
         cfg = parse_config(cfg_text, "scene_config_yaml")
     except SimgenError:
         cfg = None
-    scene = cfg.scene if cfg is not None else "?"
-    osm = _osm_derived(scene, cfg_text)
+    scene = describe_scene(cfg.scene) if cfg is not None else "?"  # "osm:<file>" for a block
+    osm = isinstance(getattr(cfg, "scene", None), OSMScene) or _osm_derived(scene, cfg_text)
     n_links = lay.sample * lay.trp
     store_ref = store_rel or store_name
     summary = (

@@ -136,7 +136,7 @@ def _footprints(st: Stats, ue: np.ndarray, notes: list[str], device: str):
 
     try:
         cfg = parse_config(st.attrs["scene_config_yaml"], "scene_config_yaml")
-        scene_path = resolve_scene(cfg.scene, Path.cwd())
+        scene_path = resolve_scene(cfg.scene, Path.cwd(), cfg.frequency_hz)
         ctx = figures.load_scene(cfg, scene_path, device)
     except SimgenError as exc:
         notes.append(f"top view without building footprints: {exc}")
