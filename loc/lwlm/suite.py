@@ -187,8 +187,12 @@ def _project_baselines(st_path, p, labelled, test_idx, device, run_dir) -> dict:
 
 
 def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool = True) -> dict:
-    """Run the protocol ``p`` (``load``); returns the result JSON (also written)."""
+    """Run the protocol ``p`` (``load``); returns the result JSON (also written), stamped
+    (``loc.suite.stamp``)."""
+    from loc.suite.stamp import code_hash, make_stamp, protocol_hash
+
     t_start = time.perf_counter()
+    code, proto_hash = code_hash(), protocol_hash(p)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = dataset_store(_scene(p), cache, device)
     st = _store(path, p)
@@ -264,6 +268,7 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
             scratch = next(r for r in tbl[a["labels"]] if r["name"] == SCRATCH)
             res["ablation"]["rows"][task] = [*rows, scratch]
     res["wall_seconds"] = time.perf_counter() - t_start
+    res["stamp"] = make_stamp(proto_hash, code, device, res["wall_seconds"])
     res["finding"] = dataclasses.asdict(check(res))
     res["complete"] = True
     (out_dir / "lwlm.json").write_text(json.dumps(res, indent=1, default=float))
@@ -311,6 +316,15 @@ def check(res: dict) -> Verdict:
     return Verdict(ok if g else None, text)
 
 
+def _shown(name: str) -> str:
+    """A row's name on the page; a model handed a prior says so (rules §1.2): Mateformer gets
+    a coarse location x′ (l = 1 m, ``loc.evaluate.evaluate``'s default) and the labelled
+    samples nearest it (``_project_baselines``), which no LWLM row has."""
+    if name == "mateformer":
+        return "mateformer (given x′ with l = 1 m and up to 64 labelled neighbours)"
+    return name
+
+
 def page(res: dict, fig: str | None = None) -> list[str]:
     """Markdown section: setup, per task error vs labels (mean / median / p90), the unseen
     TRP, the ablation, and the finding."""
@@ -336,7 +350,7 @@ def page(res: dict, fig: str | None = None) -> list[str]:
                 r = next((r for r in tbl[n] if r["name"] == name), None)
                 cells.append("–" if r is None else
                              f"{r['mean']:.3g} / {r['median']:.3g} / {r['p90']:.3g}")  # fmt: skip
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_shown(name)} | " + " | ".join(cells) + " |")
         lines.append("")
     u = res.get("unseen_trp")
     if u:

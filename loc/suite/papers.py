@@ -14,6 +14,12 @@ from collections.abc import Callable
 
 POINT_MODELS = ("cnn", "ad_cnn", "mfcnet")
 SET_MODEL = "mateformer"
+# baseline rows by the start of their names (``loc.evaluate.baseline_predictions``,
+# ``loc.suite.run.add_baselines``): the CSI-free estimators and the set models' prior
+TRAINING_MEAN = "training mean"
+XPRIME = "coarse location"  # x′ = x + U[-l, l]^2, what every set model is given
+XINIT = "x_init"  # the centroid of the neighbours x′ selects
+POSITION_KNN = "kNN (k=5) on positions"  # the database positions nearest x′ (no CSI)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +55,35 @@ def mean(result: dict, label: str, model: str) -> float | None:
 
 def rmse(result: dict, label: str, model: str) -> float | None:
     return stat(result, label, model, "rmse")
+
+
+def row_named(result: dict, label: str, prefix: str) -> str | None:
+    """The name of column ``label``'s row that starts with ``prefix`` (e.g. ``XPRIME``:
+    "coarse location (l = 1 m)"), None when the column has none."""
+    return next((m for m in result["results"].get(label, {}) if m.startswith(prefix)), None)
+
+
+def prior_mean(result: dict, label: str) -> float | None:
+    """Mean error (m) of x′, the coarse location the set models are given, in column ``label``;
+    None when the column has no x′ row."""
+    name = row_named(result, label, XPRIME)
+    return None if name is None else mean(result, label, name)
+
+
+def below_prior(
+    result: dict, labels: list[str], model: str = SET_MODEL
+) -> tuple[bool | None, str]:
+    """Rules §1.2: whether ``model``'s mean error is below its prior x′'s in every column of
+    ``labels`` (None when a column lacks either row), and a sentence with the ratios."""
+    parts, ok = [], True
+    for lab in labels:
+        m, p = mean(result, lab, model), prior_mean(result, lab)
+        if m is None or p is None:
+            return None, f"needs {model} and the coarse-location (x′) row in {lab}"
+        ok = ok and m < p
+        parts.append(f"{lab} {_fmt(m)} vs x′ {_fmt(p)} ({m / p:.2f}×)")
+    verdict = "below its prior x′" if ok else "not below its prior x′ everywhere"
+    return ok, f"{model} is {verdict}: " + "; ".join(parts) + "."
 
 
 def column(result: dict, experiment: str, test: str) -> str | None:
@@ -108,7 +143,10 @@ def check_single(result: dict) -> Verdict:
         )
         for m in models
     }
-    ok = best == SET_MODEL and all(falling.values())
+    prior_ok, prior_text = below_prior(result, [last])
+    if prior_ok is None:
+        return Verdict(None, prior_text)
+    ok = best == SET_MODEL and all(falling.values()) and prior_ok
     flat = [m for m, f in falling.items() if not f]
     text = (
         f"At the largest size ({last}) the most accurate model is {best} ({_fmt(errs[best])}); "
@@ -117,6 +155,7 @@ def check_single(result: dict) -> Verdict:
             if not flat
             else f"error does not fall with data for {', '.join(flat)}."
         )
+        + f" {prior_text}"
     )
     robust = check_noise_robustness(result)
     if robust.holds is None:
@@ -139,7 +178,7 @@ def check_noise_robustness(result: dict) -> Verdict:
         or mean(result, clean, "cnn") is None
     ):
         return Verdict(None, "needs Mateformer and the CNN in the noiseless and noisy columns")
-    parts, ok = [], True
+    parts, ok, noisy = [], True, []
     for c in cols:
         inc = {}
         for m in (SET_MODEL, "cnn"):
@@ -148,6 +187,7 @@ def check_noise_robustness(result: dict) -> Verdict:
         if None in inc.values():
             continue
         ok = ok and inc[SET_MODEL][1] - inc[SET_MODEL][0] < inc["cnn"][1] - inc["cnn"][0]
+        noisy.append(c["label"])
         parts.append(
             f"{c['noise']}: Mateformer {_fmt(inc[SET_MODEL][1])}, CNN {_fmt(inc['cnn'][1])}"
         )
@@ -157,7 +197,12 @@ def check_noise_robustness(result: dict) -> Verdict:
         + "; ".join(parts)
         + (" — Mateformer degrades less at every sigma." if ok else " — not at every sigma.")
     )
-    return Verdict(ok, text)
+    if not noisy:
+        return Verdict(None, "needs Mateformer and the CNN in a noisy column")
+    prior_ok, prior_text = below_prior(result, noisy)
+    if prior_ok is None:
+        return Verdict(None, text + " " + prior_text)
+    return Verdict(ok and prior_ok, text + " " + prior_text)
 
 
 NO_PRIOR = ("vinloc", "resnet_fp", "cnn", "ad_cnn", "mfcnet", "vinloc_nopos")  # no location given
@@ -217,9 +262,9 @@ def _degradation(result: dict, exp: str, own: str, other: str) -> dict[str, tupl
 
 def check_cross(result: dict) -> Verdict:
     """Direct reuse on the other scenario: Mateformer (with that scenario's neighbour database)
-    degrades far less (under half the increase) than every point model. A direction where no
-    point model degrades (error ratio < 1.2: the other scenario is no harder) is reported but
-    does not decide."""
+    degrades far less (under half the increase) than every point model, and stays below its
+    prior x′ in both columns. A direction where no point model degrades (error ratio < 1.2:
+    the other scenario is no harder) is reported but does not decide."""
     texts, oks = [], []
     for exp, own, other in (
         ("train_static", "static", "traffic"),
@@ -235,16 +280,22 @@ def check_cross(result: dict) -> Verdict:
         if max(d[m][1] / d[m][0] for m in points) < 1.2:
             texts.append(text + f" (no point model degrades: {other} is no harder)")
             continue
-        oks.append(inc[SET_MODEL] < 0.5 * min(points.values()))
-        texts.append(text)
+        prior_ok, prior_text = below_prior(
+            result, [column(result, exp, own), column(result, exp, other)]
+        )
+        if prior_ok is None:
+            return Verdict(None, prior_text)
+        oks.append(inc[SET_MODEL] < 0.5 * min(points.values()) and prior_ok)
+        texts.append(text + f" ({prior_text[:-1]})")
     if not texts:
         return Verdict(None, "needs Mateformer and a point model in both columns")
     return Verdict(all(oks) if oks else None, "; ".join(texts) + ".")
 
 
 def check_multi_cell(result: dict) -> Verdict:
-    """Unseen cell: Mateformer within 1.5x its seen-cell error; point models fail (unseen
-    error > 3x their seen-cell error, or above half the training-mean row)."""
+    """Unseen cell: Mateformer within 1.5x its seen-cell error and below its prior x′ in both
+    columns; point models fail (unseen error > 3x their seen-cell error, or above half the
+    training-mean row)."""
     seen, unseen = (
         column(result, "cells_0_1_2", "seen_cell"),
         column(result, "cells_0_1_2", "unseen_cell"),
@@ -253,7 +304,10 @@ def check_multi_cell(result: dict) -> Verdict:
         return Verdict(None, "needs Mateformer in the seen and unseen columns")
     tm = mean(result, unseen, "training mean")
     s, u = mean(result, seen, SET_MODEL), mean(result, unseen, SET_MODEL)
-    ok = u <= 1.5 * s
+    prior_ok, prior_text = below_prior(result, [seen, unseen])
+    if prior_ok is None:
+        return Verdict(None, prior_text)
+    ok = u <= 1.5 * s and prior_ok
     parts = [f"Mateformer {_fmt(s)} seen → {_fmt(u)} unseen"]
     for m in POINT_MODELS:
         ps, pu = mean(result, seen, m), mean(result, unseen, m)
@@ -264,7 +318,7 @@ def check_multi_cell(result: dict) -> Verdict:
         parts.append(f"{m} {_fmt(ps)} → {_fmt(pu)}")
     if tm is not None:
         parts.append(f"training mean {_fmt(tm)}")
-    return Verdict(ok, ", ".join(parts) + ".")
+    return Verdict(ok, ", ".join(parts) + ". " + prior_text)
 
 
 def check_da(result: dict) -> Verdict:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from loc.suite.controls import priors_of
+from loc.suite.papers import XPRIME
 from loc.suite.protocol import Protocol
 
 log = logging.getLogger("loc.suite")
@@ -21,6 +23,16 @@ def _cell(r: dict | None) -> str:
         return "–"
     o = r["overall"]
     return f"{o['mean']:.2f} / {o['median']:.2f} / {o['p90']:.2f}"
+
+
+def _prior_ratio(res: dict, model: str, prior: str | None) -> str:
+    """' (1.46× x′)': ``model``'s mean error over its prior row's in one column; '' when
+    either is missing."""
+    r, p = res.get(model), res.get(prior) if prior else None
+    if not r or not p or not r["overall"].get("n") or not p["overall"].get("n"):
+        return ""
+    name = "x′" if prior.startswith(XPRIME) else prior
+    return f" ({r['overall']['mean'] / max(p['overall']['mean'], 1e-12):.2f}× {name})"
 
 
 def _finite(r: dict | None) -> str:
@@ -92,11 +104,12 @@ def markdown_table(result: dict, models: list[str]) -> str:
         "|---|" + "---|" * len(cols),
     ]
     base = result.get("baselines", [])
+    priors = priors_of(result)
     for m in models:
         cells = []
         for c in cols:
             res = result["results"][c["label"]]
-            cell = _cell(res.get(m))
+            cell = _cell(res.get(m)) + _prior_ratio(res, m, priors.get(m))
             if (
                 res.get(m)
                 and base
@@ -116,6 +129,13 @@ def markdown_table(result: dict, models: list[str]) -> str:
         lines.append(f"| *{next(iter(peb.values()))['definition']}* | " + " | ".join(cells) + " |")
     if base:
         lines += ["", "**Bold**: the model's mean error is below every baseline row's."]
+    if any(m in priors for m in models):
+        lines += [
+            "(r× prior): the model's mean error over that of the prior it is handed "
+            "(x′: the coarse location every set model is given; multilat: first-arrival ToA "
+            "multilateration, the estimator of the first-arrival index and level VIn-Loc is "
+            "given per TRP); below 1 the model beats its prior."
+        ]
     if peb:
         lines += [
             "The PEB row is the Cramér–Rao bound on position at each column's noise (statistics "

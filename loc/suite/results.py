@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 
+from loc.suite.controls import Finding, check_with_controls
 from loc.suite.papers import PAPERS, mean, models_of, noiseless_columns
 from loc.suite.protocol import list_protocols, load_protocol
 from loc.suite.report import budget_text, steps_run_text
@@ -105,6 +107,47 @@ def _lwlm(budget, out_root: Path, cache_dir, device, resume, page_only) -> dict 
     f = out / "lwlm.json"
     res = json.loads(f.read_text()) if f.exists() else {}
     return res if res.get("complete") else None
+
+
+# ----------------------------------------------------------------------------- stamps, anchors
+
+
+def anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading (github-slugger): lower case, every
+    character but letters, digits, marks, '_' , '-' and ' ' removed, each space a '-'
+    (``## snr_paris`` -> ``snr_paris``; a repeated heading gets -1, -2, ... on the page)."""
+    keep = (
+        c
+        for c in heading.strip().lower()
+        if c in "_- " or unicodedata.category(c)[0] in "LNM"
+    )
+    return "".join(keep).replace(" ", "-")
+
+
+def run_status(name: str, budget: str, result: dict, code: str) -> str | None:
+    """None when ``result`` is the current protocol's and code's run, else why not
+    (``loc.suite.stamp.staleness``): the protocol is re-resolved at ``budget`` and hashed."""
+    from loc.suite.stamp import protocol_hash, staleness
+
+    if name == "lwlm":
+        from loc.lwlm import suite as lwlm
+
+        now = protocol_hash(lwlm.load(budget)) if budget in lwlm.budgets() else None
+    else:
+        now = protocol_hash(load_protocol(name, budget)) if name in list_protocols() else None
+    return staleness(result.get("stamp"), now, code)
+
+
+def mixed_fits(result: dict) -> list[str]:
+    """Models whose fit was (partly) done by other code than the run's (a checkpoint reused
+    or resumed across a code change): '<experiment>/<model>'."""
+    code = (result.get("stamp") or {}).get("code_hash")
+    return [
+        f"{e}/{m}"
+        for e, fits in result.get("training", {}).items()
+        for m, t in fits.items()
+        if code and t.get("code_hashes") and t["code_hashes"] != [code]
+    ]
 
 
 # ----------------------------------------------------------------------------- timing
@@ -259,15 +302,18 @@ def plot_protocol(name: str, result: dict, path: Path) -> Path:
 # ----------------------------------------------------------------------------- the page
 
 
-def _lwlm_section(res: dict, path: Path) -> list[str]:
+def _lwlm_section(res: dict, path: Path, status: str | None) -> list[str]:
     """The LWLM section (``loc.lwlm.suite.page``) with its figure beside the page's."""
     from loc.lwlm import suite as lwlm
+    from loc.suite.stamp import stamp_line
 
     fig = path.parent / "figures" / f"{path.stem}_lwlm.png"
     lwlm.plot(res, fig)
     return [
         "",
         "## lwlm",
+        "",
+        stamp_line(res.get("stamp"), status),
         "",
         "**Large Wireless Localization Model** (arXiv 2505.10134, abstract + the authors' code; "
         "docs/lwlm.md). Finding: pretraining on unlabelled CSI (SF-MCM + DTI + PICL) gives "
@@ -324,27 +370,54 @@ def write_results_page(
         f"datasets, {_minutes(sum(fits.values()))} fitting models; evaluation and the "
         f"model-free rows add the rest of each protocol's wall time below).",
         "",
-        "| protocol | paper | finding holds | fit time | wall time of its last run |",
-        "|---|---|---|---|---|",
+        "A finding holds only if its check passes and no control passes it (controls: the "
+        "check rerun with each CSI-free estimator in the model's place, `loc.suite.controls`). "
+        "Run: whether the section is the current protocol's and code's output "
+        "(`loc.suite.stamp`); a stale or unstamped section is an old run, shown as such.",
+        "",
+        "| protocol | paper | finding holds | controls | run | fit time | wall time of its "
+        "last run |",
+        "|---|---|---|---|---|---|---|",
     ]
-    verdicts = {}
+    from loc.suite.stamp import code_hash, stamp_line
+
+    code = code_hash()
+    verdicts: dict[str, Finding | None] = {}
+    status = {n: run_status(n, budget, r, code) for n, r in results.items()}
     for name, r in results.items():
         paper = PAPERS.get(name)
-        v = paper.check(r) if paper else None
+        v = check_with_controls(paper, r) if paper else None
         verdicts[name] = v
         mark = "–" if v is None or v.holds is None else ("yes" if v.holds else "**no**")
         lines.append(
-            f"| [{name}](#{name}) | {paper.title if paper else '–'} | {mark} | "
+            f"| [{name}](#{anchor(name)}) | {paper.title if paper else '–'} | {mark} | "
+            f"{v.controls_cell() if v else '–'} | {status[name] or 'current'} | "
             f"{_minutes(fits[name])} | {_minutes(r.get('wall_seconds'))} |"
+        )
+    if lwlm is not None:
+        status["lwlm"] = run_status("lwlm", budget, lwlm, code)
+        lv = lwlm.get("finding") or {}
+        mark = {True: "yes", False: "**no**"}.get(lv.get("holds"), "–")
+        pre = (lwlm.get("pretrain") or {}).get("seconds")
+        lines.append(
+            f"| [lwlm](#{anchor('lwlm')}) | Large Wireless Localization Model (pretrained vs "
+            f"scratch) | {mark} | – | {status['lwlm'] or 'current'} | "
+            f"{_minutes(pre)} pretraining | {_minutes(lwlm.get('wall_seconds'))} |"
         )
     for name in missing:
         title = PAPERS[name].title if name in PAPERS else "–"
-        lines.append(f"| {name} | {title} | not run | – | – |")
+        lines.append(f"| {name} | {title} | not run | – | – | – | – |")
     for name, r in results.items():
         paper, v = PAPERS.get(name), verdicts[name]
         fig = path.parent / "figures" / f"{path.stem}_{name}.png"
         plot_protocol(name, r, fig)
-        lines += ["", f"## {name}", ""]
+        lines += ["", f"## {name}", "", stamp_line(r.get("stamp"), status[name]), ""]
+        mixed = mixed_fits(r)
+        if mixed:
+            lines += [
+                f"Fits reused or resumed from other code than this run's: {', '.join(mixed)}.",
+                "",
+            ]
         if paper:
             lines += [
                 f"**{paper.title}** ({paper.source}). Finding: {paper.finding}",
@@ -373,13 +446,12 @@ def write_results_page(
             "",
         ]
         if v is not None:
-            status = {True: "holds", False: "does not hold", None: "not measured"}[v.holds]
-            lines.append(f"**The finding {status} on our data.** {v.text}")
+            lines.append(f"**The finding {v.status()} on our data.** {v.text}")
             if v.holds is False and budget == "cpu" and paper.cpu_note:
                 lines += ["", f"Why, at this budget (measured): {paper.cpu_note}"]
         lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
     if lwlm is not None:
-        lines += _lwlm_section(lwlm, path)
+        lines += _lwlm_section(lwlm, path, status["lwlm"])
     path.write_text("\n".join(lines) + "\n")
     (path.parent / "figures" / f"{path.stem}.json").write_text(
         json.dumps(
@@ -389,9 +461,18 @@ def write_results_page(
                 "fit_seconds": fits,
                 "render_seconds": renders,
                 "findings": {
-                    n: None if v is None else {"holds": v.holds, "text": v.text}
+                    n: None
+                    if v is None
+                    else {
+                        "holds": v.holds,
+                        "status": v.status(),
+                        "text": v.text,
+                        "check_holds": v.check.holds,
+                        "controls": v.controls,
+                    }
                     for n, v in verdicts.items()
                 },
+                "run_status": {n: s or "current" for n, s in status.items()},
             },
             indent=1,
         )

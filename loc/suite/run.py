@@ -15,6 +15,7 @@ from loc.data import CSIStore, CSITransform, Selection
 from loc.errors import ConfigError, DataError
 from loc.noise import Noise, parse_noise
 from loc.suite.datasets import dataset_store, head_tail, ordered_samples, snapshot_mask, ue_ids
+from loc.suite.papers import POSITION_KNN
 from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform, log_interval
 from loc.suite.report import write_outputs
 from simgen.errors import UnsafePathError
@@ -184,22 +185,40 @@ def _run_signature(cfg, prep: _Prepared, tf: CSITransform) -> dict:
     }
 
 
-def _fit_seconds(run_dir: Path, t0: float) -> float:
-    """Wall seconds of fitting one model, kept in ``run_dir/fit_seconds.json`` by the run that
-    did the work: a rerun that reuses finished checkpoints reports the original fit time."""
+def _fit_seconds(run_dir: Path, t0: float, code: str) -> tuple[float, list[str]]:
+    """Wall seconds of fitting one model and the code hashes (``loc.suite.stamp.code_hash``)
+    of every run that fitted it, kept in ``run_dir/fit_seconds.json`` by the runs that did the
+    work: a rerun that reuses finished checkpoints reports the original fit time and code."""
     path = run_dir / "fit_seconds.json"
-    s = time.perf_counter() - t0
+    s, codes = time.perf_counter() - t0, []
     if path.exists():
-        s += json.loads(path.read_text())["seconds"]
-    path.write_text(json.dumps({"seconds": s}))
-    return s
+        old = json.loads(path.read_text())
+        s += old["seconds"]
+        codes = old.get("code_hashes", ["unknown"])  # a fit from before the hashes
+    codes = [*codes, code] if code not in codes else codes
+    path.write_text(json.dumps({"seconds": s, "code_hashes": codes}))
+    return s, codes
+
+
+def position_knn(store, database: np.ndarray, coarse_xy: np.ndarray, k: int = 5) -> np.ndarray:
+    """The CSI-free "kNN on positions" control (``loc.suite.controls``): for each query, the
+    mean position (M, 2) m of the ``k`` database samples nearest its coarse location
+    ``coarse_xy`` (M, 2) m. It reads no CSI and not the test position, only what a set model
+    is given beside the CSI (x′ and the database's positions)."""
+    from loc.data import knn
+
+    database = np.asarray(database, np.int64)
+    nb = database[knn(coarse_xy, store.xy[database], min(k, len(database)))]
+    return store.xy[nb].mean(axis=1)
 
 
 def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, masks, labels):
     """The baseline rows of every test column of one experiment (``loc.evaluate.
     baseline_predictions``): training mean, kNN on the input features with the column's
-    database, and, when a set model is compared, the coarse location and x_init it is given."""
-    from loc.evaluate import baseline_predictions, summarize
+    database, and, when a set model is compared, the coarse location and x_init it is given
+    and the kNN on positions from that coarse location (``position_knn``). Records each set
+    model's prior row (x′) in ``result["priors"]``."""
+    from loc.evaluate import baseline_predictions, coarse_query_xy, summarize
     from loc.models import MODELS
     from loc.peb import peb_summary, store_peb
     from loc.suite.runners import base_model
@@ -224,6 +243,13 @@ def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, mask
             k=data["k"],
             present=masks[tname],
         )
+        if has_set:  # the same x′ draw as the coarse-location row (seed 0)
+            q = coarse_query_xy(st, te, data["coarse_error"], 0)
+            rows[f"{POSITION_KNN} (from x′)"] = position_knn(st, db, q)
+            xprime = next(n for n in rows if n.startswith("coarse location"))
+            for m in models:
+                if base_model(m) in MODELS and MODELS[base_model(m)][0].kind == "set":
+                    result.setdefault("priors", {})[m] = xprime
         for name, pred in rows.items():
             report, err = summarize(name, st, te, pred)
             result["results"][label][name] = {
@@ -249,9 +275,11 @@ def run_suite(
     from loc.fit.finetune import transfer_curve
     from loc.fit.supervised import TrainConfig, TrainSet, resolve_device, train
     from loc.suite.runners import RUNNERS, Fitted, base_model, family, trp_subset_mask
+    from loc.suite.stamp import code_hash, make_stamp, protocol_hash
 
     say = on_progress or log.info
     t_start = time.perf_counter()
+    code, proto_hash = code_hash(), protocol_hash(proto)
     models = models or proto.models
     unknown = [m for m in models if m not in proto.models]
     if unknown:
@@ -378,7 +406,8 @@ def run_suite(
                     fitted.predictions.update(f.predictions)
                     fitted.extra.update(f.extra)
                     training.update(f.training)
-            result["training"][ename][m] = {"seconds": _fit_seconds(run_dir, t0), **training}
+            secs, codes = _fit_seconds(run_dir, t0, code)
+            result["training"][ename][m] = {"seconds": secs, "code_hashes": codes, **training}
             for tname, (st, db, te) in prep.test.items():
                 if fitted is None:
                     prep.use_column(tname)
@@ -414,5 +443,6 @@ def run_suite(
                 say(f"  {label}: {m} mean {o['mean']:.3f} m, median {o['median']:.3f} m")
             write_outputs(result, errors, out, proto, models, final=False)
     result["wall_seconds"] = time.perf_counter() - t_start  # this call: renders, fits, evals
+    result["stamp"] = make_stamp(proto_hash, code, str(dev), result["wall_seconds"])
     write_outputs(result, errors, out, proto, models, final=True)
     return result

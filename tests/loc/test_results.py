@@ -6,13 +6,17 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from loc.cli import app
+from loc.suite.controls import SUBJECTS, check_with_controls, controls_of
 from loc.suite.papers import PAPERS, check_cross, check_metaloc, check_single, check_vinloc
 from loc.suite.protocol import list_protocols
-from loc.suite.results import protocols_for
+from loc.suite.results import anchor, protocols_for
+
+XPRIME = "coarse location (l = 1 m)"
 
 
 def test_all_tiny_runs_every_protocol_and_writes_the_page(suite_all_tiny):
@@ -33,7 +37,9 @@ def test_all_tiny_runs_every_protocol_and_writes_the_page(suite_all_tiny):
         f = summary["findings"][name]
         assert f["holds"] in (True, False, None) and f["text"]
         verdict = {True: "holds", False: "does not hold", None: "not measured"}[f["holds"]]
-        assert f"**The finding {verdict} on our data.** {f['text']}" in page
+        if any(f["controls"].values()):
+            verdict = "does not hold (a control passes: "
+        assert f"**The finding {verdict}" in page and f"on our data.** {f['text']}" in page
     for name in protocols_for("tiny"):  # every fit's time is known, every protocol's wall time
         assert summary["fit_seconds"][name] > 0 and summary["wall_seconds"][name] > 0
     assert all(v > 0 for v in summary["render_seconds"].values())
@@ -46,7 +52,8 @@ def test_all_refuses_models_option():
 
 def _result(columns: list[tuple[str, str, str, int]], rows: dict[str, list[float]]) -> dict:
     """A run_suite-shaped dict: columns (label, experiment, test, n_train), mean per column."""
-    res = {"columns": [], "results": {}, "baselines": ["training mean"], "budget": "x"}
+    base = [m for m in rows if m.startswith(("training mean", "coarse location", "x_init", "kNN"))]
+    res = {"columns": [], "results": {}, "baselines": base, "budget": "x"}
     for i, (label, exp, test, n) in enumerate(columns):
         res["columns"].append(
             {"label": label, "experiment": exp, "test": test, "train": [f"paris/dry n={n}"]}
@@ -59,8 +66,18 @@ def _result(columns: list[tuple[str, str, str, int]], rows: dict[str, list[float
 
 def test_single_scenario_check_can_fail():
     cols = [("2k", "2k", "paris", 2000), ("10k", "10k", "paris", 10000)]
-    good = _result(cols, {"mateformer": [3.0, 2.0], "cnn": [8.0, 6.0], "training mean": [99, 99]})
+    good = _result(
+        cols,
+        {"mateformer": [3.0, 2.0], "cnn": [8.0, 6.0], "training mean": [99, 99], XPRIME: [4, 4]},
+    )
     assert check_single(good).holds is True
+    below = copy.deepcopy(good)  # ALLoc's findings need Mateformer below its prior x′
+    below["results"]["10k"][XPRIME]["overall"]["mean"] = 1.5
+    v = check_single(below)
+    assert v.holds is False and "not below its prior x′" in v.text and "(1.33×)" in v.text
+    no_prior = copy.deepcopy(good)
+    del no_prior["results"]["10k"][XPRIME]
+    assert check_single(no_prior).holds is None
     worse_mf = copy.deepcopy(good)
     worse_mf["results"]["10k"]["mateformer"]["overall"]["mean"] = 7.0
     v = check_single(worse_mf)
@@ -76,10 +93,12 @@ def test_cross_and_vinloc_checks_can_fail():
         ("a", "train_static", "static", 100),
         ("b", "train_static", "traffic", 100),
     ]
-    good = _result(cols, {"mateformer": [2.0, 3.0], "cnn": [5.0, 20.0]})
+    good = _result(cols, {"mateformer": [2.0, 3.0], "cnn": [5.0, 20.0], XPRIME: [4.0, 4.0]})
     assert check_cross(good).holds is True
-    bad = _result(cols, {"mateformer": [2.0, 12.0], "cnn": [5.0, 20.0]})
+    bad = _result(cols, {"mateformer": [2.0, 12.0], "cnn": [5.0, 20.0], XPRIME: [4.0, 4.0]})
     assert check_cross(bad).holds is False
+    above = _result(cols, {"mateformer": [2.0, 3.0], "cnn": [5.0, 20.0], XPRIME: [4.0, 2.5]})
+    assert check_cross(above).holds is False  # degrades less, but above x′ on the reuse column
     easier = [("c", "train_traffic", "traffic", 100), ("d", "train_traffic", "static", 100)]
     v = check_cross(_result(easier, {"mateformer": [3.0, 2.0], "cnn": [7.0, 6.0]}))
     assert v.holds is None and "no point model degrades" in v.text  # nothing to compare
@@ -176,3 +195,184 @@ def test_cpu_budgets_fit_a_working_session():
     for i, a in enumerate(boxes):  # distinct regions: no two overlap
         for b in boxes[i + 1 :]:
             assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2], (a, b)
+
+
+# ----------------------------------------------------------------------------- controls
+
+
+def test_a_control_that_passes_a_check_makes_the_finding_not_hold():
+    cols = [("2k", "2k", "paris", 2000), ("10k", "10k", "paris", 10000)]
+    rows = {"mateformer": [3.0, 0.8], "cnn": [8.0, 6.0], "training mean": [99, 99], XPRIME: [1, 1]}
+    f = check_with_controls(PAPERS["single_scenario"], _result(cols, rows))
+    assert f.check.holds is True and f.holds is True and f.status() == "holds"
+    assert f.controls == {"training mean": False, "x′": False}  # the rows this run has
+    assert f.controls_cell() == "all 2 fail"
+    # the database positions nearest x′ (no CSI) beat x′ and every model: the check passes
+    # with that control in Mateformer's place, so it measures the prior, not the model
+    knn_pos = "kNN (k=5) on positions (from x′)"
+    f = check_with_controls(PAPERS["single_scenario"], _result(cols, {**rows, knn_pos: [3, 0.5]}))
+    assert f.check.holds is True and f.holds is False
+    assert f.controls["kNN on positions"] is True and f.controls["x′"] is False
+    assert f.status() == "does not hold (a control passes: kNN on positions)"
+    assert f.controls_cell() == "**kNN on positions passes**"
+    assert "Controls (CSI-free, in mateformer's place): training mean fails" in f.text
+    # semantic DA: the source's training mean below MDA and DCNN in HDA's place
+    da_cols = [("target", "source", "target", 100)]
+    da = {"hda": [5.0], "mda": [6.0], "dcnn": [7.0], "training mean": [9.0], XPRIME: [0.5]}
+    f = check_with_controls(PAPERS["semantic_da"], _result(da_cols, da))
+    assert f.holds is True and f.controls == {"training mean": False}  # x′: not DA's prior
+    da["training mean"] = [5.5]
+    f = check_with_controls(PAPERS["semantic_da"], _result(da_cols, da))
+    assert f.check.holds is True and f.holds is False and f.passing == ["training mean"]
+
+
+def test_metaloc_controls_read_the_mean_of_k_curve():
+    def entry(curve, mean_of_k=(8.5, 6.5)):
+        return {
+            "overall": {"n": 5, "mean": curve[-1]},
+            "adaptation_curve": {str(k): {"mean": v} for k, v in zip((8, 32), curve, strict=True)},
+            "adaptation_baselines": {
+                "mean of K": {str(k): {"mean": v} for k, v in zip((8, 32), mean_of_k, strict=True)}
+            },
+        }
+
+    res = {
+        "columns": [{"label": "u", "experiment": "e", "test": "u", "train": []}],
+        "baselines": ["training mean"],
+        "results": {
+            "u": {
+                "maml_dg": entry([5.0, 3.0]),
+                "maml": entry([6.0, 3.5]),
+                "metaloc_tl": entry([8.0, 4.0]),
+                "metaloc_ri": entry([9.0, 5.0]),
+                "training mean": {"overall": {"n": 5, "mean": 30.0}},
+            }
+        },
+    }
+    f = check_with_controls(PAPERS["metaloc"], res)
+    assert f.holds is True and f.controls == {"training mean": False, "mean of K": False}
+    for m in ("maml_dg", "maml", "metaloc_tl", "metaloc_ri"):  # the K labels' mean beats TL
+        res["results"]["u"][m]["adaptation_baselines"]["mean of K"] = {
+            "8": {"mean": 7.5},
+            "32": {"mean": 3.8},
+        }
+    f = check_with_controls(PAPERS["metaloc"], res)
+    assert f.check.holds is True and f.passing == ["mean of K"] and f.holds is False
+
+
+def test_position_knn_is_the_mean_of_the_nearest_database_positions():
+    from types import SimpleNamespace
+
+    from loc.suite.run import position_knn
+
+    rng = np.random.default_rng(0)
+    st = SimpleNamespace(xy=rng.uniform(0, 50, (40, 2)))
+    db, q = np.arange(5, 40), rng.uniform(0, 50, (6, 2))
+    got = position_knn(st, db, q, k=5)
+    for i in range(len(q)):  # brute force over the database
+        near = db[np.argsort(np.linalg.norm(st.xy[db] - q[i], axis=1))[:5]]
+        np.testing.assert_allclose(got[i], st.xy[near].mean(axis=0))
+
+
+def test_tiny_controls_fail_or_the_page_says_so(suite_all_tiny):
+    """Every paper's check on the tiny runs with each control in the model's place: a control
+    that passes is a finding (the page must say "a control passes"); the x′ control can never
+    pass an ALLoc check (Mateformer must be below x′, and x′ is not below itself)."""
+    summary = json.loads((suite_all_tiny / "figures" / "results.json").read_text())
+    page = (suite_all_tiny / "results.md").read_text()
+    for name, paper in PAPERS.items():
+        res = json.loads((suite_all_tiny / "runs" / f"{name}_tiny" / f"{name}.json").read_text())
+        f = check_with_controls(paper, res)
+        alloc = SUBJECTS[name].given_xprime
+        expect = {"training mean"}
+        expect |= {"x′", "neighbour centroid", "kNN on positions"} if alloc else set()
+        expect |= {"mean of K"} if name == "metaloc" else set()
+        assert set(controls_of(res, name)) == expect, name
+        assert set(f.controls) == expect and f.check.holds in (True, False, None)
+        if alloc:
+            assert f.controls["x′"] is not True
+        assert summary["findings"][name]["controls"] == f.controls
+        for c, ok in f.controls.items():
+            assert f"{c} {'passes' if ok else 'fails' if ok is False else 'not measured'}" in f.text
+        if f.passing:
+            assert f.holds is False and f"a control passes: {', '.join(f.passing)}" in page
+            assert f"**{', '.join(f.passing)} pass" in page
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def _headings_and_links(text: str) -> tuple[set[str], list[str]]:
+    """GitHub anchors of every heading (duplicates get -1, -2, ...) and every in-page link of a
+    Markdown page, parsed by markdown-it-py (headings in code blocks are not headings)."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    anchors, seen, links = set(), {}, []
+    for i, t in enumerate(tokens):
+        if t.type == "heading_open":
+            inline = tokens[i + 1].children
+            a = anchor("".join(c.content for c in inline if c.type in ("text", "code_inline")))
+            n = seen.get(a, 0)
+            seen[a] = n + 1
+            anchors.add(a if n == 0 else f"{a}-{n}")
+        if t.type == "inline":
+            links += [c.attrs["href"][1:] for c in t.children if c.type == "link_open"
+                      and str(c.attrs["href"]).startswith("#")]  # fmt: skip
+    return anchors, links
+
+
+def test_github_anchors():
+    assert anchor("snr_paris") == "snr_paris" and anchor("single_scenario") == "single_scenario"
+    assert (
+        anchor("Real receivers (issue #21): error vs SNR, the link budget and ALLoc's query noise")
+        == "real-receivers-issue-21-error-vs-snr-the-link-budget-and-allocs-query-noise"
+    )
+    assert anchor("Results: budget `cpu`") == "results-budget-cpu"
+
+
+def test_every_summary_row_links_to_its_section(suite_all_tiny):
+    page = (suite_all_tiny / "results.md").read_text()
+    anchors, links = _headings_and_links(page)
+    assert set(links) >= {"snr", "snr_paris", "lwlm", *PAPERS}
+    assert all(x in anchors for x in links), sorted(set(links) - anchors)
+    assert "## snr_paris" in page.splitlines()
+
+
+def test_sections_are_stamped_and_stale_ones_marked(suite_all_tiny, tmp_path):
+    """Each section starts with its run's stamp; `--page-only` marks a section whose protocol
+    or code changed since its run as stale, and one without a stamp as unstamped."""
+    import shutil
+
+    page = (suite_all_tiny / "results.md").read_text()
+    summary = json.loads((suite_all_tiny / "figures" / "results.json").read_text())
+    assert set(summary["run_status"].values()) == {"current"}
+    runs = tmp_path / "runs"
+    shutil.copytree(suite_all_tiny / "runs", runs)
+    for name in protocols_for("tiny"):
+        res = json.loads((runs / f"{name}_tiny" / f"{name}.json").read_text())
+        s = res["stamp"]
+        assert f"Run: commit `{s['commit'][:12]}`" in page and s["protocol_hash"][:12] in page
+    f = runs / "vinloc_tiny" / "vinloc.json"
+    res = json.loads(f.read_text())
+    res["stamp"]["protocol_hash"] = "0" * 64
+    f.write_text(json.dumps(res))
+    f = runs / "metaloc_tiny" / "metaloc.json"
+    res = json.loads(f.read_text())
+    res["stamp"]["code_hash"] = "1" * 64
+    f.write_text(json.dumps(res))
+    f = runs / "rain_tiny" / "rain.json"
+    res = json.loads(f.read_text())
+    del res["stamp"]
+    f.write_text(json.dumps(res))
+    out = tmp_path / "page.md"
+    args = ["suite", "all", "--budget", "tiny", "--page-only", "--out", str(runs)]
+    r = CliRunner().invoke(app, [*args, "--results", str(out)])
+    assert r.exit_code == 0, r.output
+    status = json.loads((tmp_path / "figures" / "page.json").read_text())["run_status"]
+    assert status["vinloc"] == "stale: protocol changed"
+    assert status["metaloc"].startswith("stale: code changed since ")
+    assert status["rain"] == "unstamped" and status["single_scenario"] == "current"
+    text = out.read_text()
+    assert "| stale: protocol changed |" in text and "**Stale: protocol changed**" in text
+    assert "**Unstamped**" in text and "| stale: code changed since " in text

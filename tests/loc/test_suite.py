@@ -39,6 +39,7 @@ BASELINES = [
     "kNN (k=5) on the input features",
     "coarse location (l = 1 m)",
     "x_init (centroid of 8 neighbours)",
+    "kNN (k=5) on positions (from x′)",
 ]
 
 
@@ -217,6 +218,22 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     assert names[len(OUR_MODELS) :] == [f"*baseline: {b}*" for b in BASELINES]
     assert all(ln.count(" / ") == 14 for ln in rows[1:])  # mean / median / p90 in all 7 cells
     res = json.loads((out / "single_scenario.json").read_text())
+    # every set model is shown beside its prior x′: (its mean error / x′'s) in each cell
+    xprime = "coarse location (l = 1 m)"
+    assert res["priors"] == {m: xprime for m in ("mateformer", "iclloc_gen", "iclloc_disc")}
+    col = res["results"]["10k"]
+    ratio = col["mateformer"]["overall"]["mean"] / col[xprime]["overall"]["mean"]
+    (mf_row,) = [ln for ln in rows if ln.startswith("| mateformer |")]
+    assert mf_row.split(" | ")[1].strip("*").endswith(f"({ratio:.2f}× x′)")
+    assert all("× x′)" not in ln for ln in rows if ln.startswith(("| cnn |", "| mfcnet |")))
+    # the stamp: commit, protocol and code hashes, date, machine, wall time
+    from loc.suite.stamp import code_hash, protocol_hash
+
+    stamp = res["stamp"]
+    assert stamp["protocol_hash"] == protocol_hash(load_protocol("single_scenario", "tiny"))
+    assert stamp["code_hash"] == code_hash() and stamp["wall_seconds"] == res["wall_seconds"]
+    assert "CPUs, cpu" in stamp["machine"] and stamp["date"].endswith("UTC")
+    assert all(t["code_hashes"] == [code_hash()] for t in res["training"]["10k"].values())
     assert res["complete"] and res["budget"] == "tiny" and res["steps"] == 50
     assert res["baselines"] == BASELINES
     for label in ("10k", "20k", "40k: paris", *noisy):
