@@ -14,6 +14,7 @@ from simgen_testutil import SCENES, write_config
 
 from simgen.render import Renderer, plan
 from simgen.schema import VEHICLE_TYPES, LinkState
+from simgen.streets import resolve_traffic
 from simgen.traffic import VEHICLE_SIZE
 
 pytest.importorskip("pyrosm")
@@ -121,6 +122,21 @@ def test_vehicles_on_the_lanes_and_blocked_links_are_real(rendered) -> None:
     below the roof (numpy slab test) while the static scene is clear."""
     r, ds = rendered
     world = r.ctx.streets.world
+    # the lanes run the whole street in both directions (OSM splits it into 18 short ways)
+    u, n = _frame()
+    length = np.linalg.norm(NORTH - SOUTH)
+    lanes = resolve_traffic(r.plan.cfg.traffic, r.ctx.streets).lanes
+    for side in (-1.0, 1.0):  # west (southbound), east (northbound)
+        covered = np.zeros(int(length), bool)
+        for lane in lanes:
+            line = shapely.LineString(lane.points)
+            at = shapely.get_coordinates(
+                shapely.line_interpolate_point(line, np.arange(0.0, line.length, 0.5))
+            )
+            s, d = (at - SOUTH) @ u, (at - SOUTH) @ n
+            on = (np.abs(d - side * 1.5) < 2.0) & (s >= 0) & (s < int(length))
+            covered[s[on].astype(int)] = True
+        assert covered.mean() >= 0.95, (side, covered.mean())
     pos = ds.vehicle_position.values.astype(np.float64)  # (S, V, 3)
     present = np.isfinite(pos[..., 0])
     assert present.sum() >= 20
