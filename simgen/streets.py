@@ -102,19 +102,22 @@ def lanes(streets: Streets, spec: StreetLanesConfig) -> list[LaneConfig]:
     """Traffic lanes on the drivable streets: for each centreline one lane per direction,
     ``lane_width_m / 2`` to its right, clipped to where a vehicle centre keeps
     ``VEHICLE_CLEARANCE_M`` from every building and stays in the street area; pieces shorter
-    than ``min_length_m`` are dropped. ConfigError when none is left."""
+    than ``min_length_m`` are dropped. A centreline is a chain of street lines joined end to
+    end (``shapely.line_merge``: where exactly two meet), so a street that OSM splits into
+    short ways (every few metres in city centres) is one lane, not many dropped stubs.
+    Lanes stay on the street area (widened to the carriageway, ``lane_width_m`` either side
+    of the centreline) inside the tile. ConfigError when none is left."""
     keep = [
         s
         for s in streets.world.streets
         if s.drivable and (spec.highways is None or s.highway in spec.highways)
     ]
-    allowed = shapely.difference(
-        streets.area, shapely.buffer(streets.buildings, VEHICLE_CLEARANCE_M)
-    )
-    shapely.prepare(allowed)
+    lines = [s.line for s in keep]
+    chains = _lines(shapely.line_merge(shapely.multilinestrings(lines))) if lines else []
+    allowed = _lane_area(streets, chains, spec.lane_width_m) if chains else None
     out = []
-    for s in keep:
-        for directed in (s.line, s.line.reverse()):
+    for line in chains:
+        for directed in (line, line.reverse()):
             lane = _right_offset(directed, spec.lane_width_m / 2)
             for piece in _lines(shapely.intersection(lane, allowed)):
                 if piece.length < spec.min_length_m:
@@ -146,6 +149,23 @@ def resolve_traffic(traffic: TrafficConfig, streets: Streets | None) -> TrafficC
     if streets is None:
         raise ConfigError(f"traffic.lanes: streets {NO_WORLD}")
     return traffic.model_copy(update={"lanes": lanes(streets, spec)})
+
+
+def _lane_area(
+    streets: Streets, chains: list[shapely.LineString], lane_width_m: float
+) -> shapely.Geometry:
+    """Where a lane may run: the street area, widened to the carriageway (``lane_width_m``
+    either side of the centreline chains), inside the tile, ``VEHICLE_CLEARANCE_M`` clear of
+    every building. The widening fills the hairline notches the street area has where two
+    ways meet at an angle (each way is buffered with flat ends), which would otherwise cut
+    the lanes into stubs."""
+    carriageway = shapely.buffer(shapely.multilinestrings(chains), lane_width_m)
+    road = shapely.intersection(
+        shapely.union(streets.area, carriageway), shapely.box(*streets.world.bounds)
+    )
+    allowed = shapely.difference(road, shapely.buffer(streets.buildings, VEHICLE_CLEARANCE_M))
+    shapely.prepare(allowed)
+    return allowed
 
 
 def _right_offset(line: shapely.LineString, d: float) -> shapely.LineString:

@@ -120,6 +120,40 @@ def test_lanes_drive_on_the_street_area_on_the_right_side() -> None:
         sg.lanes(st, narrow)
 
 
+def test_a_street_split_into_short_kinked_ways_is_one_lane_per_direction() -> None:
+    """OSM splits city streets into ways a few metres long that meet at slight angles (each
+    buffered with flat ends, which leaves hairline notches in the street area): the lanes
+    join them, one per direction along the whole street, none of them a dropped stub."""
+    from simgen.world import Building, Street, World
+
+    xs = np.arange(-100.0, 100.1, 8.0)
+    ys = 0.4 * np.sin(xs / 9.0)  # a kink of a few degrees at every joint
+    ways = [
+        Street(LineString([(xs[i], ys[i]), (xs[i + 1], ys[i + 1])]), "residential", 10.0, True)
+        for i in range(len(xs) - 1)
+    ]
+    wall = Building(shapely.box(-100, 8, 100, 20), 15.0, rule="drawn", source_id="wall")
+    world = World(buildings=[wall], streets=ways, bounds=(-100.0, -30.0, 100.0, 30.0))
+    notches = shapely.difference(LineString([(-100, 1.5), (100, 1.5)]), world.street_area())
+    assert notches.length > 0  # the street area does have the notches
+    spec = parse_config(
+        yaml.safe_dump({**OPEN_SCENE, "traffic": {"lanes": "streets"}})
+    ).traffic.street_lanes
+    assert all(w.line.length < spec.min_length_m for w in ways)
+    lanes = sg.lanes(sg.Streets(world), spec)
+    assert len(lanes) == 2
+    for lane in lanes:
+        line = LineString(lane.points)
+        assert line.length > 195.0
+        assert np.allclose(
+            shapely.distance(
+                shapely.union_all([w.line for w in ways]), shapely.points(np.asarray(lane.points))
+            ),
+            1.5,
+            atol=0.05,
+        )
+
+
 def test_street_traffic_vehicles_stay_on_the_streets() -> None:
     st = sg.Streets(town())
     tcfg = parse_config(
