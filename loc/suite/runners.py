@@ -148,7 +148,8 @@ def _err_stats(pred: np.ndarray, xy: np.ndarray) -> dict[str, float]:
 def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.data import FeatureBank
     from loc.evaluate import predict
-    from loc.fit.meta import AdaptConfig, MetaConfig, adapt, meta_train, select_init
+    from loc.fit.checkpoint import load_plain, save_checkpoint
+    from loc.fit.meta import AdaptConfig, MetaConfig, MetaResult, adapt, meta_train, select_init
     from loc.fit.supervised import TrainConfig, train
     from loc.models.metaloc import MetaLocNet
     from loc.models.multilateration import KNNFingerprint
@@ -170,10 +171,10 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
         )
         cached = run_dir / "meta_init.pt"  # the run folder is cleared when its signature changes
         if cached.exists():
-            init = torch.load(cached, map_location=device, weights_only=False)
+            init = MetaResult.from_payload(load_plain(cached, device), device)
         else:
             init = meta_train(cfg, train_sets)
-            torch.save(init, cached)
+            save_checkpoint(cached, init.to_payload())
     elif base_model(name) == "metaloc_tl":
         cfg = TrainConfig(
             model="metaloc",
