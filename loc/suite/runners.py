@@ -42,7 +42,7 @@ META = {
     "metaloc_ri": None,
 }  # suite name -> MAML paradigm (None: a baseline init)
 MODEL_BASED = ("multilat", "multilat_oracle", "knn_fp")
-MULTILAT_ORACLE = "ToA multilateration (oracle: true ToA + link states)"
+MULTILAT_ORACLE = "ToA multilateration (oracle, upper bound: true LoS ranges of >= 3 LoS links)"
 SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.models.MODELS
 KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
 
@@ -252,7 +252,7 @@ def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None)
             raise ConfigError(f"{name} needs >= 3 TRPs, the selection has {st.selection.trps}")
         if base_model(name) == "multilat_oracle":
             res = toa_multilateration(st, te, present=mask)
-            info = {"method": MULTILAT_ORACLE}
+            info = {"method": MULTILAT_ORACLE, "bound_fraction": float(res.los_oracle.mean())}
         else:  # UE height and service area from the labelled database, not the test UEs
             res, est = estimated_multilateration(st, te, db, present=mask)
             info = {
