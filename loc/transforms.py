@@ -43,6 +43,12 @@ def angle_dft(n_ant: int, array: ArrayShape | None = None) -> np.ndarray:
     return np.kron(np.eye(ports), np.kron(_dft_1d(cols), _dft_1d(rows)))
 
 
+def array_hparams(array: ArrayShape | None) -> dict:
+    """``{"array": (rows, cols, ports)}`` for a model's hparams, ``{}`` for None (the 1-D DFT,
+    which is what a checkpoint without the key was trained with)."""
+    return {} if array is None else {"array": tuple(int(v) for v in array)}
+
+
 def dft_matrices(
     n_ant: int, n_sc: int, array: ArrayShape | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

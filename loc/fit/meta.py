@@ -195,7 +195,9 @@ class MetaResult:
 
 def _new_model(cfg: MetaConfig, envs) -> MetaLocNet:
     torch.manual_seed(cfg.seed)
-    model = MetaLocNet(envs[0].store.shape, **cfg.model_kwargs)
+    model = MetaLocNet(
+        envs[0].store.shape, **{"array": envs[0].store.array_shape, **cfg.model_kwargs}
+    )
     model.fit_targets(np.concatenate([e.store.xy[e.train] for e in envs]))
     return model.to(cfg.device)
 

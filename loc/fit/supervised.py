@@ -289,7 +289,12 @@ def make_model(cfg: TrainConfig, sets: list[TrainSet], device: torch.device) -> 
     cls = MODELS[cfg.model][0]
     # the paper recipe: each model's spec options (e.g. absolute labels), unless overridden
     paper_kw = getattr(cls, "paper_kwargs", {}) if cfg.paper else {}
-    model = build_model(cfg.model, in_shape=sets[0].store.shape, **{**paper_kw, **cfg.model_kwargs})
+    model = build_model(
+        cfg.model,
+        in_shape=sets[0].store.shape,
+        array=sets[0].store.array_shape,
+        **{**paper_kw, **cfg.model_kwargs},
+    )
     for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
         if cls.kind == "set" and ts.sequences is None:
             ts.sequences = build_sequences(ts, cfg)

@@ -190,7 +190,8 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
         init = train(cfg, train_sets, out_dir=run_dir, resume=True).model
     else:  # metaloc_ri: a fresh network, targets normalised on the pooled environments
         torch.manual_seed(proto.seed)
-        init = MetaLocNet(train_sets[0].store.shape, **kw)
+        arr = train_sets[0].store.array_shape  # its TRP array: the 2-D angle DFT
+        init = MetaLocNet(train_sets[0].store.shape, **{"array": arr, **kw})
         init.fit_targets(np.concatenate([s.store.xy[s.train] for s in train_sets]))
     ks = sorted(data["k_shots"])
     acfg = AdaptConfig.from_dict(data["adapt"])
