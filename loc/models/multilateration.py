@@ -16,12 +16,9 @@ Two ways to get the ToAs:
   maximum within ``TOA_REL_DB`` of the link's strongest, parabolic sub-bin refinement (see
   ``estimate_toa``). Links are "present" when their profile has a detectable peak; weights come
   from the residuals alone (Huber then Tukey IRLS). ``link_state`` and ``toa`` are never read.
-- **oracle** (``toa_multilateration``): an upper bound: the true LoS ranges (``los_distance``)
-  of the links in LOS and the true UE height, on samples with >= ``MIN_LOS_TRPS`` LoS TRPs
-  (error 0 up to the solver's tolerance). Elsewhere it falls back to the exact first-arrival
-  ``toa`` with link-state weights (LOS 1, OLOS 0.5, BLOCKED 0.2, NLOS 0.1, NO_PATH 0), which
-  is no bound (an NLOS first arrival is late: this was the whole oracle until issue #31, and
-  ~20x worse in RMSE than the estimated baseline), flagged in ``MultilatResult.los_oracle``.
+- **oracle** (``toa_multilateration``): an upper bound from the true LoS ranges of >= 3 LoS
+  links (flagged fallback elsewhere: until issue #31 the true first-arrival ToA was the whole
+  oracle, ~20x worse in RMSE than the estimated baseline, NLOS first arrivals being late).
 
 kNN fingerprinting: the k nearest training fingerprints in signal space, location = their
 (optionally inverse-distance weighted) mean (MetaLoc's KNN / WKNN baselines, K = 5).
@@ -314,16 +311,12 @@ MIN_LOS_TRPS = 3  # the LoS oracle needs this many LoS ranges (2 leave a mirror 
 def toa_multilateration(
     store, idx: np.ndarray, present: np.ndarray | None = None, **kw
 ) -> MultilatResult:
-    """The ORACLE, an upper bound on ToA multilateration: ``multilaterate`` on samples ``idx``
-    of a ``loc.data.CSIStore`` from the true LoS ranges (the store's ``los_distance``) of the
-    links in ``LinkState.LOS`` only, with the true UE height (``ue_height`` in ``kw`` replaces
-    it), its selected TRPs, TRP positions in the store's frame. Its error is that of a receiver
-    that knew which links are LoS and measured their direct paths exactly: zero where it has
-    ``MIN_LOS_TRPS`` of them. Samples with fewer fall back to the true first-arrival ``toa``
-    with link-state weights (not a bound: NLOS first arrivals are late) and are flagged:
-    ``los_oracle`` (M,) bool in the result is True where the bound holds. ``present`` (M, T)
-    bool keeps only those TRPs (the others count as no path). ``kw`` goes to
-    ``multilaterate``."""
+    """The ORACLE, an upper bound: ``multilaterate`` on samples ``idx`` of a ``CSIStore`` from
+    the true LoS ranges (``los_distance``) of its links in ``LinkState.LOS`` and the true UE
+    height (``ue_height`` in ``kw`` replaces it): exact where it has ``MIN_LOS_TRPS`` of them.
+    Other samples fall back to the true first-arrival ``toa`` with link-state weights (no bound:
+    NLOS first arrivals are late); ``los_oracle`` (M,) bool in the result marks where the bound
+    holds. ``present`` (M, T) bool keeps only those TRPs; ``kw`` goes to ``multilaterate``."""
     for var in ("toa", "los_distance"):
         if var not in store.ds.variables:
             raise DataError(f"{store.path} group {store.group!r} has no {var} variable")

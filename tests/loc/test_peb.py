@@ -221,9 +221,11 @@ def direct_multipath_peb(p, trps, elems, extra, sig, rho):
         q, r = trps[i], elems[i]
         pp = np.array([th[0], th[1], p[2]])
         d = np.linalg.norm(pp - q)
-        m = (th[2] + 1j * th[3]) * np.exp(-2j * np.pi * F[:, None] * d / C) * np.exp(
-            1j * k0 * r @ ((pp - q) / d)
-        )[None, :]
+        m = (
+            (th[2] + 1j * th[3])
+            * np.exp(-2j * np.pi * F[:, None] * d / C)
+            * np.exp(1j * k0 * r @ ((pp - q) / d))[None, :]
+        )
         for j, (_, g) in enumerate(extra):
             t_j, c_j = th[4 + 3 * j], th[5 + 3 * j] + 1j * th[6 + 3 * j]
             m = m + c_j * g * np.exp(-2j * np.pi * F[:, None] * t_j) * np.exp(1j * sig[i, j])
@@ -249,12 +251,10 @@ def direct_multipath_peb(p, trps, elems, extra, sig, rho):
 
 
 def _mp_peb(p, trps, elems, a, tau, los, rho, **kw):
-    return peb(
-        multipath_link_information(
-            p[None], trps, a, tau, los, F, (1 / np.asarray(rho))[None], 0.0,
-            np.array(elems), LAM, **kw,
-        )  # fmt: skip
-    )[0]
+    noise_var = (1 / np.asarray(rho))[None]
+    info = multipath_link_information(p[None], trps, a, tau, los, F, noise_var, 0.0,
+                                      np.array(elems), LAM, **kw)  # fmt: skip
+    return peb(info)[0]
 
 
 def test_multipath_bound_matches_a_direct_fim_and_reduces_to_the_los_bound():
@@ -298,8 +298,8 @@ def test_multipath_bound_loses_information_to_overlapping_paths_only():
     base = _mp_peb(p, trps, elems, *_paths(p, trps, elems, [], rng)[:3], rho, clock_bias=True)
     assert base == pytest.approx(los_only, rel=1e-6)  # symmetric: the bias costs nothing
     sync = _mp_peb(p, trps, elems, *_paths(p, trps, elems, [], rng)[:3], rho, sync_s=1e-9)
-    want = peb(link_information(p[None], trps, np.full((1, 3), K * 10.0), rms_bandwidth(F),
-                                sync_s=1e-9))[0]  # fmt: skip
+    snr = np.full((1, 3), K * 10.0)
+    want = peb(link_information(p[None], trps, snr, rms_bandwidth(F), sync_s=1e-9))[0]
     assert sync == pytest.approx(want, rel=1e-6)
 
 
