@@ -178,3 +178,82 @@ def test_resnet_reads_vinloc_first_arrival_input():
     ref = ResNetFingerprint((3, 1, 32), widths=(8, 16))
     ref.load_state_dict(base.state_dict())
     assert torch.allclose(base.eval()(h), ref.eval()(h))
+
+
+def _result(cols: dict, rows: dict, **extra) -> dict:
+    """A suite JSON: cols {label: (experiment, test, noise, split)}, rows {label: {model:
+    (mean, rmse)}}."""
+    return {
+        "columns": [
+            {"label": lab, "experiment": e, "test": t, "noise": n, "split": s}
+            for lab, (e, t, n, s) in cols.items()
+        ],
+        "results": {
+            lab: {m: {"overall": {"n": 10, "mean": a, "rmse": r}} for m, (a, r) in ms.items()}
+            for lab, ms in rows.items()
+        },
+        "baselines": [],
+        **extra,
+    }
+
+
+def test_check_snr_is_the_restated_claim_and_can_fail():
+    from loc.suite.papers import check_snr
+
+    cols = {
+        f"snr_{d}dB": ("snr", f"snr_{d}dB", f"AWGN {d} dB", "sample") for d in (-10, 0, 10, 20, 30)
+    }
+    cols["sync_5ns"] = ("snr", "sync_5ns", "link budget + clock 5 ns", "sample")
+    cols["snr_blocks: link_budget"] = ("snr_blocks", "link_budget", "link budget", "blocks")
+    ml = {-10: 40.0, 0: 12.0, 10: 2.0, 20: 0.6, 30: 0.5}
+    vin = {-10: 5.0, 0: 3.0, 10: 1.5, 20: 1.2, 30: 1.1}
+    rows = {f"snr_{d}dB": {"multilat": (ml[d], ml[d]), "vinloc": (vin[d], vin[d])} for d in ml}
+    rows["sync_5ns"] = {"multilat": (3.0, 3.0), "vinloc": (1.5, 1.5)}
+    rows["snr_blocks: link_budget"] = {"multilat": (99.0, 99.0), "vinloc": (99.0, 99.0)}
+    bound = {f"snr_{d}dB": {"overall": {"n": 10, "rmse": b}} for d, b in ((20, 0.3), (30, 0.2))}
+    assert check_snr(_result(cols, rows)).holds is None  # no multipath bound: not measured
+    v = check_snr(_result(cols, rows, peb_multipath=bound))
+    assert v.holds is True and "2.5x the multipath bound" in v.text and "clock 5 ns" in v.text
+    low = {k: {"overall": {"n": 10, "rmse": 0.9}} for k in bound}  # multilat below the bound
+    assert check_snr(_result(cols, rows, peb_multipath=low)).holds is False
+    rows["snr_-10dB"]["vinloc"] = (50.0, 50.0)  # the learned model no better at -10 dB
+    assert check_snr(_result(cols, rows, peb_multipath=bound)).holds is False
+
+
+def test_check_vinloc_compares_models_trained_the_same_way():
+    from loc.suite.papers import check_vinloc
+
+    cols = {
+        "all_trps: fixed": ("all_trps", "fixed", "link budget", "blocks"),
+        "all_trps: variable": ("all_trps", "variable", "link budget", "blocks"),
+    }
+    rows = {
+        "all_trps: fixed": {
+            "vinloc@variable": (1.0, 1.1),
+            "resnet_fp@variable": (2.0, 2.2),
+            "resnet_fp": (1.8, 2.0),  # trained on every TRP: not the comparison
+        },
+        "all_trps: variable": {
+            "vinloc@variable": (1.3, 1.4),
+            "resnet_fp@variable": (2.4, 2.6),
+            "resnet_fp": (9.0, 12.0),
+        },
+    }
+    v = check_vinloc(_result(cols, rows))
+    assert v.holds is False and "resnet_fp@variable" in v.text  # ResNet@variable: 1.18x < 1.27x
+    rows["all_trps: variable"]["resnet_fp@variable"] = (4.0, 4.4)
+    assert check_vinloc(_result(cols, rows)).holds is True
+
+
+def test_check_da_reads_the_paper_split_and_reports_the_blocks():
+    from loc.suite.papers import check_da
+
+    cols = {
+        "source": ("source_0_4", "target", "noiseless", "ue"),
+        "blocks": ("source_0_4_blocks", "target", "noiseless", "blocks"),
+    }
+    good = {"hda": (1.0, 1.0), "mda": (1.1, 1.1), "dcnn": (1.2, 1.2)}
+    bad = {"hda": (2.0, 2.0), "mda": (1.1, 1.1), "dcnn": (1.2, 1.2)}
+    v = check_da(_result(cols, {"source": good, "blocks": bad}))
+    assert v.holds is True and "held-out blocks: hda 2.00 m" in v.text
+    assert check_da(_result(cols, {"source": bad, "blocks": good})).holds is False
