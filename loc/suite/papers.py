@@ -247,7 +247,9 @@ def check_snr(result: dict) -> Verdict:
                 f"{n}: multilat {_fmt(mean(result, lab, 'multilat'))}, "
                 + ", ".join(f"{m} {_fmt(mean(result, lab, m))}" for m in learned)
             )
-    holds = None if bound_ok is None or not oks else bound_ok and all(oks)
+    if not learned:
+        parts.append("no learned model without a location prior (not measured)")
+    holds = None if bound_ok is None or not learned else bound_ok and all(oks)
     return Verdict(holds, "; ".join(parts) + ".")
 
 

@@ -134,9 +134,8 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
             target = TrainSet(st, db, meta={"role": "unlabelled target"})
             model = train_da(cfg, source, target, out_dir=out).model
         preds[tname] = predict(model, st, te, device=device)
-        extra[tname] = {
-            "pcp_accuracy": evaluate_da(model, st, te, device=device).get("pcp_accuracy")
-        }
+        acc = evaluate_da(model, st, te, device=device).get("pcp_accuracy")
+        extra[tname] = {} if acc is None else {"pcp_accuracy": acc}  # DCNN: no link-state head
         training[tname] = {"checkpoint": str(ckpt), "target_samples": int(len(db))}
     return Fitted(preds, extra, training)
 
