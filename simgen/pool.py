@@ -42,8 +42,9 @@ import numpy as np
 import yaml
 from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from .config import Count, Real, SceneConfig, Strict, _key, _Loader, _message, resolve_scene
+from .config import Count, Real, SceneConfig, Strict, _key, _message, resolve_scene
 from .errors import ConfigError
+from .strict import StrictLoader
 
 NAME_RE = r"^[A-Za-z0-9_.-]+$"
 POOL_KEYS = ("environments", "split")
@@ -211,7 +212,7 @@ class Pool:
 
 def _read_yaml(text: str, source: str) -> dict:
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .footprints import WORLD_JSON, Building, Street, World
 
 if TYPE_CHECKING:
-    from ..config import OSMScene, ProceduralScene, ProceduralSource
+    from .blocks import OSMScene, ProceduralScene, ProceduralSource
 
 # Bump when a change of this package changes the scene it builds from the same input (the
 # cache key holds it, so old builds are not reused).
@@ -83,7 +83,7 @@ def _sha256(path: Path) -> str:
 def cache_key(scene: OSMScene | ProceduralScene, frequency_hz: float, base: Path) -> str:
     """Hash of what a build depends on: the block, the input file's sha256 (OSM), the
     materials chosen for the carrier, and :data:`WORLD_CODE_VERSION`."""
-    from ..config import OSMScene
+    from .blocks import OSMScene
     from .materials import choose_materials
 
     block = scene.model_dump(mode="json")
@@ -107,7 +107,7 @@ def cache_root() -> Path:
 
 def world_from_block(scene: OSMScene | ProceduralScene, base: Path) -> World:
     """The World of a scene block (OSM paths relative to ``base``, the YAML's folder)."""
-    from ..config import OSMScene
+    from .blocks import OSMScene
 
     if isinstance(scene, OSMScene):
         from .osm import read_osm_source
@@ -123,7 +123,7 @@ def build(
 
     The folder is ``<cache or cache_root()>/<cache_key>/``; it is written to a temporary
     sibling and renamed at the end, so a failed build leaves nothing behind."""
-    from ..config import OSMScene
+    from .blocks import OSMScene
 
     root = Path(cache) if cache is not None else cache_root()
     folder = root / cache_key(scene, frequency_hz, base)

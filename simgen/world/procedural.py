@@ -27,7 +27,7 @@ from shapely.geometry.polygon import orient
 from .footprints import Building, Street, World
 
 if TYPE_CHECKING:
-    from ..config import HeightDistribution, ProceduralSource
+    from .blocks import HeightDistribution, ProceduralSource
 
 MIN_LOT_M = 6.0  # no lot side under this (m)
 GAP_M = 1.0  # between buildings of one block (m)
