@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
+
 POINT_MODELS = ("cnn", "ad_cnn", "mfcnet")
 SET_MODEL = "mateformer"
 # baseline rows by the start of their names (``loc.evaluate.baseline_predictions``,
@@ -365,26 +367,77 @@ def check_multi_cell(result: dict) -> Verdict:
     return Verdict(ok, ", ".join(parts) + ". " + prior_text)
 
 
+DA_MIN_SEEDS = 3  # benchmark-fairness rule 5
+DA_MIN_PCP = 0.8  # issue #33: link-state accuracy on the target (the paper: 0.94)
+
+
+def seed_values(result: dict, label: str, model: str, key: str = "rmse") -> list[float] | None:
+    """Per-seed ``key`` of ``model`` in column ``label`` (DA rows, ``seeds``); a row without
+    seeds (a baseline, a control) gives its one value; None when it was not run."""
+    r = result["results"].get(label, {}).get(model)
+    if not r or not r["overall"].get("n"):
+        return None
+    if "seeds" in r:
+        return [float(v[key]) for v in r["seeds"].values()]
+    return [float(r["overall"][key])]
+
+
+def _spread_text(v: list[float]) -> str:
+    if len(v) == 1:
+        return _fmt(v[0])
+    return f"{np.mean(v):.2f} ± {np.std(v):.2f} m ({min(v):.2f}–{max(v):.2f})"
+
+
 def check_da(result: dict) -> Verdict:
-    """Target RMSE: HDA < MDA < DCNN (DCNN trained in the same loop and recipe as the DA
-    models), on the paper's split; the held-out blocks column is reported beside it."""
+    """On the unlabelled target (the paper's split), in RMSE over >= 3 seeds: HDA < MDA < DCNN
+    (DCNN trained in the same loop and recipe as the DA models) with every seed of the better
+    model below every seed of the worse one (a gap inside the seed spread is "not
+    distinguishable"), and link-state (PCP) accuracy >= 0.8 for MDA and HDA (seed mean, where
+    the row has a PCP head: a CSI-free control in HDA's place is judged on the ranking). The
+    held-out blocks column is reported beside it."""
     cols = [c for c in result["columns"] if c["test"] == "target"]
     main = next((c["label"] for c in cols if c.get("split") != "blocks"), None)
     blocks = next((c["label"] for c in cols if c.get("split") == "blocks"), None)
-    r = {m: rmse(result, main, m) for m in ("hda", "mda", "dcnn", "dann")} if main else {}
+    models = ("hda", "mda", "dcnn", "dann")
+    r = {m: seed_values(result, main, m) for m in models} if main else {}
     if not r or any(r[m] is None for m in ("hda", "mda", "dcnn")):
         return Verdict(None, "needs DCNN, MDA and HDA on the target column")
     res = result["results"][main]
+    few = [m for m in ("hda", "mda", "dcnn") if "seeds" in res[m] and len(r[m]) < DA_MIN_SEEDS]
+    text = "Target RMSE: " + ", ".join(f"{m} {_spread_text(v)}" for m, v in r.items() if v)
+    if few:
+        return Verdict(None, f"needs >= {DA_MIN_SEEDS} seeds ({', '.join(few)}). {text}.")
+    apart = {
+        pair: max(r[pair[0]]) < min(r[pair[1]]) for pair in (("hda", "mda"), ("mda", "dcnn"))
+    }
+    mean_order = np.mean(r["hda"]) < np.mean(r["mda"]) < np.mean(r["dcnn"])
     acc = {m: res[m].get("pcp_accuracy") for m in ("mda", "hda") if m in res}
-    ok = r["hda"] < r["mda"] < r["dcnn"]
-    text = "Target RMSE: " + ", ".join(f"{m} {_fmt(v)}" for m, v in r.items() if v is not None)
-    text += "; PCP accuracy " + ", ".join(
-        f"{m} {100 * a:.1f} %" for m, a in acc.items() if a is not None
-    )
+    pcp_ok = all(a >= DA_MIN_PCP for a in acc.values() if a is not None)
+    ok = all(apart.values()) and pcp_ok
+    if all(apart.values()):
+        text += "; HDA < MDA < DCNN beyond the seed spread"
+    else:
+        tied = [f"{a.upper()}–{b.upper()}" for (a, b), sep in apart.items() if not sep]
+        text += (
+            f"; {'the means are in order but ' if mean_order else ''}"
+            f"not distinguishable ({', '.join(tied)} seed ranges overlap or are reversed)"
+        )
+    known = {m: a for m, a in acc.items() if a is not None}
+    if known:
+        text += f"; PCP accuracy (≥ {DA_MIN_PCP:.0%} asked) " + ", ".join(
+            f"{m} {100 * a:.1f} %" for m, a in known.items()
+        )
+        by = res.get("hda", {}).get("pcp_by_state") or res.get("mda", {}).get("pcp_by_state")
+        if by:
+            text += " (per state: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in by.items())
+            prior = res.get("hda", res.get("mda", {})).get("pcp_prior") or {}
+            if prior.get("accuracy") is not None:
+                text += f"; always {prior['class']}: {100 * prior['accuracy']:.0f} %"
+            text += ")"
     if blocks is not None:
-        rb = {m: rmse(result, blocks, m) for m in ("hda", "mda", "dcnn", "dann")}
+        rb = {m: seed_values(result, blocks, m) for m in models}
         text += "; held-out blocks: " + ", ".join(
-            f"{m} {_fmt(v)}" for m, v in rb.items() if v is not None
+            f"{m} {_spread_text(v)}" for m, v in rb.items() if v
         )
     return Verdict(ok, text + ".")
 
@@ -544,8 +597,8 @@ PAPERS = {
         "semantic_da",
         "Semantic multi-task domain adaptation (Chu et al., Tab. II)",
         "specs/semantic-da-mda-hda.md §9.1",
-        "On the unlabelled target domain, HDA < MDA < no adaptation (DCNN) in RMSE, with "
-        "link-state (PCP) accuracy around 0.94.",
+        "On the unlabelled target domain, HDA < MDA < no adaptation (DCNN) in RMSE beyond the "
+        "spread over 3 seeds, with link-state (PCP) accuracy >= 0.8 (the paper: around 0.94).",
         (
             ("localization only, no DA (DCNN)", "RMSE 1.057 m"),
             ("localization + knowledge transfer (≈ DANN)", "RMSE 0.989 m"),
@@ -553,13 +606,10 @@ PAPERS = {
             ("HDA", "RMSE 0.817 m, PCP 0.936"),
         ),
         check_da,
-        "the shift is now real (7 m small cells across the ring's two lanes from UEs on its "
-        "inner sidewalk): 63 % of the target's links are BLOCKED, none of the source's (80 % "
-        "LOS, 20 % OLOS). HDA adapts (RMSE 11.41 m against DCNN's 12.16 m), MDA does not "
-        "(12.83 m), and the link-state (PCP) heads, trained on a source without one blocked "
-        "link, call 36 % of the target's links right (the paper: 94 %). Every model stays at "
-        "8.8-9.8 m mean error (training mean 15.5 m; kNN with the target's labelled database "
-        "2.53 m) after 1,000 steps.",
+        "not yet measured on the Fabianinkatu street protocol (issue #33; the cpu command and "
+        "its cost are in docs/gpu.md). The former paris ring protocol, whose source had no "
+        "blocked link, gave HDA 11.41 < DANN 11.69 < DCNN 12.16 < MDA 12.83 m on one seed and "
+        "36 % PCP: superseded.",
     ),
     "metaloc": Paper(
         "metaloc",
