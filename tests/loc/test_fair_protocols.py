@@ -344,7 +344,7 @@ def test_semantic_da_protocol_is_the_street_with_two_traffic_regimes():
 def test_da_input_normalisation_is_part_of_the_recipe(tmp_path):
     """A DA model given another angle-delay normalisation is an undeclared input difference."""
     raw = yaml.safe_load((EXPERIMENTS_DIR / "semantic_da.yaml").read_text())
-    raw["budgets"]["cpu"]["model_kwargs"]["hda"] = {"widths": [16, 32, 48, 64], "norm": "antenna"}
+    raw["budgets"]["cpu"]["model_kwargs"]["hda"] = {"widths": [16, 32, 48, 64], "norm": "matrix"}
     path = tmp_path / "da.yaml"
     path.write_text(yaml.safe_dump(raw))
     found = [(k, sorted(v)) for _, _, k, v in undeclared_differences(load_protocol(path, "cpu"))]
