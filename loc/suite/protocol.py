@@ -26,6 +26,7 @@ TOP_KEYS = {
     "models",
     "model_kwargs",
     "seed",
+    "seeds",
     "datasets",
     "data",
     "experiments",
@@ -147,6 +148,9 @@ class Protocol:
     # recipe keys (loc.suite.recipes.RECIPE_KEYS) on which compared models may differ, each
     # with the reason it is the point of the comparison
     declared_differences: dict[str, str] = dataclasses.field(default_factory=dict)
+    # training seeds of the DA family (``loc.suite.runners.run_da``: one fit per seed, the row
+    # pools them, the JSON keeps each); () = (seed,)
+    seeds: tuple[int, ...] = ()
 
     @property
     def log_every(self) -> int:
@@ -424,7 +428,25 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
         experiments=experiments,
         path=path,
         declared_differences=_declared(cfg.get("declared_differences"), path.name),
+        seeds=_seeds(cfg.get("seeds"), models, path.name),
     )
+
+
+def _seeds(value, models: list[str], where: str) -> tuple[int, ...]:
+    """``seeds``: a list of distinct training seeds; only the DA family trains once per seed."""
+    from loc.suite.runners import family
+
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
+    seeds = tuple(_count(v, "seeds[]", 0) for v in value)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: seeds lists a seed twice")
+    other = [m for m in models if family(m) != "da"]
+    if other:
+        raise ConfigError(f"{where}: seeds: only DA models train per seed, not {', '.join(other)}")
+    return seeds
 
 
 def _declared(value, where: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ why; ``undeclared_differences`` lists the rest (a test fails on any).
 from __future__ import annotations
 
 import functools
+import inspect
 import types
 
 import torch
@@ -95,6 +96,12 @@ def model_recipe(proto: Protocol, exp: Experiment, name: str) -> dict | None:
             early_stopping=f"hold-out {vf:g}, patience {pat}" if vf > 0 else "none",
         )
     elif fam == "da":  # loc.suite.runners.run_da -> loc.fit.da.train_da (Adam)
+        from loc.models.da import DCNN  # (DANN passes norm on to DCNN)
+
+        own = inspect.signature(cls).parameters
+        own = own if "norm" in own else inspect.signature(DCNN).parameters
+        norm = kw.get("norm", own["norm"].default)
+        out["input"] += f", angle-delay profile normalisation {norm}"
         out.update(
             optimizer="Adam betas (0.9, 0.999)",
             lr=data["lr"] or DAConfig.lr,

@@ -14,6 +14,7 @@ from loc.suite.papers import XPRIME
 from loc.suite.protocol import Protocol
 
 log = logging.getLogger("loc.suite")
+STATES = ("LOS", "OLOS", "NLOS", "BLOCKED")  # simgen.schema.LinkState with a path
 
 # ----------------------------------------------------------------------------- outputs
 
@@ -172,25 +173,7 @@ def _extra_tables(result: dict, models: list[str]) -> list[str]:
     cols, res = result["columns"], result["results"]
     lines = []
     if any("pcp_accuracy" in (res[c["label"]].get(m) or {}) for c in cols for m in models):
-        lines += [
-            "",
-            "Domain adaptation: RMSE (m) / link-state (PCP) accuracy (%).",
-            "",
-            "| model | " + " | ".join(c["label"] for c in cols) + " |",
-            "|---|" + "---|" * len(cols),
-        ]
-        for m in models:
-            cells = []
-            for c in cols:
-                r = res[c["label"]].get(m)
-                acc = (r or {}).get("pcp_accuracy")
-                cells.append(
-                    "–"
-                    if not r
-                    else f"{r['overall']['rmse']:.2f} / "
-                    + ("–" if acc is None else f"{100 * acc:.1f}")
-                )
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines += _da_tables(result, models)
     lines += _curve_table(
         res,
         cols,
@@ -206,6 +189,83 @@ def _extra_tables(result: dict, models: list[str]) -> list[str]:
         "Transfer learning: mean error (m) after "
         "fine-tuning on n samples of the test scenario (n = 0: direct reuse).",
     )
+    return lines
+
+
+def _seeds_cell(r: dict, key: str, scale: float = 1.0) -> str:
+    """'9.12 ± 0.31 (8.80–9.50)' over a DA row's seeds (one seed: the value), '–' without."""
+    v = [s[key] * scale for s in r.get("seeds", {}).values() if s.get(key) is not None]
+    if not v:
+        return "–"
+    if len(v) == 1:
+        return f"{v[0]:.2f}"
+    return f"{np.mean(v):.2f} ± {np.std(v):.2f} ({min(v):.2f}–{max(v):.2f})"
+
+
+def _da_tables(result: dict, models: list[str]) -> list[str]:
+    """DA models: RMSE and link-state (PCP) accuracy over the seeds, then per link state of the
+    test links the PCP accuracy and the mean error (seeds pooled), beside the baseline rows."""
+    cols, res = result["columns"], result["results"]
+    n_seeds = max(
+        (len(r.get("seeds", {})) for c in cols for r in res[c["label"]].values()), default=1
+    )
+    lines = [
+        "",
+        f"Domain adaptation: RMSE (m) / link-state (PCP) accuracy (%), over {n_seeds} seed(s): "
+        "mean ± std (min–max).",
+        "",
+        "| model | " + " | ".join(c["label"] for c in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for m in models:
+        cells = []
+        for c in cols:
+            r = res[c["label"]].get(m)
+            if not r:
+                cells.append("–")
+            elif "seeds" not in r:
+                acc = r.get("pcp_accuracy")
+                pcp = "–" if acc is None else f"{100 * acc:.1f}"
+                cells.append(f"{r['overall']['rmse']:.2f} / {pcp}")
+            else:
+                cells.append(f"{_seeds_cell(r, 'rmse')} / {_seeds_cell(r, 'pcp_accuracy', 100)}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for c in cols:
+        col = res[c["label"]]
+        states = [
+            s for s in STATES if any(s in (r.get("by_link_state") or {}) for r in col.values())
+        ]
+        if not states:
+            continue
+        lines += [
+            "",
+            f"{c['label']}: per link state of the test links, PCP accuracy (%) / mean error (m)"
+            " (seeds pooled).",
+            "",
+            "| model | " + " | ".join(states) + " |",
+            "|---|" + "---|" * len(states),
+        ]
+        for m in [*models, *result.get("baselines", [])]:
+            r = col.get(m)
+            if not r:
+                continue
+            cells = []
+            for s in states:
+                acc = (r.get("pcp_by_state") or {}).get(s)
+                err = (r.get("by_link_state") or {}).get(s, {})
+                cells.append(
+                    ("–" if acc is None else f"{100 * acc:.0f}")
+                    + " / "
+                    + (f"{err['mean']:.2f}" if err.get("n") else "–")
+                )
+            name = m if m in models else f"*{m}*"
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        prior = next((r["pcp_prior"] for r in col.values() if r.get("pcp_prior")), None)
+        if prior and prior.get("accuracy") is not None:
+            lines.append(
+                f"A CSI-free classifier that always answers the source's most frequent class "
+                f"({prior['class']}) is right on {100 * prior['accuracy']:.0f} % of these links."
+            )
     return lines
 
 

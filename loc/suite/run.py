@@ -154,7 +154,8 @@ class _Prepared:
 
     def state_mix(self) -> dict[str, dict[str, float]]:
         """Share of each ``simgen.schema.LinkState`` among the selected TRP links of the
-        training samples (per training scenario) and of each test column's queries."""
+        training samples (per training scenario), of each test column's queries and of its
+        database (DA: the unlabelled target)."""
 
         def mix(st: CSIStore, idx: np.ndarray) -> dict[str, float]:
             ls = st.link_state[idx].ravel()
@@ -165,6 +166,7 @@ class _Prepared:
             for sc, (st, tr) in zip(self.exp.train, self.train, strict=True)
         }
         out.update({f"test {t}": mix(st, te) for t, (st, _, te) in self.test.items()})
+        out.update({f"database {t}": mix(st, db) for t, (st, db, _) in self.test.items()})
         return out
 
     def use_training(self) -> None:
@@ -267,7 +269,7 @@ def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, mask
     from loc.evaluate import baseline_predictions, coarse_query_xy, summarize
     from loc.models import MODELS
     from loc.peb import peb_summary, store_peb
-    from loc.suite.runners import base_model
+    from loc.suite.runners import DA_ORACLE, base_model, family
 
     data = proto.data
     has_set = any(
@@ -293,6 +295,8 @@ def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, mask
             k=data["k"],
             present=masks[tname],
         )
+        if models and all(family(m) == "da" for m in models):  # an unlabelled database
+            rows = {(n + DA_ORACLE if n.startswith("kNN") else n): p for n, p in rows.items()}
         if has_set:  # the same x′ draw as the coarse-location row (seed 0)
             q = coarse_query_xy(st, te, data["coarse_error"], 0)
             rows[f"{POSITION_KNN} (from x′)"] = position_knn(st, db, q)
@@ -457,6 +461,7 @@ def run_suite(
                     f = RUNNERS[fam](m, proto, sets, {tname: test}, dev, run_dir, masks=masks)
                     fitted.predictions.update(f.predictions)
                     fitted.extra.update(f.extra)
+                    fitted.index.update(f.index)
                     training.update(f.training)
             secs, codes = _fit_seconds(run_dir, t0, code)
             result["training"][ename][m] = {"seconds": secs, "code_hashes": codes, **training}
@@ -473,8 +478,9 @@ def run_suite(
                         device=dev,
                         present=masks[tname],
                     )
-                else:
-                    report, err = summarize(m, st, te, fitted.predictions[tname])
+                else:  # (DA: the seeds' estimates pooled, Fitted.index)
+                    idx = fitted.index.get(tname, te)
+                    report, err = summarize(m, st, idx, fitted.predictions[tname])
                     report.update(fitted.extra.get(tname, {}))
                 if fitted is None and data["finetune_sizes"]:
                     report["transfer_curve"] = transfer_curve(

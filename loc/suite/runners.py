@@ -10,7 +10,8 @@ samples plus extra numbers for the JSON.
 - ``"da"`` (DCNN, DANN, MDA, HDA): one model per test column, trained by ``loc.fit.da.train_da``
   on the labelled first training scenario (source) and the test scenario's database samples as
   the *unlabelled* target (their labels are never read; DCNN ignores them: the source-only
-  baseline, on the same recipe). Extra: link-state (PCP) accuracy.
+  baseline, on the same recipe), once per seed of the protocol's ``seeds``. Extra: per-seed
+  numbers and their spread, link-state (PCP) accuracy overall and per link state.
 - ``"meta"`` (MAML, MAML-TS, MAML-DG and the TL / RI baselines of the MetaLoc paper): the
   training scenarios are the environments; per test column the initialisation is adapted on K
   labelled samples of the test scenario's database, for every K in ``data.k_shots`` (the same
@@ -47,6 +48,10 @@ MULTILAT_ORACLE = "ToA multilateration (oracle, upper bound: true LoS ranges of 
 SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.models.MODELS
 KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
 DA_BASELINES = ("dcnn",)  # no target loss, but fitted by loc.fit.da.train_da like the DA models
+PCP_CLASSES = ("LOS", "BLOCKED (vehicle)", "NLOS/OLOS (static)")  # loc.models.da.semantic_labels
+# a baseline row that reads the column's database labels, which the DA models never see (their
+# unlabelled target): an oracle (benchmark-fairness rule 6)
+DA_ORACLE = " (oracle: the target database's labels)"
 
 
 def base_model(name: str) -> str:
@@ -99,12 +104,39 @@ class Fitted:
     predictions: dict[str, np.ndarray]
     extra: dict[str, dict]
     training: dict
+    # per test column, the test indices the predictions are for where not the column's test
+    # samples (DA: the test samples once per seed, the seeds' estimates pooled)
+    index: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- DA
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    """mean, std (population), min and max of per-seed numbers."""
+    v = np.asarray(values, np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "max": float(v.max())}  # fmt: skip
+
+
+def pcp_prior(source, store, te: np.ndarray, label_trp: int = 0) -> dict:
+    """The CSI-free link-state classifier: the source's most frequent PCP class for every
+    target test link; its accuracy is what a PCP head must beat."""
+    from loc.models.da import semantic_labels
+
+    src = semantic_labels(source.store.link_state[source.train, label_trp])
+    cls = int(np.bincount(src[src >= 0], minlength=len(PCP_CLASSES)).argmax())
+    lab = semantic_labels(store.link_state[te, label_trp])
+    ok = lab >= 0
+    acc = float((lab[ok] == cls).mean()) if ok.any() else None
+    return {"class": PCP_CLASSES[cls], "accuracy": acc}
+
+
 def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
+    """One fit per test column and per seed of ``proto.seeds`` (else ``proto.seed``), in
+    ``run_dir/<column>/seed_<s>``. The row pools the seeds' estimates (``Fitted.index``: the
+    test samples once per seed); ``seeds`` keeps each seed's RMSE, mean and median error (m)
+    and PCP accuracy, ``seed_spread`` their mean / std / min / max."""
     from loc.evaluate import predict
     from loc.fit.da import DAConfig, evaluate_da, train_da
     from loc.fit.supervised import TrainSet, load_checkpoint
@@ -113,31 +145,54 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
     if len(train_sets) != 1:
         raise ConfigError(f"{name}: domain adaptation needs exactly one (source) training scenario")
     source = train_sets[0]
-    preds, extra, training = {}, {}, {}
+    seeds = proto.seeds or (proto.seed,)
+    preds, extra, training, index = {}, {}, {}, {}
     for tname, (st, db, te) in tests.items():
-        cfg = DAConfig(
-            model=base_model(name),
-            model_kwargs=proto.model_kwargs.get(name, {}),
-            steps=proto.steps,
-            batch_size=min(proto.batch_size, len(db)),
-            lr=proto.data["lr"] or DAConfig.lr,
-            schedule="constant" if proto.budget == "paper" else "cosine",
-            seed=proto.seed,
-            device=str(device),
-            log_every=proto.log_every,
-        )
-        out = run_dir / tname
-        ckpt = out / "checkpoint.pt"
-        if ckpt.exists():
-            model, _ = load_checkpoint(ckpt, device)
-        else:
-            target = TrainSet(st, db, meta={"role": "unlabelled target"})
-            model = train_da(cfg, source, target, out_dir=out).model
-        preds[tname] = predict(model, st, te, device=device)
-        acc = evaluate_da(model, st, te, device=device).get("pcp_accuracy")
-        extra[tname] = {} if acc is None else {"pcp_accuracy": acc}  # DCNN: no link-state head
-        training[tname] = {"checkpoint": str(ckpt), "target_samples": int(len(db))}
-    return Fitted(preds, extra, training)
+        per_seed, pooled, ckpts = {}, [], []
+        for seed in seeds:
+            cfg = DAConfig(
+                model=base_model(name),
+                model_kwargs=proto.model_kwargs.get(name, {}),
+                steps=proto.steps,
+                batch_size=min(proto.batch_size, len(db)),
+                lr=proto.data["lr"] or DAConfig.lr,
+                schedule="constant" if proto.budget == "paper" else "cosine",
+                seed=seed,
+                device=str(device),
+                log_every=proto.log_every,
+            )
+            out = run_dir / tname / f"seed_{seed}"
+            ckpt = out / "checkpoint.pt"
+            if ckpt.exists():
+                model, _ = load_checkpoint(ckpt, device)
+            else:
+                target = TrainSet(st, db, meta={"role": "unlabelled target"})
+                model = train_da(cfg, source, target, out_dir=out).model
+            p = predict(model, st, te, device=device)
+            ev = evaluate_da(model, st, te, device=device)
+            err = np.linalg.norm(p - st.xy[te], axis=1)
+            per_seed[str(seed)] = {
+                "rmse": float(np.sqrt(np.mean(err**2))),
+                "mean": float(err.mean()),
+                "median": float(np.median(err)),
+                **{k: ev[k] for k in ("pcp_accuracy", "pcp_by_state") if k in ev},
+            }
+            pooled.append(p)
+            ckpts.append(str(ckpt))
+        preds[tname], index[tname] = np.concatenate(pooled), np.tile(te, len(seeds))
+        runs = list(per_seed.values())
+        ex: dict = {"seeds": per_seed, "seed_spread": {"rmse": _spread([r["rmse"] for r in runs])}}
+        if all(r.get("pcp_accuracy") is not None for r in runs):  # DCNN: no link-state head
+            ex["seed_spread"]["pcp_accuracy"] = _spread([r["pcp_accuracy"] for r in runs])
+            ex["pcp_accuracy"] = ex["seed_spread"]["pcp_accuracy"]["mean"]
+            states = dict.fromkeys(k for r in runs for k in r["pcp_by_state"])
+            ex["pcp_by_state"] = {  # mean over the seeds
+                k: float(np.mean([r["pcp_by_state"][k] for r in runs])) for k in states
+            }
+            ex["pcp_prior"] = pcp_prior(source, st, te)
+        extra[tname] = ex
+        training[tname] = {"checkpoints": ckpts, "seeds": list(seeds), "target_samples": len(db)}
+    return Fitted(preds, extra, training, index)
 
 
 # ----------------------------------------------------------------------------- meta

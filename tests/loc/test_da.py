@@ -161,6 +161,14 @@ def test_da_models_overfit_tiny_dataset(store_path, tmp_path, name):
     assert m["rmse"] < 0.4 * spread
     if name in ("mda", "hda"):
         assert m["pcp_accuracy"] >= 0.9  # LOS vs static NLOS of TRP 1 (x < 5 m)
+        # per link state: each state's share right, which weighted by the state counts is the
+        # overall accuracy
+        ls = src.store.link_state[src.train, 0]
+        n = {s.name: int((ls == s).sum()) for s in LinkState if s != LinkState.NO_PATH}
+        by = m["pcp_by_state"]
+        assert set(by) == {k for k, v in n.items() if v} and len(by) >= 2
+        pooled = sum(by[k] * n[k] for k in by) / sum(n[k] for k in by)
+        assert pooled == pytest.approx(m["pcp_accuracy"])
 
 
 def test_dcnn_trains_in_the_standard_loop(store_path):

@@ -257,3 +257,95 @@ def test_check_da_reads_the_paper_split_and_reports_the_blocks():
     v = check_da(_result(cols, {"source": good, "blocks": bad}))
     assert v.holds is True and "held-out blocks: hda 2.00 m" in v.text
     assert check_da(_result(cols, {"source": bad, "blocks": good})).holds is False
+
+
+def _da_result(seeds: dict[str, list[float]], pcp: dict[str, float], **rows) -> dict:
+    """A semantic_da suite JSON: one target column; DA rows with per-seed RMSEs, the other
+    rows (``rows``: name -> RMSE) without seeds (baselines)."""
+    col = {}
+    for m, v in seeds.items():
+        entry = {
+            "overall": {"n": 10 * len(v), "mean": float(np.mean(v)), "rmse": float(np.mean(v))},
+            "seeds": {str(i + 1): {"rmse": x, "mean": x} for i, x in enumerate(v)},
+        }
+        if m in pcp:
+            entry["pcp_accuracy"] = pcp[m]
+            entry["pcp_by_state"] = {"LOS": 0.9, "BLOCKED": pcp[m] - 0.05}
+            entry["pcp_prior"] = {"class": "LOS", "accuracy": 0.4}
+        col[m] = entry
+    for m, v in rows.items():
+        col[m] = {"overall": {"n": 10, "mean": v, "rmse": v}}
+    return {
+        "columns": [
+            {"label": "source_to_target", "experiment": "source_to_target", "test": "target",
+             "noise": "noiseless", "split": "ue"}
+        ],
+        "results": {"source_to_target": col},
+        "baselines": list(rows),
+    }  # fmt: skip
+
+
+def test_check_da_needs_the_ranking_beyond_the_seed_spread_and_pcp():
+    """HDA < MDA < DCNN in target RMSE with every seed apart, PCP >= 0.8; the check fails on
+    overlapping seed ranges (means in order), on a low PCP, and is not measured under 3 seeds;
+    the training mean in HDA's place (the control) fails."""
+    from loc.suite.controls import check_with_controls
+    from loc.suite.papers import PAPERS, check_da
+
+    good = {"hda": [5.0, 5.2, 5.1], "mda": [6.0, 6.3, 6.1], "dcnn": [7.0, 7.4, 7.2]}
+    pcp = {"mda": 0.85, "hda": 0.86}
+    v = check_da(_da_result(good, pcp, **{"training mean": 9.0}))
+    assert v.holds is True and "beyond the seed spread" in v.text
+    assert "5.10 ± 0.08 m (5.00–5.20)" in v.text and "BLOCKED 81 %" in v.text
+    assert "always LOS: 40 %" in v.text
+    overlap = {**good, "mda": [5.15, 6.3, 6.1]}  # MDA's best seed below HDA's worst
+    v = check_da(_da_result(overlap, pcp))
+    assert v.holds is False and "not distinguishable (HDA–MDA" in v.text
+    assert "the means are in order" in v.text
+    assert check_da(_da_result(good, {"mda": 0.85, "hda": 0.6})).holds is False
+    two = {m: v[:2] for m, v in good.items()}
+    v = check_da(_da_result(two, pcp))
+    assert v.holds is None and "needs >= 3 seeds" in v.text
+    # controls: the training mean (no CSI, no seeds, no PCP head) in HDA's place
+    f = check_with_controls(PAPERS["semantic_da"], _da_result(good, pcp, **{"training mean": 9.0}))
+    assert f.holds is True and f.controls == {"training mean": False}
+    f = check_with_controls(PAPERS["semantic_da"], _da_result(good, pcp, **{"training mean": 5.5}))
+    assert f.check.holds is True and f.holds is False and f.passing == ["training mean"]
+
+
+def test_semantic_da_protocol_is_the_street_with_two_traffic_regimes():
+    """Every budget: source and target are one scene at the same UE positions (same file and
+    UE count) and differ only in traffic; >= 3 seeds; one input normalisation for all four
+    models; the UE split tests target positions none of the source's training positions."""
+    for budget in _budgets("semantic_da"):
+        p = load_protocol("semantic_da", budget)
+        src, tgt = p.datasets["source"], p.datasets["target"]
+        assert src.scene == tgt.scene and src.ue_count == tgt.ue_count
+        so, to = dict(src.scene_overrides), dict(tgt.scene_overrides)
+        assert to.pop("traffic")["density_scale"] > 1 and so.pop("traffic", {}).get("seed") is None
+        assert so == to  # (paper: the same 0.8 m grid)
+        assert len(p.seeds) >= 3 and set(p.models) == {"dcnn", "dann", "mda", "hda"}
+        assert len({p.model_kwargs[m].get("norm") for m in p.models}) == 1
+        exp = p.experiments["source_to_target"]
+        assert exp.split == "ue" and exp.train[0].dataset == "source"
+        assert exp.test["target"].dataset == "target"
+        if budget != "tiny":
+            assert src.scene.name == "helsinki_street_traffic.yaml"
+    with pytest.raises(ConfigError, match="only DA models train per seed"):
+        raw = yaml.safe_load((EXPERIMENTS_DIR / "single_scenario.yaml").read_text())
+        raw["seeds"] = [1, 2, 3]
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+            yaml.safe_dump(raw, fh)
+        load_protocol(fh.name, "tiny")
+
+
+def test_da_input_normalisation_is_part_of_the_recipe(tmp_path):
+    """A DA model given another angle-delay normalisation is an undeclared input difference."""
+    raw = yaml.safe_load((EXPERIMENTS_DIR / "semantic_da.yaml").read_text())
+    raw["budgets"]["cpu"]["model_kwargs"]["hda"] = {"widths": [16, 32, 48, 64], "norm": "matrix"}
+    path = tmp_path / "da.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    found = [(k, sorted(v)) for _, _, k, v in undeclared_differences(load_protocol(path, "cpu"))]
+    assert found == [("input", ["dann", "dcnn", "hda", "mda"])]

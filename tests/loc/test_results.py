@@ -197,11 +197,12 @@ def test_cpu_budgets_fit_a_working_session():
     static, traffic = (plan(cross[d].scene).cfg for d in ("static", "traffic"))
     assert traffic.ue == static.ue and traffic.trps == static.trps
     assert (traffic.traffic.mode, traffic.traffic.snapshots) == ("conditions", 1)
-    da = protos["semantic_da"]
-    static, traffic = (dict(da.datasets[n].scene_overrides) for n in ("static", "traffic"))
-    assert static.pop("traffic") is None and traffic.pop("traffic")["density_scale"] > 1
-    assert static == traffic and da.datasets["static"].ue_count == da.datasets["traffic"].ue_count
-    assert all(t["position"][2] <= 8 for t in static["trps"])  # small cells below the buses' view
+    da = protos["semantic_da"]  # one street, the same UE positions, two traffic regimes
+    src, tgt = da.datasets["source"], da.datasets["target"]
+    assert src.scene == tgt.scene and src.ue_count == tgt.ue_count
+    assert set(tgt.scene_overrides) == {"traffic"} and not src.scene_overrides
+    assert tgt.scene_overrides["traffic"]["density_scale"] > 1
+    assert all(t.position[2] <= 8 for t in plan(src.scene).cfg.trps)  # below the buses' view
     (exp,) = protos["metaloc"].experiments.values()
     envs = [sc.dataset for sc in exp.train]
     (target,) = [sc.dataset for sc in exp.test.values()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,28 +298,7 @@ def test_suite_model_families_tiny(suite_all_tiny):
     def load(name: str) -> dict:
         return json.loads((runs / f"{name}_tiny" / f"{name}.json").read_text())
 
-    da = load("semantic_da")
-    for col in ("source_0_4", "source_0_4_blocks"):  # the UE split and held-out blocks
-        r = da["results"][col]
-        assert set(r) == {"dcnn", "dann", "mda", "hda"} | set(da["baselines"])
-        assert da["baselines"] == BASELINES[:2]  # no set model: no coarse location / x_init
-        for m in ("mda", "hda"):
-            assert 0 <= r[m]["pcp_accuracy"] <= 1
-        assert "pcp_accuracy" not in r["dcnn"]
-    # one checkpoint per target domain, trained with that column's database as the target
-    assert (
-        runs / "semantic_da_tiny" / "runs" / "source_0_4" / "hda" / "target" / "checkpoint.pt"
-    ).exists()
-    md = (runs / "semantic_da_tiny" / "semantic_da.md").read_text()
-    assert "link-state (PCP) accuracy" in md and "| hda |" in md
-    # the link-state mix of the training and test links (one selected TRP: every usable
-    # sample has a path to it), in the JSON and under the table
-    mix = da["state_mix"]["source_0_4"]
-    assert set(mix) == {"train traffic/dry snapshots 0-1", "test target"}, mix
-    for shares in mix.values():
-        assert set(shares) == {"LOS", "OLOS", "NLOS", "BLOCKED", "NO_PATH"}
-        assert sum(shares.values()) == pytest.approx(1.0) and shares["NO_PATH"] == 0
-    assert "- link states (share of the selected links), source_0_4: train traffic" in md
+    check_semantic_da_tiny(runs / "semantic_da_tiny")
 
     meta = load("metaloc")
     res = meta["results"]["unseen_cell"]
@@ -365,10 +345,60 @@ def test_suite_model_families_tiny(suite_all_tiny):
     stored = zarr.open_group(vin["datasets"]["vinloc"], mode="r")["dry"]["cir"][:5]
     np.testing.assert_array_equal(st.read_raw(np.arange(5)), stored.reshape(5, 3, 4, 32))
     with pytest.raises(DataError, match="no cir variable.*output.cir_taps"):
-        CSIStore(da["datasets"]["traffic"], "dry", variable="cir")
+        CSIStore(load("semantic_da")["datasets"]["source"], "dry", variable="cir")
     # the variant row is a model of its own, trained with random TRP subsets
     ck = torch.load(
         runs / "vinloc_tiny" / "runs" / "all_trps" / "vinloc@variable" / "checkpoint.pt",
         weights_only=False,
     )
     assert ck["hparams"]["train_subset"] == 2
+
+
+def check_semantic_da_tiny(run: Path) -> None:
+    """The tiny semantic_da run in ``run`` (`loc suite semantic_da --budget tiny`): every DA
+    model fitted once per seed and column, the seeds pooled in the row and kept in the JSON,
+    PCP per link state, the kNN row marked as an oracle, the state mix of source, target
+    database and test links, and the check's verdict with its control."""
+    from loc.suite.controls import check_with_controls
+    from loc.suite.papers import PAPERS
+    from loc.suite.runners import DA_ORACLE, PCP_CLASSES
+
+    da = json.loads((run / "semantic_da.json").read_text())
+    oracle = "kNN (k=5) on the input features" + DA_ORACLE
+    assert da["baselines"] == ["training mean", oracle]  # no set model: no x′ / x_init
+    for col in ("source_to_target", "source_to_target_blocks"):  # UE split, held-out blocks
+        r = da["results"][col]
+        assert set(r) == {"dcnn", "dann", "mda", "hda"} | set(da["baselines"])
+        n_test = r["training mean"]["overall"]["n"]
+        for m in ("dcnn", "dann", "mda", "hda"):
+            assert sorted(r[m]["seeds"]) == ["1", "2", "3"]
+            assert r[m]["overall"]["n"] == 3 * n_test  # the three seeds' estimates pooled
+            rm = [s["rmse"] for s in r[m]["seeds"].values()]
+            sp = r[m]["seed_spread"]["rmse"]
+            assert sp["min"] == min(rm) and sp["max"] == max(rm) and len(set(rm)) > 1
+        for m in ("mda", "hda"):
+            assert 0 <= r[m]["pcp_accuracy"] <= 1
+            by = r[m]["pcp_by_state"]
+            assert by and set(by) <= {"LOS", "OLOS", "NLOS", "BLOCKED"}
+            assert all(0 <= v <= 1 for v in by.values())
+            assert r[m]["pcp_prior"]["class"] in PCP_CLASSES
+        assert "pcp_accuracy" not in r["dcnn"]
+    # one checkpoint per target column and seed, trained with the column's database as target
+    for seed in (1, 2, 3):
+        ck = run / "runs" / "source_to_target" / "hda" / "target" / f"seed_{seed}"
+        assert (ck / "checkpoint.pt").exists()
+    md = (run / "semantic_da.md").read_text()
+    assert "link-state (PCP) accuracy (%), over 3 seed(s)" in md and "| hda |" in md
+    assert "per link state of the test links" in md and f"| *{oracle}* |" in md
+    # the link-state mix of the source, the target database and the test links (one selected
+    # TRP: NO_PATH samples are dropped); the source has blocked links, the target more
+    mix = da["state_mix"]["source_to_target"]
+    assert set(mix) == {"train source/dry", "test target", "database target"}, mix
+    for shares in mix.values():
+        assert set(shares) == {"LOS", "OLOS", "NLOS", "BLOCKED", "NO_PATH"}
+        assert sum(shares.values()) == pytest.approx(1.0) and shares["NO_PATH"] == 0
+    assert mix["train source/dry"]["BLOCKED"] > 0
+    assert "- link states (share of the selected links), source_to_target: train source" in md
+    f = check_with_controls(PAPERS["semantic_da"], da)
+    assert f.check.holds in (True, False) and "Target RMSE: hda" in f.text
+    assert set(f.controls) == {"training mean"}
