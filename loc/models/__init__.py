@@ -29,6 +29,7 @@ from loc.models.iclloc import ICLLoc
 from loc.models.mateformer import Mateformer
 from loc.models.metaloc import MetaLocNet
 from loc.models.mfcnet import MFCNet
+from loc.models.resnet_fp import AlignedResNetFingerprint
 from loc.models.vinloc import ResNetFingerprint, VInLoc
 
 # name -> (class, fixed kwargs). "alloc" is the paper's name for the Mateformer system.
@@ -42,7 +43,7 @@ MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     "iclloc_disc": (ICLLoc, {"scheme": "discriminative"}),
     "vinloc": (VInLoc, {}),
     "vinloc_nopos": (VInLoc, {"use_positions": False}),
-    "resnet_fp": (ResNetFingerprint, {}),
+    "resnet_fp": (AlignedResNetFingerprint, {}),  # ResNetFingerprint + VIn-Loc's aligned input
     "dcnn": (DCNN, {}),
     "dann": (DANN, {}),
     "mda": (SemanticDA, {"method": "mda"}),

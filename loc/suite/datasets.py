@@ -130,3 +130,96 @@ def head_tail(
     if ue is not None and np.intersect1d(ue[head], ue[tail]).size:
         raise DataError(f"too few UEs: {what} cannot split {n_head} + {n_tail} without sharing")
     return head, tail
+
+
+# ----------------------------------------------------------------------------- spatial blocks
+
+
+def block_index(xy: np.ndarray, block_m: float) -> np.ndarray:
+    """(N, 2) int64: the square block (side ``block_m`` m, tiled from the scene origin) of each
+    position (N, 2) m. NaN positions (no UE) get block (-2**62, -2**62)."""
+    b = np.floor(np.nan_to_num(np.asarray(xy, float)[:, :2], nan=-1e30) / block_m)
+    return np.clip(b, -(2**62), 2**62).astype(np.int64)
+
+
+def choose_test_blocks(pops: list[tuple[np.ndarray, int]], block_m: float, seed: int) -> np.ndarray:
+    """The held-out blocks of a ``blocks`` split: (B, 2) int64 block indices.
+
+    pops: (positions (N, 2) m of a test population's usable samples, the test samples it
+    needs). Blocks are taken from the end of a seeded permutation of every block that holds a
+    sample, until each population has its count inside them (whole blocks: the rest of a
+    block's samples are neither trained on nor tested). DataError when all blocks are needed."""
+    blocks = [block_index(xy, block_m) for xy, _ in pops]
+    every = np.unique(np.concatenate(blocks), axis=0)
+    order = every[np.random.default_rng([seed, 11]).permutation(len(every))]
+    rank = {tuple(b): i for i, b in enumerate(order.tolist())}
+    counts = []
+    for bl in blocks:  # per population: its samples per block, in the permuted block order
+        uniq, n = np.unique(bl, axis=0, return_counts=True)
+        c = np.zeros(len(order), np.int64)
+        c[[rank[tuple(u)] for u in uniq.tolist()]] = n
+        counts.append(c)
+    for k in range(1, len(order)):
+        if all(c[-k:].sum() >= n for c, (_, n) in zip(counts, pops, strict=True)):
+            return order[-k:]
+    raise DataError(
+        f"blocks split: {len(order)} blocks of {block_m:g} m cannot hold out "
+        f"{max(n for _, n in pops)} test samples and keep any for training"
+    )
+
+
+def in_blocks(xy: np.ndarray, blocks: np.ndarray, block_m: float) -> np.ndarray:
+    """(N,) bool: whether each position (N, 2) m lies in one of the blocks (B, 2)."""
+    mine = block_index(xy, block_m)
+    keys = {tuple(b) for b in np.asarray(blocks).tolist()}
+    return np.array([tuple(b) in keys for b in mine.tolist()], bool)
+
+
+def block_distance(xy: np.ndarray, blocks: np.ndarray, block_m: float) -> np.ndarray:
+    """(N,) m: distance of each position (N, 2) to the nearest of the squares ``blocks``
+    (B, 2) (0 inside one)."""
+    xy = np.asarray(xy, float)[:, :2]
+    out = np.full(len(xy), np.inf)
+    lo = blocks.astype(float) * block_m
+    for a in range(0, len(lo), 256):  # (N, 256) at a time
+        lb = lo[a : a + 256]
+        d = np.maximum(np.maximum(lb[None] - xy[:, None], 0.0), xy[:, None] - (lb[None] + block_m))
+        out = np.minimum(out, np.sqrt((d**2).sum(-1)).min(1))
+    return np.nan_to_num(out, nan=np.inf)
+
+
+def blocks_order(
+    mask: np.ndarray,
+    xy: np.ndarray,
+    ue: np.ndarray,
+    test_blocks: np.ndarray,
+    block_m: float,
+    gap_m: float,
+    seed: int,
+) -> np.ndarray:
+    """The sample order of a ``blocks`` split: first the samples outside the held-out blocks
+    and farther than ``gap_m`` from every one of them (training sets and databases are heads),
+    then the samples inside them (test sets are tails); each part in the seeded UE order
+    (``ordered_samples(by="ue")``). Samples in the gap are left out."""
+    order = ordered_samples(mask, seed, "ue", ue)
+    held = in_blocks(xy[order], test_blocks, block_m)
+    far = block_distance(xy[order], test_blocks, block_m) > gap_m
+    return np.concatenate([order[far & ~held], order[held]])
+
+
+def check_disjoint(test_xy: np.ndarray, train_xy: np.ndarray, min_m: float, what: str) -> float:
+    """DataError when a test position (M, 2) m lies within ``min_m`` of (or, for 0, on) a
+    training position (N, 2) m; returns the smallest distance (m)."""
+    from scipy.spatial import cKDTree
+
+    t, q = np.asarray(train_xy, float)[:, :2], np.asarray(test_xy, float)[:, :2]
+    t, q = t[np.isfinite(t).all(1)], q[np.isfinite(q).all(1)]
+    if not len(t) or not len(q):
+        return float("inf")
+    d = float(cKDTree(t).query(q, k=1)[0].min())
+    if d <= max(min_m, 1e-3):
+        raise DataError(
+            f"{what}: a test position lies {d:.3f} m from a training position "
+            f"(the split needs > {max(min_m, 1e-3):g} m)"
+        )
+    return d

@@ -96,8 +96,13 @@ def column(result: dict, experiment: str, test: str) -> str | None:
 
 def noiseless_columns(result: dict) -> list[dict]:
     """Columns tested without receiver noise (every column of a run from before the noise
-    model); noise-robustness columns are read by their own checks."""
-    return [c for c in result["columns"] if c.get("noise", "noiseless") == "noiseless"]
+    model); noise-robustness columns are read by their own checks, and so are the spatially
+    disjoint ones (``split: blocks``, held-out blocks beside the paper's split)."""
+    return [
+        c
+        for c in result["columns"]
+        if c.get("noise", "noiseless") == "noiseless" and c.get("split") != "blocks"
+    ]
 
 
 def noise_columns(result: dict, prefix: str) -> list[dict]:
@@ -208,49 +213,89 @@ def check_noise_robustness(result: dict) -> Verdict:
 NO_PRIOR = ("vinloc", "resnet_fp", "cnn", "ad_cnn", "mfcnet", "vinloc_nopos")  # no location given
 
 
-def check_snr(result: dict) -> Verdict:
-    """Error vs SNR: CIR/CSI multilateration within 2x the PEB (RMSE vs RMS bound) at the
-    highest SNR column; at the link budget and at 0 and 10 dB a learned model that is given no
-    location (no neighbour database, no coarse position) beats multilateration and kNN
-    fingerprinting in mean error."""
-    snrs = {}
+SNR_BOUND_RATIO = 3.0  # multilateration's RMSE within this factor of the multipath bound
+SNR_HIGH_DB = 20.0  # "high SNR": the columns at or above this per-element SNR
+
+
+def _snr_columns(result: dict) -> tuple[list[tuple[float, str]], dict[str, str]]:
+    """((SNR dB, label) of the fixed-SNR columns, ascending; {noise label: column label} of
+    the random-split columns (the ``blocks`` columns are reported apart))."""
+    named = {}
     for c in result["columns"]:
-        n = c.get("noise", "")
-        if n == "link budget" or n.startswith("AWGN ") and n.count("..") == 0:
-            snrs[n] = c["label"]
-    peb = result.get("peb") or {}
-    awgn = sorted((float(n.split()[1]), lab) for n, lab in snrs.items() if n.startswith("AWGN"))
-    if not awgn or "multilat" not in models_of(result):
-        return Verdict(None, "needs multilat and fixed-SNR columns")
-    hi_snr, hi = awgn[-1]
-    parts, ok = [], True
-    r_ml, bound = stat(result, hi, "multilat", "rmse"), (peb.get(hi) or {}).get("overall", {})
-    if r_ml is not None and bound.get("n"):
-        ratio = r_ml / bound["rmse"]
-        ok = ratio <= 2.0
-        parts.append(
-            f"at {hi_snr:g} dB multilateration RMSE {_fmt(r_ml)} is {ratio:.1f}x the PEB "
-            f"({_fmt(bound['rmse'])} RMS)"
-        )
-    learned = [m for m in models_of(result) if m.split("@")[0] in NO_PRIOR]
-    if not learned:
-        return Verdict(None, "; ".join([*parts, "no learned model without a location prior"]))
-    for name in ("link budget", "AWGN 0 dB", "AWGN 10 dB"):
-        lab = snrs.get(name)
-        if lab is None or not learned:
+        if c.get("split") == "blocks":
             continue
-        errs = {m: mean(result, lab, m) for m in (*learned, "multilat", "knn_fp")}
-        best = min((m for m in learned if errs[m] is not None), key=errs.get, default=None)
-        beat = best is not None and all(
-            errs[best] < errs[m] for m in ("multilat", "knn_fp") if errs[m] is not None
-        )
-        ok = ok and beat
+        n = c.get("noise", "")
+        if n.startswith("AWGN ") and ".." not in n and "+" not in n:
+            named[n] = c["label"]
+        elif n in ("link budget", "noiseless") or "clock" in n:
+            named[n] = c["label"]
+    awgn = sorted((float(n.split()[1]), lab) for n, lab in named.items() if n.startswith("AWGN"))
+    return awgn, named
+
+
+def check_snr(result: dict) -> Verdict:
+    """What the physics allows (noise-and-peb.md §5): every estimator's error falls as the SNR
+    rises; at high SNR multilateration comes within ``SNR_BOUND_RATIO`` of the multipath-aware
+    bound (RMSE vs the bound's RMS) but not below it (a first-peak ToA is at best efficient);
+    and at -10 and 0 dB, where first-arrival ranging breaks down, a learned model given no
+    location (it carries the survey area as a prior, which no CRB holds) beats multilateration.
+    The TRP sync error column and the held-out blocks are reported beside it."""
+    awgn, named = _snr_columns(result)
+    models = models_of(result)
+    if len(awgn) < 3 or "multilat" not in models:
+        return Verdict(None, "needs multilat and three fixed-SNR columns")
+    learned = [m for m in models if m.split("@")[0] in NO_PRIOR]
+    parts, oks = [], []
+    lo_snr, lo = awgn[0]
+    hi_snr, hi = awgn[-1]
+    for m in ("multilat", *learned):  # error falls with SNR
+        a, b = mean(result, lo, m), mean(result, hi, m)
+        if a is not None and b is not None:
+            oks.append(b <= a)
+            if b > a:
+                parts.append(f"{m} is worse at {hi_snr:g} dB ({_fmt(b)}) than at {lo_snr:g} dB")
+    # TODO(issue31-core): the multipath-aware bound (noise-and-peb.md §5, helper D's
+    # loc.peb) is read from result["peb_multipath"][column] (peb_summary); until the suite
+    # records it, the bound clause is "not measured" and so is the finding.
+    mp = result.get("peb_multipath") or {}
+    bound_ok = None
+    for snr_db, lab in awgn:
+        bound = (mp.get(lab) or {}).get("overall", {})
+        r_ml = stat(result, lab, "multilat", "rmse")
+        if snr_db < SNR_HIGH_DB or r_ml is None or not bound.get("n"):
+            continue
+        ratio = r_ml / bound["rmse"]
+        ok = 1.0 <= ratio <= SNR_BOUND_RATIO
+        bound_ok = ok if bound_ok is None else bound_ok and ok
         parts.append(
-            f"{name}: best learned {best} {_fmt(errs.get(best))} vs multilat "
-            f"{_fmt(errs['multilat'])}, kNN {_fmt(errs['knn_fp'])}"
-            + ("" if beat else " (not below both)")
+            f"at {snr_db:g} dB multilateration RMSE {_fmt(r_ml)} = {ratio:.1f}x the multipath "
+            f"bound ({_fmt(bound['rmse'])} RMS)"
         )
-    return Verdict(ok, "; ".join(parts) + ".")
+    if bound_ok is None:
+        parts.append("the multipath-aware bound is not recorded (not measured)")
+    for snr_db, lab in awgn:
+        if snr_db > 0 or not learned:
+            continue
+        errs = {m: mean(result, lab, m) for m in (*learned, "multilat")}
+        best = min((m for m in learned if errs[m] is not None), key=errs.get, default=None)
+        if best is None or errs["multilat"] is None:
+            continue
+        beat = errs[best] < errs["multilat"]
+        oks.append(beat)
+        parts.append(
+            f"{snr_db:g} dB: best learned {best} {_fmt(errs[best])} vs multilat "
+            f"{_fmt(errs['multilat'])}" + ("" if beat else " (not below)")
+        )
+    for n, lab in named.items():  # the TRP sync error column, beside
+        if "clock" in n:
+            parts.append(
+                f"{n}: multilat {_fmt(mean(result, lab, 'multilat'))}, "
+                + ", ".join(f"{m} {_fmt(mean(result, lab, m))}" for m in learned)
+            )
+    if not learned:
+        parts.append("no learned model without a location prior (not measured)")
+    holds = None if bound_ok is None or not learned else bound_ok and all(oks)
+    return Verdict(holds, "; ".join(parts) + ".")
 
 
 def _degradation(result: dict, exp: str, own: str, other: str) -> dict[str, tuple]:
@@ -322,18 +367,26 @@ def check_multi_cell(result: dict) -> Verdict:
 
 
 def check_da(result: dict) -> Verdict:
-    """Target RMSE: HDA < MDA < DCNN."""
-    label = next((c["label"] for c in result["columns"] if c["test"] == "target"), None)
-    r = {m: rmse(result, label, m) for m in ("hda", "mda", "dcnn", "dann")} if label else {}
+    """Target RMSE: HDA < MDA < DCNN (DCNN trained in the same loop and recipe as the DA
+    models), on the paper's split; the held-out blocks column is reported beside it."""
+    cols = [c for c in result["columns"] if c["test"] == "target"]
+    main = next((c["label"] for c in cols if c.get("split") != "blocks"), None)
+    blocks = next((c["label"] for c in cols if c.get("split") == "blocks"), None)
+    r = {m: rmse(result, main, m) for m in ("hda", "mda", "dcnn", "dann")} if main else {}
     if not r or any(r[m] is None for m in ("hda", "mda", "dcnn")):
         return Verdict(None, "needs DCNN, MDA and HDA on the target column")
-    res = result["results"][label]
+    res = result["results"][main]
     acc = {m: res[m].get("pcp_accuracy") for m in ("mda", "hda") if m in res}
     ok = r["hda"] < r["mda"] < r["dcnn"]
     text = "Target RMSE: " + ", ".join(f"{m} {_fmt(v)}" for m, v in r.items() if v is not None)
     text += "; PCP accuracy " + ", ".join(
         f"{m} {100 * a:.1f} %" for m, a in acc.items() if a is not None
     )
+    if blocks is not None:
+        rb = {m: rmse(result, blocks, m) for m in ("hda", "mda", "dcnn", "dann")}
+        text += "; held-out blocks: " + ", ".join(
+            f"{m} {_fmt(v)}" for m, v in rb.items() if v is not None
+        )
     return Verdict(ok, text + ".")
 
 
@@ -376,26 +429,39 @@ def check_metaloc(result: dict) -> Verdict:
 
 
 def check_vinloc(result: dict) -> Verdict:
-    """In RMSE, the paper's metric: ResNet fingerprinting degrades sharply under variable TRPs
-    (> 2x), VIn-Loc trained on variable subsets does not (< 1.5x) and is better there than
-    ResNet and (where run) kNN fingerprinting. The model-based rows are listed beside them."""
+    """In RMSE, the paper's metric, on held-out blocks (``all_trps``), VIn-Loc and ResNet
+    fingerprinting trained the same way (both on random TRP subsets where run, else both on
+    every TRP; same LR, input and steps): from fixed to variable TRPs VIn-Loc's RMSE grows
+    < 1.5x and less than ResNet's, and under variable TRPs VIn-Loc beats ResNet and (where
+    run) kNN fingerprinting. The model-based rows and the random-split column are listed."""
     fixed, var = column(result, "all_trps", "fixed"), column(result, "all_trps", "variable")
     if fixed is None or var is None:
         return Verdict(None, "needs the fixed and variable columns")
     r = {m: (rmse(result, fixed, m), rmse(result, var, m)) for m in models_of(result)}
-    vin = "vinloc@variable" if "vinloc@variable" in r else "vinloc"
-    if "resnet_fp" not in r or vin not in r:
-        return Verdict(None, "needs resnet_fp and VIn-Loc")
-    rf, rv = r["resnet_fp"]
-    vf, vv = r[vin]
-    ok = rv > 2 * rf and vv < 1.5 * vf and vv < rv
-    if "knn_fp" in r:
+    pair = next(
+        ((v, f) for v, f in (("vinloc@variable", "resnet_fp@variable"), ("vinloc", "resnet_fp"))
+         if v in r and f in r and None not in (*r[v], *r[f])),
+        None,
+    )  # fmt: skip
+    if pair is None:
+        return Verdict(None, "needs VIn-Loc and ResNet trained the same way")
+    vin, res = pair
+    (vf, vv), (rf, rv) = r[vin], r[res]
+    ok = vv < 1.5 * vf and vv / vf < rv / rf and vv < rv
+    if "knn_fp" in r and r["knn_fp"][1] is not None:
         ok = ok and vv < r["knn_fp"][1]
-    text = f"RMSE fixed → variable: resnet_fp {_fmt(rf)} → {_fmt(rv)}; "
-    text += f"{vin} {_fmt(vf)} → {_fmt(vv)}"
-    for m in ("resnet_fp@variable", "knn_fp", "multilat", "multilat_oracle"):
-        if m in r:
+    text = (
+        f"RMSE fixed → variable (held-out blocks): {vin} {_fmt(vf)} → {_fmt(vv)} "
+        f"({vv / vf:.2f}x); {res} {_fmt(rf)} → {_fmt(rv)} ({rv / rf:.2f}x)"
+    )
+    for m in ("vinloc", "resnet_fp", "knn_fp", "multilat", "multilat_oracle"):
+        if m in r and m not in pair and None not in r[m]:
             text += f"; {m} {_fmt(r[m][0])} → {_fmt(r[m][1])}"
+    rand = column(result, "random_split", "fixed")
+    if rand is not None and rmse(result, rand, vin) is not None:
+        text += f"; random split (fixed TRPs): {vin} {_fmt(rmse(result, rand, vin))}"
+        if rmse(result, rand, res) is not None:
+            text += f", {res} {_fmt(rmse(result, rand, res))}"
     return Verdict(ok, text + ".")
 
 
@@ -408,6 +474,20 @@ SNR_REFERENCE = (
     ),
     ("ranging std σ_d at 0 / 10 / 20 dB (64 × 480 kHz)", "0.476 / 0.150 / 0.048 m"),
     ("VIn-Loc, Sionna scenario 1 (noise n ~ N(0, σ²I) in its system model)", "RMSE 0.93 m"),
+)
+
+# The snr finding, restated as a claim the physics allows (benchmark-fairness.md §2, snr): the
+# LoS single-path PEB assumes no path within 1/B of the first, so a first-peak estimator keeps
+# a multipath bias at any SNR and "within 2x of the PEB" could not pass; the multipath-aware
+# bound (noise-and-peb.md §5) counts those paths. Below ~0 dB first-arrival ranging breaks
+# down, while a learned model keeps the survey area as a prior, which no CRB holds.
+SNR_FINDING = (
+    "Every estimator's error falls as the SNR rises; at high SNR (>= 20 dB) multilateration "
+    "comes within 3x of the multipath-aware bound and not below it (a single-path bound "
+    "ignores paths within 1/B of the first, which bias a first-peak ToA at any SNR); at -10 and "
+    "0 dB, where first-arrival ranging breaks down, a learned model given no location beats "
+    "multilateration, as a model that has learnt the survey area holds a prior no CRB counts. "
+    "A 5 ns TRP sync error column and held-out blocks are shown beside it."
 )
 
 PAPERS = {
@@ -509,7 +589,9 @@ PAPERS = {
         "vinloc",
         "VIn-Loc (Balaji et al., Sionna Paris and IIoT tables)",
         "specs/vinloc.md",
-        "ResNet fingerprinting degrades sharply when the set of TRPs varies; VIn-Loc does not.",
+        "ResNet fingerprinting degrades sharply when the set of TRPs varies; VIn-Loc does not. "
+        "Checked with both trained the same way (random TRP subsets, the same LR, steps and "
+        "first-arrival input) on held-out blocks of the region.",
         (
             ("VIn-Loc, Sionna scenario 1 (12 TRPs)", "RMSE 0.93 m, MAE 0.9 m, P90 1.5 m"),
             ("VIn-Loc, Sionna scenario 2 (64-TRP pool)", "RMSE 7.3 m, MAE 6.1 m, P90 11 m"),
@@ -529,8 +611,7 @@ PAPERS = {
         "snr",
         "Error vs SNR beside the position error bound (paris_vinloc, 12 TRPs, CIR)",
         "specs/noise-and-peb.md §5, specs/vinloc.md",
-        "Model-based multilateration approaches the Cramér–Rao bound at high SNR (within 2x), "
-        "while at realistic and low SNR (link budget, 0–10 dB) a learned model beats it and kNN.",
+        SNR_FINDING,
         SNR_REFERENCE,
         check_snr,
     ),
@@ -538,8 +619,7 @@ PAPERS = {
         "snr_paris",
         "Error vs SNR beside the position error bound (paris, 4 TRPs, 4x8 arrays, CSI)",
         "specs/noise-and-peb.md §5, specs/mateformer-alloc.md §8",
-        "Model-based multilateration approaches the Cramér–Rao bound at high SNR (within 2x), "
-        "while at realistic and low SNR (link budget, 0–10 dB) a learned model beats it and kNN.",
+        SNR_FINDING,
         SNR_REFERENCE,
         check_snr,
     ),

@@ -30,7 +30,9 @@ TOP_KEYS = {
     "data",
     "experiments",
     "budgets",
+    "declared_differences",
 }
+SPLITS = ("sample", "ue", "blocks")
 DATA_DEFAULTS = {
     "selection": {"trps": "all", "ue_ants": "all", "trp_ants": "all", "subcarriers": "all"},
     "scale": "auto",
@@ -40,8 +42,15 @@ DATA_DEFAULTS = {
     "k": 64,
     "coarse_error": 1.0,
     "lr": None,
+    # how test samples are kept from training (loc.suite.datasets): "sample" (a seeded sample
+    # permutation; samples at one position are kept together when a store repeats positions),
+    # "ue" (a seeded permutation of UE positions), "blocks" (whole square blocks of side
+    # block_m held out, training positions within gap_m of a held-out block dropped: test
+    # positions nobody trained near). An experiment may set its own `split`.
     "split": "sample",
     "split_seed": 1,
+    "block_m": 10.0,
+    "gap_m": 2.0,
     "variable": "csi",  # csi | cir (simgen's stored CIR taps, output.cir_taps)
     "finetune_sizes": [],  # transfer-learning curve: fine-tune on n test-scenario samples
     "finetune_steps": 1000,  # steps of each fine-tuning run (constant LR)
@@ -113,6 +122,7 @@ class Experiment:
     name: str
     train: tuple[Scenario, ...]
     test: dict[str, Scenario]
+    split: str = "sample"  # data.split unless the experiment sets its own
 
 
 def log_interval(steps: int) -> int:
@@ -134,6 +144,9 @@ class Protocol:
     data: dict
     experiments: dict[str, Experiment]
     path: Path
+    # recipe keys (loc.suite.recipes.RECIPE_KEYS) on which compared models may differ, each
+    # with the reason it is the point of the comparison
+    declared_differences: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def log_every(self) -> int:
@@ -323,8 +336,17 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     bad = set(data) - set(DATA_DEFAULTS)
     if bad:
         raise ConfigError(f"data: unknown key(s) {', '.join(sorted(bad))}")
-    if data["split"] not in ("sample", "ue"):
-        raise ConfigError(f"data.split must be sample | ue, got {data['split']!r}")
+    if data["split"] not in SPLITS:
+        raise ConfigError(f"data.split must be {' | '.join(SPLITS)}, got {data['split']!r}")
+    for key in ("block_m", "gap_m"):
+        v = data[key]
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or v < 0
+            or (key == "block_m" and v == 0)
+        ):
+            raise ConfigError(f"data.{key} must be a number of metres (block_m > 0), got {v!r}")
     _count(data["k"], "data.k")
     data["noise"] = _noise_spec(data["noise"], "data.noise")
     data["database_noise"] = _noise_spec(data["database_noise"], "data.database_noise")
@@ -365,8 +387,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     experiments = {}
     for ename, e in (cfg.get("experiments") or {}).items():
         where = f"experiments.{ename}"
-        if not isinstance(e, dict) or set(e) != {"train", "test"}:
-            raise ConfigError(f"{where}: needs exactly the keys train and test")
+        if not isinstance(e, dict) or not {"train", "test"} <= set(e) <= {"train", "test", "split"}:
+            raise ConfigError(f"{where}: needs the keys train and test (and optionally split)")
+        split = e.get("split", data["split"])
+        if split not in SPLITS:
+            raise ConfigError(f"{where}.split must be {' | '.join(SPLITS)}, got {split!r}")
         tr = e["train"] if isinstance(e["train"], list) else [e["train"]]
         if not tr:
             raise ConfigError(f"{where}.train: empty")
@@ -382,7 +407,7 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
             str(t): _scenario(s, f"{where}.test.{t}", datasets, default_db=train[0].n)
             for t, s in e["test"].items()
         }
-        experiments[str(ename)] = Experiment(str(ename), train, test)
+        experiments[str(ename)] = Experiment(str(ename), train, test, split)
     if not experiments:
         raise ConfigError(f"{path.name}: no experiments")
     return Protocol(
@@ -398,7 +423,27 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
         data=data,
         experiments=experiments,
         path=path,
+        declared_differences=_declared(cfg.get("declared_differences"), path.name),
     )
+
+
+def _declared(value, where: str) -> dict[str, str]:
+    """``declared_differences``: {recipe key: why it differs between compared models}."""
+    from loc.suite.recipes import RECIPE_KEYS
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or any(
+        not isinstance(v, str) or not v.strip() for v in value.values()
+    ):
+        raise ConfigError(f"{where}: declared_differences must map recipe keys to a reason")
+    bad = set(value) - set(RECIPE_KEYS)
+    if bad:
+        raise ConfigError(
+            f"{where}: declared_differences: unknown key(s) {', '.join(sorted(bad))} "
+            f"({' | '.join(RECIPE_KEYS)})"
+        )
+    return {str(k): " ".join(str(v).split()) for k, v in value.items()}
 
 
 def resolve_domain(data: dict, models: list[str]) -> str:

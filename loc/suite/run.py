@@ -14,7 +14,17 @@ import numpy as np
 from loc.data import CSIStore, CSITransform, Selection
 from loc.errors import ConfigError, DataError
 from loc.noise import Noise, parse_noise
-from loc.suite.datasets import dataset_store, head_tail, ordered_samples, snapshot_mask, ue_ids
+from loc.suite.datasets import (
+    blocks_order,
+    check_disjoint,
+    choose_test_blocks,
+    dataset_store,
+    head_tail,
+    in_blocks,
+    ordered_samples,
+    snapshot_mask,
+    ue_ids,
+)
 from loc.suite.papers import POSITION_KNN
 from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform, log_interval
 from loc.suite.report import write_outputs
@@ -33,7 +43,8 @@ class _Pop:
 
     store: CSIStore
     order: np.ndarray
-    ue: np.ndarray | None
+    ue: np.ndarray
+    free: int  # leading samples of ``order`` outside the held-out blocks (all: other splits)
 
 
 class _Prepared:
@@ -44,50 +55,85 @@ class _Prepared:
         self.exp = exp
         self._stores: dict[tuple, CSIStore] = {}
         self._pops: dict[tuple, _Pop] = {}
-        seed, by = data["split_seed"], data["split"]
+        seed, by = data["split_seed"], exp.split
+        block_m, gap_m = float(data["block_m"]), float(data["gap_m"])
+
+        def store(sc: Scenario) -> CSIStore:
+            skey = (sc.dataset, sc.group, sc.trps)
+            if skey not in self._stores:
+                sel = dict(data["selection"])
+                if sc.trps is not None:
+                    sel["trps"] = sc.trps
+                self._stores[skey] = CSIStore(
+                    paths[sc.dataset],
+                    sc.group,
+                    Selection(**sel),
+                    csi_transform(data, None),
+                    data["frame"],
+                    variable=data["variable"],
+                )
+            return self._stores[skey]
+
+        held = None  # blocks split: the held-out blocks, chosen once for every test column
+        if by == "blocks":
+            need = [
+                (store(sc).xyz[snapshot_mask(store(sc), sc.snapshots), :2], sc.n)
+                for sc in exp.test.values()
+            ]
+            held = choose_test_blocks(need, block_m, seed)
+        self.held_blocks = held
 
         def pop(sc: Scenario) -> _Pop:
             if sc.key not in self._pops:
-                skey = (sc.dataset, sc.group, sc.trps)
-                if skey not in self._stores:
-                    sel = dict(data["selection"])
-                    if sc.trps is not None:
-                        sel["trps"] = sc.trps
-                    self._stores[skey] = CSIStore(
-                        paths[sc.dataset],
-                        sc.group,
-                        Selection(**sel),
-                        csi_transform(data, None),
-                        data["frame"],
-                        variable=data["variable"],
-                    )
-                st = self._stores[skey]
+                st = store(sc)
                 mask = snapshot_mask(st, sc.snapshots)
-                ue = ue_ids(st) if by == "ue" else None
-                self._pops[sc.key] = _Pop(st, ordered_samples(mask, seed, by, ue), ue)
+                ue = ue_ids(st)
+                if held is not None:
+                    order = blocks_order(mask, st.xyz[:, :2], ue, held, block_m, gap_m, seed)
+                    free = int((~in_blocks(st.xyz[order, :2], held, block_m)).sum())
+                else:  # a sample split keeps the samples of one position together where a
+                    # store repeats positions (traffic snapshots / conditions)
+                    repeats = np.unique(ue[mask]).size < mask.sum()
+                    order = ordered_samples(mask, seed, "ue" if repeats else by, ue)
+                    free = len(order)
+                self._pops[sc.key] = _Pop(st, order, ue, free)
             return self._pops[sc.key]
+
+        def outside(p: _Pop, n: int, what: str) -> None:
+            if n > p.free:
+                raise DataError(
+                    f"too few samples: {what} needs {n} outside the held-out blocks and their "
+                    f"{gap_m:g} m gap, {p.free} are"
+                )
 
         k, b = data["k"], proto.batch_size
         self.train: list[tuple[CSIStore, np.ndarray]] = []
         for sc in exp.train:
             p = pop(sc)
-            tr, _ = head_tail(p.order, sc.n, 0, f"{exp.name} train {sc.describe()}")
+            what = f"{exp.name} train {sc.describe()}"
+            outside(p, sc.n, what)
+            tr, _ = head_tail(p.order, sc.n, 0, what)
             if b > sc.n:
                 raise DataError(f"{exp.name}: batch size {b} exceeds the {sc.n} training samples")
             self.train.append((p.store, tr))
+        train_xy = np.concatenate([st.xyz[tr, :2] for st, tr in self.train])
         self.test: dict[str, tuple[CSIStore, np.ndarray, np.ndarray]] = {}
+        self.min_distance: dict[str, float] = {}  # test position to the nearest training one (m)
         for name, sc in exp.test.items():
             p = pop(sc)
             what = f"{exp.name} test {name} ({sc.describe()})"
+            outside(p, sc.db, f"{what} database")
             db, te = head_tail(p.order, sc.db, sc.n, what, p.ue)
             if k > sc.db:
                 raise DataError(f"{what}: need {k} neighbours but the database has {sc.db}")
             for tsc, (_, tr) in zip(exp.train, self.train, strict=True):
                 if tsc.key == sc.key and np.intersect1d(tr, te).size:
                     raise DataError(f"too few samples: {what} overlaps the training samples")
-                if p.ue is not None and tsc.dataset == sc.dataset and tsc.group == sc.group:
-                    if np.intersect1d(p.ue[tr], p.ue[te]).size:
-                        raise DataError(f"too few UEs: {what} shares UEs with training")
+            # no test position is a training position (of any training scenario, in any
+            # traffic snapshot or weather condition); a blocks split keeps them gap_m apart
+            self.min_distance[name] = check_disjoint(
+                p.store.xyz[te, :2], train_xy, gap_m if held is not None else 0.0, what
+            )
             self.test[name] = (p.store, db, te)
         shapes = {st.shape for st in self._stores.values()}
         if len(shapes) > 1:
@@ -322,6 +368,8 @@ def run_suite(
                 "test_scenario": sc.describe(),
                 "n_test": sc.n,
                 "n_database": sc.db,
+                "split": e.split,  # loc.suite.datasets: sample | ue | blocks
+                "min_train_distance_m": prepared[ename].min_distance[tname],
                 "noise": prepared[ename].noise(sc).label(),
                 "database_noise": prepared[ename]
                 .db_noise[id(prepared[ename].test[tname][0])]

@@ -7,9 +7,10 @@ its *database* indices (the head of that scenario's sample order) and its *test*
 tail, disjoint). Each returns, per test column, the location estimates (M, 2) m of the test
 samples plus extra numbers for the JSON.
 
-- ``"da"`` (DANN, MDA, HDA): one model per test column, trained by ``loc.fit.da.train_da``
+- ``"da"`` (DCNN, DANN, MDA, HDA): one model per test column, trained by ``loc.fit.da.train_da``
   on the labelled first training scenario (source) and the test scenario's database samples as
-  the *unlabelled* target (their labels are never read). Extra: link-state (PCP) accuracy.
+  the *unlabelled* target (their labels are never read; DCNN ignores them: the source-only
+  baseline, on the same recipe). Extra: link-state (PCP) accuracy.
 - ``"meta"`` (MAML, MAML-TS, MAML-DG and the TL / RI baselines of the MetaLoc paper): the
   training scenarios are the environments; per test column the initialisation is adapted on K
   labelled samples of the test scenario's database, for every K in ``data.k_shots`` (the same
@@ -45,6 +46,7 @@ MODEL_BASED = ("multilat", "multilat_oracle", "knn_fp")
 MULTILAT_ORACLE = "ToA multilateration (oracle: true ToA + link states)"
 SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.models.MODELS
 KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
+DA_BASELINES = ("dcnn",)  # no target loss, but fitted by loc.fit.da.train_da like the DA models
 
 
 def base_model(name: str) -> str:
@@ -78,7 +80,10 @@ def family(name: str) -> str:
         return "model_based"
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}")
-    return "da" if getattr(MODELS[name][0], "trainer", None) else "train"
+    # DCNN (the source-only baseline) trains in the DA loop too: the same optimiser, LR, weight
+    # decay, schedule and steps as DANN / MDA / HDA (benchmark-fairness rule 3)
+    da = getattr(MODELS[name][0], "trainer", None) or name in DA_BASELINES
+    return "da" if da else "train"
 
 
 def known_models() -> list[str]:
@@ -129,9 +134,8 @@ def run_da(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitte
             target = TrainSet(st, db, meta={"role": "unlabelled target"})
             model = train_da(cfg, source, target, out_dir=out).model
         preds[tname] = predict(model, st, te, device=device)
-        extra[tname] = {
-            "pcp_accuracy": evaluate_da(model, st, te, device=device).get("pcp_accuracy")
-        }
+        acc = evaluate_da(model, st, te, device=device).get("pcp_accuracy")
+        extra[tname] = {} if acc is None else {"pcp_accuracy": acc}  # DCNN: no link-state head
         training[tname] = {"checkpoint": str(ckpt), "target_samples": int(len(db))}
     return Fitted(preds, extra, training)
 

@@ -103,11 +103,15 @@ def test_cross_and_vinloc_checks_can_fail():
     v = check_cross(_result(easier, {"mateformer": [3.0, 2.0], "cnn": [7.0, 6.0]}))
     assert v.holds is None and "no point model degrades" in v.text  # nothing to compare
     cols = [("f", "all_trps", "fixed", 100), ("v", "all_trps", "variable", 100)]
-    good = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [4.0, 4.5]})
+    # VIn-Loc and ResNet trained the same way (both on TRP subsets: `@variable`)
+    res = "resnet_fp@variable"
+    good = _result(cols, {res: [3.0, 30.0], "vinloc@variable": [4.0, 4.5]})
     assert check_vinloc(good).holds is True
-    robust_but_poor = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [40.0, 41.0]})
+    unfair = _result(cols, {"resnet_fp": [3.0, 30.0], "vinloc@variable": [4.0, 4.5]})
+    assert check_vinloc(unfair).holds is None  # trained differently: no comparison
+    robust_but_poor = _result(cols, {res: [3.0, 30.0], "vinloc@variable": [40.0, 41.0]})
     assert check_vinloc(robust_but_poor).holds is False  # VIn-Loc must also beat it there
-    knn_better = {"resnet_fp": [3.0, 30.0], "vinloc@variable": [4.0, 4.5], "knn_fp": [2.0, 4.0]}
+    knn_better = {res: [3.0, 30.0], "vinloc@variable": [4.0, 4.5], "knn_fp": [2.0, 4.0]}
     assert check_vinloc(_result(cols, knn_better)).holds is False  # ... and kNN fingerprinting
     assert (
         check_vinloc(_result(cols, {"resnet_fp": [3.0, 4.0], "vinloc": [4.0, 4.5]})).holds is False
@@ -161,19 +165,38 @@ def test_page_only_rewrites_the_page_from_finished_runs(suite_all_tiny, tmp_path
 def test_cpu_budgets_fit_a_working_session():
     """Every paper's protocol has a cpu budget sized for 2 cores: <= 128k training samples per
     fit (e.g. 4,000 x 32), renders of <= 15,000 UEs (60,000 links), stores shared where
-    protocols need the same data, and the designs of issue #23: semantic_da's source and
-    target differ only in traffic, metaloc's environments are distinct regions of tens of
+    protocols need the same data, and the designs of issues #23 and #31: ALLoc's protocols on
+    a regular survey grid at >= 1.5 UEs/m2 with 10k training samples, semantic_da's source
+    and target differ only in traffic, metaloc's environments are distinct regions of tens of
     metres with their own TRPs."""
     from loc.suite import load_protocol
+    from simgen.render import plan
 
     protos = {name: load_protocol(name, "cpu") for name in PAPERS}
     for p in protos.values():
         assert p.steps * p.batch_size <= 128_000 and p.data["recipe"] == "conditioned"
         used = {sc.dataset for e in p.experiments.values() for sc in (*e.train, *e.test.values())}
         for name in used:  # (vinloc's pool64 is declared but used by the GPU budgets only)
-            assert p.datasets[name].ue_count is not None and p.datasets[name].ue_count <= 15_000
-    paris = [protos[n].datasets["paris"] for n in ("single_scenario", "multi_cell")]
-    assert all(spec == paris[0] for spec in paris)  # one 15,000-UE render
+            spec = p.datasets[name]
+            if spec.ue_count is None:  # the scene's regular grid: its size from the config
+                cfg = plan(spec.scene).cfg
+                s, regions = cfg.ue.sampling.grid_spacing_m, cfg.ue.regions
+                area = sum((r.x[1] - r.x[0]) * (r.y[1] - r.y[0]) for r in regions)
+                n = round(area / s**2)
+                trps = len(spec.scene_overrides.get("trps") or cfg.trps)
+                assert n <= 15_000 and n * trps <= 60_000 and 10_000 / area >= 1.5
+            else:
+                assert spec.ue_count <= 15_000
+    alloc = [
+        protos[n].datasets[d]
+        for n, d in (("single_scenario", "paris"), ("cross_scenario", "static"))
+    ]
+    assert alloc[0].scene == alloc[1].scene  # one alloc_street render (the store's hash)
+    # the traffic store holds as many distinct positions as the static one: one traffic draw
+    cross = protos["cross_scenario"].datasets
+    static, traffic = (plan(cross[d].scene).cfg for d in ("static", "traffic"))
+    assert traffic.ue == static.ue and traffic.trps == static.trps
+    assert (traffic.traffic.mode, traffic.traffic.snapshots) == ("conditions", 1)
     da = protos["semantic_da"]
     static, traffic = (dict(da.datasets[n].scene_overrides) for n in ("static", "traffic"))
     assert static.pop("traffic") is None and traffic.pop("traffic")["density_scale"] > 1

@@ -156,8 +156,11 @@ def test_aligned_taps_find_the_first_arrival_and_normalise():
         assert m(h, torch.randn(1, 3, 3)).shape == (1, 2)
     with pytest.raises(ConfigError, match="window"):
         build_model("vinloc", (3, 1, c), tap_norm="aligned", window=c + 1, **TINY)
+    # ResNet reads the same aligned input (tests/loc/test_fair_protocols.py), same window check
+    with pytest.raises(ConfigError, match="window"):
+        build_model("resnet_fp", (3, 1, c), tap_norm="aligned", window=c + 1)
     with pytest.raises(ConfigError, match="ResNet"):
-        build_model("resnet_fp", (3, 1, c), tap_norm="aligned")
+        build_model("resnet_fp", (3, 1, c), tap_norm="bogus")
 
 
 def _set(store_path, n_train=64, trps=None):
