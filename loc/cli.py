@@ -349,7 +349,7 @@ def eval_cmd(
         store or meta["path"],
         group or meta["group"],
         Selection.from_dict(meta["selection"]),
-        CSITransform(**meta["transform"]),
+        CSITransform(**{"array": "flat", **meta["transform"]}),  # older: the 1-D DFT
         meta["frame"],
         meta.get("variable", "csi"),
     )
@@ -386,6 +386,21 @@ def eval_cmd(
     typer.echo(_summary(report))
     if not quiet:
         typer.echo(json.dumps({"report": str(path)}))
+
+
+@app.command("convert-checkpoint")
+@_one_line_errors
+def convert_checkpoint_cmd(
+    src: Path = typer.Argument(..., help="a checkpoint written by older loc code"),
+    out: Path | None = typer.Option(None, help="converted file (default: SRC, replaced)"),
+) -> None:
+    """Re-save an old checkpoint as tensors + plain data, which `loc eval` / `--init-from` /
+    resume accept. This UNPICKLES the old file, running any code it holds: only for files you
+    made yourself (re-train anything you were sent)."""
+    from loc.fit.checkpoint import convert_checkpoint
+
+    dst = convert_checkpoint(src, out or src)
+    typer.echo(f"converted {src} -> {dst}")
 
 
 @app.command()

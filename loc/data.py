@@ -49,10 +49,12 @@ from loc.pools import (  # noqa: F401 - re-exported: loc.data is the data layer'
 from loc.transforms import (  # noqa: F401 - re-exported: loc.data is the data layer's API
     AD_POWER_DB_RANGE,
     DOMAINS,
+    ArrayShape,
     CSITransform,
     Domain,
     ad_power,
     angle_delay,
+    angle_dft,
     dft_matrices,
     to_real,
 )
@@ -61,6 +63,7 @@ from simgen.schema import LinkState
 
 log = logging.getLogger("loc.data")
 _SAID_DEFAULTS: set[str] = set()  # stores whose receiver defaults were announced
+_SAID_FLAT: set[str] = set()  # stores whose 1-D angle DFT fallback was announced
 
 REQUIRED_VARIABLES = ("csi", "ue_position", "link_state")
 CSI_DIMS = ("sample", "trp", "ue_ant", "trp_ant", "subcarrier")
@@ -152,6 +155,19 @@ class Selection:
         return Selection(**{k: None if v is None else tuple(v) for k, v in d.items()})
 
 
+def trp_array_shape(path: str | Path) -> ArrayShape | None:
+    """(rows, cols, ports) of a store's TRP array (one array for every TRP) from its root
+    attributes: a DeepMIMO import's ``trp_array`` or the rendered scene's config
+    (``simgen.interop.deepmimo.store_arrays``); None when the store records neither."""
+    from simgen.interop.deepmimo.export import store_arrays
+
+    try:
+        trp, _ = store_arrays(dict(zarr.open_group(str(path), mode="r").attrs))
+    except Exception:  # noqa: BLE001 - no / unreadable array record: the caller falls back
+        return None
+    return (int(trp.rows), int(trp.cols), int(trp.ports))
+
+
 # ----------------------------------------------------------------------------- the store
 
 
@@ -168,6 +184,9 @@ class CSIStore:
         has_path: bool (N, n_trp_selected) the link has a path (neither NO_PATH nor unrendered).
         valid: bool (N,) finite position and at least one selected link with a path.
         shape: (G, A, C) of one sample's CSI after selection.
+        array_shape: (rows, cols, ports) of the TRP array (``trp_array_shape``) when all its
+            antennas are selected, else None; an angle-delay transform with ``array="store"``
+            uses its 2-D DFT (1-D when None).
 
     ``variable`` = "cir" reads simgen's stored CIR taps (``output.cir_taps``) instead of the
     CFR: C is then the tap axis (the ``subcarriers`` selection picks taps), and the transform's
@@ -203,8 +222,13 @@ class CSIStore:
         if "tap" in data.dims:
             data = data.rename(tap="subcarrier")  # one channel axis C for both variables
         self.selection = selection.resolve(dict(data.sizes))
-        self.transform = transform
         sel = self.selection
+        # the TRP array's (rows, cols, ports) for the angle DFT: known, and all its antennas
+        shape = trp_array_shape(path)
+        whole = sel.trp_ants == tuple(range(data.sizes["trp_ant"]))
+        ok = shape is not None and whole and math.prod(shape) == data.sizes["trp_ant"]
+        self.array_shape: ArrayShape | None = shape if ok else None
+        self.transform = self._resolve(transform)
         self._csi = data.isel(**{k: v for k, v in sel.isel().items()})  # still lazy
         xyz = np.asarray(self.ds["ue_position"].values, dtype=np.float64)
         self.xyz = xyz
@@ -410,8 +434,22 @@ class CSIStore:
         return self.transform
 
     def set_transform(self, transform: CSITransform) -> None:
-        self.transform = transform
+        self.transform = self._resolve(transform)
         self._cache.clear()
+
+    def _resolve(self, transform: CSITransform) -> CSITransform:
+        """``transform`` with ``array="store"`` replaced by this store's TRP array shape, or by
+        "flat" (the 1-D angle DFT, said once per store) when it is unknown."""
+        if transform.array != "store":
+            return transform
+        if self.array_shape is None and transform.domain != "freq" and self.path not in _SAID_FLAT:
+            _SAID_FLAT.add(self.path)
+            log.info(
+                "%s: TRP array shape unknown or a subset of its antennas selected: "
+                "1-D angle DFT over the antenna axis",
+                self.path,
+            )
+        return dataclasses.replace(transform, array=self.array_shape or "flat")
 
     def describe(self) -> dict:
         """JSON-able description used in checkpoints and reports."""

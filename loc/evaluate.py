@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from loc.data import CSIStore, FeatureBank, coarse_locations, knn, random_sequences
+from loc.device import autocast
 from loc.errors import ConfigError, DataError
-from loc.fit.supervised import autocast
 from loc.models.vinloc import random_subset
 from simgen.schema import LinkState
 

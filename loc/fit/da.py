@@ -78,7 +78,9 @@ def train_da(
         raise DataError("source and target must have the same CSI shape after selection")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, source.store.shape, **cfg.model_kwargs)
+    model = build_model(
+        cfg.model, source.store.shape, array=source.store.array_shape, **cfg.model_kwargs
+    )
     if not hasattr(model, "da_loss") and not isinstance(model, DCNN):
         raise ConfigError(f"model {cfg.model!r} is not a DA model (dcnn | dann | mda | hda)")
     model.fit_targets(source.store.xy[source.train])

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from loc.data import FeatureBank
-from loc.errors import ConfigError, DataError
+from loc.errors import CheckpointError, ConfigError, DataError
 from loc.models.metaloc import PARADIGMS, MetaLocNet
 
 log = logging.getLogger("loc.metaloc")
@@ -154,6 +154,9 @@ class MetaConfig:
             raise ConfigError(f"unknown paradigm {self.paradigm!r} ({' | '.join(PARADIGMS)})")
 
 
+META_FORMAT = "loc-meta-init-1"
+
+
 @dataclasses.dataclass
 class MetaResult:
     """Meta-trained initialisation(s). ``models`` has one entry, or one per environment for
@@ -167,10 +170,34 @@ class MetaResult:
     def model(self) -> MetaLocNet:
         return self.models[0]
 
+    def to_payload(self) -> dict:
+        """Tensors and plain metadata (``loc.fit.checkpoint.save_checkpoint``)."""
+        return {
+            "format": META_FORMAT,
+            "hparams": dict(self.models[0].hparams),
+            "state_dicts": [m.state_dict() for m in self.models],
+            "history": self.history,
+            "env_fingerprints": self.env_fingerprints,
+        }
+
+    @staticmethod
+    def from_payload(ck: dict, device: torch.device | str = "cpu") -> MetaResult:
+        """The inverse of ``to_payload`` (a dict read with ``loc.fit.checkpoint.load_plain``)."""
+        if not isinstance(ck, dict) or ck.get("format") != META_FORMAT:
+            raise CheckpointError("not a MetaLoc initialisation")
+        models = []
+        for sd in ck["state_dicts"]:
+            m = MetaLocNet(**ck["hparams"])
+            m.load_state_dict(sd)
+            models.append(m.to(device))
+        return MetaResult(models, list(ck["history"]), ck["env_fingerprints"])
+
 
 def _new_model(cfg: MetaConfig, envs) -> MetaLocNet:
     torch.manual_seed(cfg.seed)
-    model = MetaLocNet(envs[0].store.shape, **cfg.model_kwargs)
+    model = MetaLocNet(
+        envs[0].store.shape, **{"array": envs[0].store.array_shape, **cfg.model_kwargs}
+    )
     model.fit_targets(np.concatenate([e.store.xy[e.train] for e in envs]))
     return model.to(cfg.device)
 

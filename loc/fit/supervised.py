@@ -13,11 +13,9 @@ mixing", spec §4.3).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +25,11 @@ import torch
 from torch import nn
 
 from loc.data import CSIStore, FeatureBank, neighbour_sequences, random_sequences
+from loc.device import autocast, resolve_device  # noqa: F401 - resolve_device re-exported
 from loc.errors import CheckpointError, ConfigError, DataError
+from loc.evaluate import evaluate
+from loc.fit.checkpoint import read_checkpoint as _read
+from loc.fit.checkpoint import save_checkpoint  # noqa: F401 - re-exported
 from loc.fit.schedule import SCHEDULES, lr_factor
 from loc.models import MODELS, build_model, default_lr
 from loc.models.attention import set_fused_attention
@@ -151,27 +153,6 @@ class TrainSet:
     sequences: np.ndarray | None = None
 
 
-def resolve_device(device: str) -> torch.device:
-    """ "auto" -> CUDA when available, else CPU. Asking for CUDA without one is a ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {device!r} (cpu | cuda | auto)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but no CUDA GPU is available")
-    return torch.device(device)
-
-
-def autocast(
-    device: torch.device, model: nn.Module, precision: str
-) -> contextlib.AbstractContextManager:
-    """bf16 autocast context per the precision policy (see TrainConfig.precision)."""
-    use = device.type == "cuda" and (
-        precision == "bf16" or (precision == "auto" and getattr(model, "bf16_ok", False))
-    )
-    return torch.autocast("cuda", dtype=torch.bfloat16) if use else contextlib.nullcontext()
-
-
 def lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
     """LR for 0-based step ``step`` (= the spec's step number step + 1)."""
     return base_lr * lr_factor(
@@ -215,14 +196,6 @@ def _scenario_for(step: int, n_sets: int, seed: int) -> tuple[int, int]:
     return int(np.random.default_rng([seed, 4, rnd]).permutation(n_sets)[pos]), rnd
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Atomic torch.save (write to a temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def read_checkpoint(
     path: str | Path,
     fmt: str = CHECKPOINT_FORMAT,
@@ -230,19 +203,9 @@ def read_checkpoint(
     what: str = "loc checkpoint",
 ) -> dict:
     """The payload of checkpoint ``path`` (a file, or a folder holding ``name``) of format
-    ``fmt``; CheckpointError (one line) when it is missing, unreadable or of another kind."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / name
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
-        raise CheckpointError(f"{path} is not a {what}")
-    return ckpt
+    ``fmt``, read as plain data (``loc.fit.checkpoint``); CheckpointError (one line) when it
+    is missing, unreadable, holds code or is of another kind."""
+    return _read(path, fmt, name, what)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
@@ -281,6 +244,254 @@ def hold_out(sets: Sequence[TrainSet], fraction: float, seed: int) -> list[tuple
     return out
 
 
+# ----------------------------------------------------------------------------- the steps of train
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What a run has done so far, all of it in the checkpoint (so a resume continues it):
+    the next step, the loss history, the validations, the best (score, step, weights) and the
+    step it stopped early at."""
+
+    step: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+    validation: list[dict] = dataclasses.field(default_factory=list)
+    best_val: float = math.inf
+    best_step: int | None = None
+    best_state: dict | None = None
+    stopped: int | None = None
+
+
+def check_data(
+    cfg: TrainConfig, sets: Sequence[TrainSet]
+) -> tuple[list[TrainSet], list[np.ndarray]]:
+    """The sets to fit (all of one CSI shape) and, with ``cfg.val_fraction``, each set's
+    held-out validation samples (else no validation lists)."""
+    if getattr(MODELS[cfg.model][0], "trainer", None) is not None:  # DA: source + target data
+        raise ConfigError(
+            f"model {cfg.model!r} adapts to an unlabelled target domain: run it in a protocol "
+            "(loc suite semantic_da) or from Python with loc.fit.da.train_da"
+        )
+    if not sets:
+        raise ConfigError("no training data given")
+    if any(s.store.shape != sets[0].store.shape for s in sets):
+        raise DataError("all training scenarios must have the same CSI shape after selection")
+    if cfg.val_fraction <= 0:
+        return list(sets), []
+    held = hold_out(sets, cfg.val_fraction, cfg.seed)
+    return [fit for fit, _ in held], [val for _, val in held]
+
+
+def make_model(cfg: TrainConfig, sets: list[TrainSet], device: torch.device) -> nn.Module:
+    """The model under ``torch.manual_seed(cfg.seed)``: the recipe's options, set models'
+    sequence tables, target conditioning from the training locations, ``init_from`` weights."""
+    torch.manual_seed(cfg.seed)
+    cls = MODELS[cfg.model][0]
+    # the paper recipe: each model's spec options (e.g. absolute labels), unless overridden
+    paper_kw = getattr(cls, "paper_kwargs", {}) if cfg.paper else {}
+    model = build_model(
+        cfg.model,
+        in_shape=sets[0].store.shape,
+        array=sets[0].store.array_shape,
+        **{**paper_kw, **cfg.model_kwargs},
+    )
+    for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
+        if cls.kind == "set" and ts.sequences is None:
+            ts.sequences = build_sequences(ts, cfg)
+    if hasattr(model, "fit_targets"):  # target conditioning from the training locations
+        rows = [ts.sequences if cls.kind == "set" else ts.train for ts in sets]
+        model.fit_targets(
+            np.concatenate([ts.store.xy[r] for ts, r in zip(sets, rows, strict=True)]),
+            identity=cfg.paper,
+        )
+    model = model.to(device)
+    if cfg.init_from is not None:
+        src, ck = load_checkpoint(cfg.init_from)
+        _same_model(ck, cfg, model, cfg.init_from)
+        model.load_state_dict(src.state_dict())
+    set_fused_attention(model, cfg.fused_attention)
+    return model
+
+
+def _same_model(ck: dict, cfg: TrainConfig, model: nn.Module, path) -> None:
+    if ck["model"] != cfg.model or ck["hparams"] != dict(model.hparams):
+        raise CheckpointError(f"{path} holds a different model ({ck['model']})")
+
+
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The model's own optimiser (e.g. VIn-Loc's AdamW) when it has one, else Adam."""
+    if hasattr(model, "make_optimizer"):
+        return model.make_optimizer(lr)
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+class _Feeder:
+    """The batches of every step: per scenario its feature bank (preloaded when it fits),
+    its deterministic batches and, with ``noise_redraw``, a new noise draw every epoch."""
+
+    def __init__(self, cfg: TrainConfig, sets: list[TrainSet], device: torch.device) -> None:
+        self.cfg, self.sets, self.device = cfg, sets, device
+        self.banks = [self._bank(ts) for ts in sets]
+        self.epoch = [0] * len(sets)
+        self.redraw = cfg.noise_redraw and any(ts.store.noisy for ts in sets)
+        self.batches = [
+            _Batches(len(ts.train), cfg.batch_size, cfg.seed, i) for i, ts in enumerate(sets)
+        ]
+
+    def _bank(self, ts: TrainSet) -> FeatureBank:
+        nbytes = len(ts.train) * math.prod(ts.store.shape) * 2 * 4
+        preload = self.cfg.preload if self.cfg.preload is not None else nbytes <= 2**31
+        return FeatureBank(ts.store, self.device, preload=ts.train if preload else None)
+
+    def batch(self, step: int, kind: str) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """(features, locations, TRP context for "trp" models) of global step ``step``."""
+        si, k = _scenario_for(step, len(self.sets), self.cfg.seed)
+        ts = self.sets[si]
+        epoch = k // self.batches[si].per_epoch
+        if self.redraw and epoch != self.epoch[si]:  # new noise this epoch
+            self.epoch[si] = epoch
+            ts.store.set_noise_epoch(epoch)
+            self.banks[si] = self._bank(ts)
+        bank = self.banks[si]
+        rows = self.batches[si].rows(k)
+        idx = ts.sequences[rows] if kind == "set" else ts.train[rows]
+        extra = bank.trp_context(idx) if kind == "trp" else ()
+        return bank(idx), bank.xy(idx), extra
+
+
+def resume_from(
+    path: Path, cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer
+) -> _Progress:
+    """The progress saved in checkpoint ``path``, its last weights and optimiser state loaded."""
+    _, ck = load_checkpoint(path)
+    _same_model(ck, cfg, model, path)
+    model.load_state_dict(ck.get("last_state_dict") or ck["state_dict"])
+    opt.load_state_dict(ck["optimizer"])
+    run = _Progress(step=int(ck["step"]), history=list(ck["history"]))
+    run.validation, run.stopped = list(ck.get("validation", [])), ck.get("stopped")
+    if ck.get("best_step") is not None:
+        run.best_val, run.best_step, run.best_state = (
+            ck["best_val"],
+            ck["best_step"],
+            ck["state_dict"],
+        )
+    log.info("resumed from %s at step %d", path, run.step)
+    return run
+
+
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: tuple,
+    rng: np.random.Generator,
+    device: torch.device,
+    precision: str,
+) -> torch.Tensor:
+    """One optimiser step on ``batch`` (features, locations, TRP context); the detached loss."""
+    h, x, extra = batch
+    with autocast(device, model, precision):
+        loss = model.training_loss(h, x, rng, *extra)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach().float()
+
+
+def log_record(done: int, cfg: TrainConfig, lr: float, loss_sum: float, n: int, dt: float) -> dict:
+    """The history entry of a log interval of ``n`` steps; ConfigError when the loss diverged."""
+    mean_loss = loss_sum / n
+    rec = {
+        "step": done,
+        "loss": mean_loss,
+        "lr": lr,
+        "samples_per_s": n * cfg.batch_size / max(dt, 1e-9),
+    }
+    if not math.isfinite(mean_loss):
+        raise ConfigError(f"training diverged at step {done} (loss {mean_loss}); try a lower LR")
+    log.info(
+        "step %d/%d loss %.4g lr %.2e %.0f samples/s",
+        done,
+        cfg.steps,
+        mean_loss,
+        lr,
+        rec["samples_per_s"],
+    )
+    return rec
+
+
+def validate(
+    run: _Progress,
+    model: nn.Module,
+    sets: list[TrainSet],
+    val_idx: list[np.ndarray],
+    cfg: TrainConfig,
+    device: torch.device,
+    done: int,
+) -> bool:
+    """Score the held-out samples at step ``done`` (mean 2-D error over the scenarios, the
+    rest of the training samples as the database); keep the best weights. True = stop."""
+    model.eval()
+    with torch.no_grad():
+        scores = [
+            evaluate(
+                model,
+                ts.store,
+                val,
+                ts.train,
+                k=cfg.n_neighbours,
+                coarse_error=cfg.coarse_error,
+                device=device,
+            )[0]["overall"]["mean"]
+            for ts, val in zip(sets, val_idx, strict=True)
+        ]
+    model.train()
+    score = float(np.mean(scores))
+    run.validation.append({"step": done, "val_mean_m": score})
+    log.info("step %d/%d validation mean %.3f m", done, cfg.steps, score)
+    if score < run.best_val:
+        run.best_val, run.best_step = score, done
+        run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    since = sum(v["step"] > run.best_step for v in run.validation)
+    return cfg.patience > 0 and since >= cfg.patience and 2 * done >= cfg.steps
+
+
+def checkpoint_payload(
+    run: _Progress,
+    cfg: TrainConfig,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sets: list[TrainSet],
+    step: int,
+) -> dict:
+    """Tensors and plain metadata: the selected weights (the best validated ones, with the
+    last ones for a resume), the optimiser, the progress, the config and the data."""
+    if run.best_step is not None:
+        selected = {
+            "state_dict": run.best_state,
+            "last_state_dict": model.state_dict(),
+            "best_step": run.best_step,
+            "best_val": run.best_val,
+            "validation": run.validation,
+            "stopped": run.stopped,
+        }
+    else:
+        selected = {"state_dict": model.state_dict()}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": cfg.model,
+        "hparams": dict(model.hparams),
+        **selected,
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "config": dataclasses.asdict(cfg),
+        "data": [{**ts.store.describe(), **ts.meta} for ts in sets],
+        "history": run.history,
+    }
+
+
+# ----------------------------------------------------------------------------- train
+
+
 def train(
     cfg: TrainConfig,
     sets: Sequence[TrainSet],
@@ -294,210 +505,70 @@ def train(
     With ``out_dir`` a checkpoint is written every ``ckpt_every`` steps and at the end; with
     ``resume`` training continues from ``out_dir/checkpoint.pt`` when it exists.
     """
-    trainer = getattr(MODELS[cfg.model][0], "trainer", None)
-    if trainer is not None:  # domain adaptation models need source + target data
-        raise ConfigError(
-            f"model {cfg.model!r} adapts to an unlabelled target domain: run it in a protocol "
-            "(loc suite semantic_da) or from Python with loc.fit.da.train_da"
-        )
-    if not sets:
-        raise ConfigError("no training data given")
-    shape = sets[0].store.shape
-    if any(s.store.shape != shape for s in sets):
-        raise DataError("all training scenarios must have the same CSI shape after selection")
+    # data, model, optimiser
+    sets, val_idx = check_data(cfg, sets)
     device = resolve_device(cfg.device)
-    val_idx: list[np.ndarray] = []  # per set: its held-out validation samples
-    if cfg.val_fraction > 0:
-        held = hold_out(sets, cfg.val_fraction, cfg.seed)
-        sets, val_idx = [fit for fit, _ in held], [val for _, val in held]
-    torch.manual_seed(cfg.seed)
-    cls = MODELS[cfg.model][0]
-    kind = cls.kind
-    # the paper recipe: each model's spec options (e.g. absolute labels), unless overridden
-    paper_kw = getattr(cls, "paper_kwargs", {}) if cfg.paper else {}
-    model = build_model(cfg.model, in_shape=shape, **{**paper_kw, **cfg.model_kwargs})
-    for ts in sets:  # sequence tables for set models (k + 1 items per training sample)
-        if kind == "set" and ts.sequences is None:
-            ts.sequences = build_sequences(ts, cfg)
-    if hasattr(model, "fit_targets"):  # target conditioning from the training locations
-        rows = [ts.sequences if kind == "set" else ts.train for ts in sets]
-        model.fit_targets(
-            np.concatenate([ts.store.xy[r] for ts, r in zip(sets, rows, strict=True)]),
-            identity=cfg.paper,
-        )
-    model = model.to(device)
-    if cfg.init_from is not None:
-        src, ck = load_checkpoint(cfg.init_from)
-        if ck["model"] != cfg.model or ck["hparams"] != dict(model.hparams):
-            raise CheckpointError(f"{cfg.init_from} holds a different model ({ck['model']})")
-        model.load_state_dict(src.state_dict())
-    set_fused_attention(model, cfg.fused_attention)
+    model = make_model(cfg, sets, device)
     base_lr = cfg.peak_lr(cfg.model)
-    if hasattr(model, "make_optimizer"):  # the model's own optimiser (e.g. VIn-Loc's AdamW)
-        opt = model.make_optimizer(base_lr)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=base_lr)
+    opt = make_optimizer(model, base_lr)
+    feeder = _Feeder(cfg, sets, device)
 
-    def make_bank(ts: TrainSet) -> FeatureBank:
-        nbytes = len(ts.train) * math.prod(shape) * 2 * 4
-        preload = cfg.preload if cfg.preload is not None else nbytes <= 2**31
-        return FeatureBank(ts.store, device, preload=ts.train if preload else None)
-
-    banks = [make_bank(ts) for ts in sets]
-    bank_epoch = [0] * len(sets)
-    redraw = cfg.noise_redraw and any(ts.store.noisy for ts in sets)
-    batches = [_Batches(len(ts.train), cfg.batch_size, cfg.seed, i) for i, ts in enumerate(sets)]
-
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
-    start, history = 0, []
-    # early stopping state: validations, the best (score, step, weights), the stop step
-    val_hist: list[dict] = []
-    best: dict = {"val": math.inf, "step": None, "state_dict": None}
-    stopped: int | None = None
+    # where it stands: a fresh run, or the checkpoint's progress
+    ckpt_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    run = _Progress()
     if resume and ckpt_path is not None and ckpt_path.exists():
-        _, ck = load_checkpoint(ckpt_path)
-        if ck["model"] != cfg.model or ck["hparams"] != dict(model.hparams):
-            raise CheckpointError(f"{ckpt_path} holds a different model ({ck['model']})")
-        model.load_state_dict(ck.get("last_state_dict") or ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        start, history = int(ck["step"]), list(ck["history"])
-        val_hist, stopped = list(ck.get("validation", [])), ck.get("stopped")
-        if ck.get("best_step") is not None:
-            best = {"val": ck["best_val"], "step": ck["best_step"], "state_dict": ck["state_dict"]}
-        log.info("resumed from %s at step %d", ckpt_path, start)
+        run = resume_from(ckpt_path, cfg, model, opt)
+    start = run.step
 
-    def validate(done: int) -> bool:
-        """Score the held-out samples at step ``done``; keep the best weights. True = stop."""
-        from loc.evaluate import evaluate
-
-        model.eval()
-        with torch.no_grad():
-            scores = [
-                evaluate(
-                    model,
-                    ts.store,
-                    val,
-                    ts.train,
-                    k=cfg.n_neighbours,
-                    coarse_error=cfg.coarse_error,
-                    device=device,
-                )[0]["overall"]["mean"]
-                for ts, val in zip(sets, val_idx, strict=True)
-            ]
-        model.train()
-        score = float(np.mean(scores))
-        val_hist.append({"step": done, "val_mean_m": score})
-        log.info("step %d/%d validation mean %.3f m", done, cfg.steps, score)
-        if score < best["val"]:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best.update(val=score, step=done, state_dict=state)
-        since = sum(v["step"] > best["step"] for v in val_hist)
-        return cfg.patience > 0 and since >= cfg.patience and 2 * done >= cfg.steps
-
-    def payload(step: int) -> dict:
-        if best["step"] is not None:  # the selected weights; the last ones for a resume
-            selected = {
-                "state_dict": best["state_dict"],
-                "last_state_dict": model.state_dict(),
-                "best_step": best["step"],
-                "best_val": best["val"],
-                "validation": val_hist,
-                "stopped": stopped,
-            }
-        else:
-            selected = {"state_dict": model.state_dict()}
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model": cfg.model,
-            "hparams": dict(model.hparams),
-            **selected,
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "config": dataclasses.asdict(cfg),
-            "data": [{**ts.store.describe(), **ts.meta} for ts in sets],
-            "history": history,
-        }
-
+    # the loop: step, log, validate, checkpoint
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
     loss_sum = torch.zeros((), device=device)
-    n_in_sum, t_last = 0, time.perf_counter()
+    n_sum, t_last = 0, time.perf_counter()
     val_every = cfg.val_every or max(1, cfg.steps // 20)
-    for step in range(start, cfg.steps if stopped is None else start):
+    for step in range(start, cfg.steps if run.stopped is None else start):
         lr = lr_at(step, cfg, base_lr)
         for g in opt.param_groups:
             g["lr"] = lr
-        si, k = _scenario_for(step, len(sets), cfg.seed)
-        ts = sets[si]
-        if redraw and k // batches[si].per_epoch != bank_epoch[si]:  # new noise this epoch
-            bank_epoch[si] = k // batches[si].per_epoch
-            ts.store.set_noise_epoch(bank_epoch[si])
-            banks[si] = make_bank(ts)
-        bank = banks[si]
-        rows = batches[si].rows(k)
+        batch = feeder.batch(step, model.kind)
         rng = np.random.default_rng([cfg.seed, 1, step])
-        idx = ts.sequences[rows] if model.kind == "set" else ts.train[rows]
-        h, x = bank(idx), bank.xy(idx)
-        extra = bank.trp_context(idx) if model.kind == "trp" else ()
-        with autocast(device, model, cfg.precision):
-            loss = model.training_loss(h, x, rng, *extra)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach().float()
-        n_in_sum += 1
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            mean_loss = float(loss_sum) / n_in_sum  # one device sync per log interval
-            dt = time.perf_counter() - t_last
-            rec = {
-                "step": done,
-                "loss": mean_loss,
-                "lr": lr,
-                "samples_per_s": n_in_sum * cfg.batch_size / max(dt, 1e-9),
-            }
-            if not math.isfinite(mean_loss):
-                raise ConfigError(
-                    f"training diverged at step {done} (loss {mean_loss}); try a lower LR"
-                )
-            history.append(rec)
+        loss_sum += train_step(model, opt, batch, rng, device, cfg.precision)
+        n_sum += 1
+        done = run.step = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:  # one device sync per interval
+            rec = log_record(done, cfg, lr, float(loss_sum), n_sum, time.perf_counter() - t_last)
+            run.history.append(rec)
             if on_log is not None:
                 on_log(rec)
-            log.info(
-                "step %d/%d loss %.4g lr %.2e %.0f samples/s",
-                done,
-                cfg.steps,
-                mean_loss,
-                lr,
-                rec["samples_per_s"],
-            )
             loss_sum.zero_()
-            n_in_sum, t_last = 0, time.perf_counter()
-        if val_idx and (done % val_every == 0 or done == cfg.steps) and validate(done):
-            stopped = done
-            log.info("early stop at step %d: best validation at step %d", done, best["step"])
+            n_sum, t_last = 0, time.perf_counter()
+        if val_idx and (done % val_every == 0 or done == cfg.steps):
+            if validate(run, model, sets, val_idx, cfg, device, done):
+                run.stopped = done
+                log.info("early stop at step %d: best validation at step %d", done, run.best_step)
         if ckpt_path is not None and (
-            done % cfg.ckpt_every == 0 or done == cfg.steps or stopped is not None
+            done % cfg.ckpt_every == 0 or done == cfg.steps or run.stopped is not None
         ):
-            save_checkpoint(ckpt_path, payload(done))
-        if stopped is not None:
+            save_checkpoint(ckpt_path, checkpoint_payload(run, cfg, model, opt, sets, done))
+        if run.stopped is not None:
             break
-    for ts in sets:  # evaluation reads the fixed draw
+
+    # the result: the fixed noise draw for evaluation, the best weights
+    for ts in sets:
         ts.store.set_noise_epoch(0)
     if ckpt_path is not None and start >= cfg.steps:
         log.info("checkpoint %s already at step %d", ckpt_path, start)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    if best["state_dict"] is not None:
-        model.load_state_dict(best["state_dict"])
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
     model.eval()
     return TrainResult(
         model=model,
-        history=history,
+        history=run.history,
         checkpoint=ckpt_path,
         peak_memory_bytes=peak,
-        validation=val_hist,
-        best_step=best["step"],
-        stopped=stopped,
+        validation=run.validation,
+        best_step=run.best_step,
+        stopped=run.stopped,
     )

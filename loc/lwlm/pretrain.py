@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from loc.device import resolve_device
 from loc.errors import CheckpointError, ConfigError, DataError
+from loc.fit.checkpoint import read_checkpoint, save_checkpoint
 from loc.fit.schedule import lr_factor
-from loc.fit.supervised import read_checkpoint, resolve_device, save_checkpoint
 from loc.lwlm.links import GridMaker, check_grid, link_config, read_links, usable
 from loc.lwlm.model import LWLM, OBJECTIVES, WIDTHS
 

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from loc.device import resolve_device
 from loc.errors import ConfigError, DataError
 from loc.evaluate import error_metrics
+from loc.fit.checkpoint import read_checkpoint, save_checkpoint
 from loc.fit.schedule import lr_factor
-from loc.fit.supervised import read_checkpoint, resolve_device, save_checkpoint
 from loc.lwlm.links import GridMaker, link_config, read_links, usable
 from loc.lwlm.model import TASKS, TaskModel
 from loc.lwlm.pretrain import load_encoder

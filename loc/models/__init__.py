@@ -83,11 +83,17 @@ def default_domain(names: list[str], recipe: str = "conditioned", variable: str 
     return "ad_power" if plain and recipe == "conditioned" and variable == "csi" else "freq"
 
 
-def build_model(name: str, in_shape: tuple[int, int, int], **overrides) -> nn.Module:
-    """Instantiate a registered model for CSI samples of shape ``in_shape`` = (G, A, C)."""
+def build_model(
+    name: str, in_shape: tuple[int, int, int], array: tuple | None = None, **overrides
+) -> nn.Module:
+    """Instantiate a registered model for CSI samples of shape ``in_shape`` = (G, A, C).
+    ``array``: the TRP array's (rows, cols, ports) (``CSIStore.array_shape``), given to the
+    models that compute their own angle DFT (``takes_array``); None: their 1-D DFT."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
     cls, fixed = MODELS[name]
+    if array is not None and getattr(cls, "takes_array", False):
+        overrides = {"array": tuple(array), **overrides}
     try:
         model = cls(in_shape=tuple(in_shape), **{**fixed, **overrides})
     except TypeError as e:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from loc.data import dft_matrices
 from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
+from loc.transforms import ArrayShape, array_hparams, dft_matrices
 
 
 class CNN(TargetNorm):
@@ -29,13 +29,19 @@ class CNN(TargetNorm):
     angle_delay = False
 
     def __init__(
-        self, in_shape: tuple[int, int, int] = (1, 32, 32), width: int = 32, slope: float = 0.3
+        self,
+        in_shape: tuple[int, int, int] = (1, 32, 32),
+        width: int = 32,
+        slope: float = 0.3,
+        array: ArrayShape | None = None,
     ) -> None:
         super().__init__()
         g, a, c = in_shape
         if a % 8 or c % 8:
             raise ConfigError(f"CNN needs antennas and subcarriers divisible by 8, got {a}x{c}")
         self.hparams = dict(in_shape=tuple(in_shape), width=width, slope=slope)
+        if self.angle_delay:  # (rows, cols, ports) of the TRP array: its 2-D angle DFT
+            self.hparams.update(array_hparams(array))
         layers: list[nn.Module] = [nn.Conv2d(2 * g, width, 3, padding=1)]
         for _ in range(3):
             layers += [
@@ -51,7 +57,7 @@ class CNN(TargetNorm):
             nn.Linear(2 * (a // 8) * (c // 8), width), nn.LeakyReLU(slope), nn.Linear(width, 2)
         )
         if self.angle_delay:
-            f_a, f_d = dft_matrices(a, c)
+            f_a, f_d = dft_matrices(a, c, array)
             self.register_buffer("f_angle", torch.from_numpy(f_a.astype(np.complex64)), False)
             self.register_buffer(
                 "f_delay_h", torch.from_numpy(f_d.conj().T.astype(np.complex64)), False
@@ -83,4 +89,5 @@ class ADCNN(CNN):
     """AD_CNN: the CNN on angle-delay CSI (2-D DFT, spec §6.2)."""
 
     angle_delay = True
+    takes_array = True  # build_model passes the store's TRP array shape
     complex_input = True  # its own DFT needs the complex CFR (domain freq)

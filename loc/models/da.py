@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loc.data import dft_matrices
 from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
+from loc.transforms import ArrayShape, array_hparams, dft_matrices
 from simgen.schema import LinkState
 
 log = logging.getLogger("loc.da")
@@ -210,11 +210,16 @@ class _ADPModel(TargetNorm):
     bf16_ok = False
     complex_input = True  # computes its angle-delay power profile from the complex CFR
 
-    def _setup(self, in_shape, norm: str) -> None:
+    takes_array = True  # build_model passes the store's TRP array shape
+
+    def _setup(self, in_shape, norm: str, array: ArrayShape | None) -> None:
+        """DFT buffers (the 2-D angle DFT of a planar TRP ``array``, (rows, cols, ports); None:
+        1-D) and the normalisation; ``array`` joins the hparams."""
         if norm not in ("antenna", "matrix", "none"):
             raise ConfigError(f"unknown ADP normalisation {norm!r} (antenna | matrix | none)")
         _, a, c = in_shape
-        f_a, f_d = dft_matrices(a, c)
+        self.hparams.update(array_hparams(array))
+        f_a, f_d = dft_matrices(a, c, array)
         self.register_buffer("f_angle", torch.from_numpy(f_a.astype(np.complex64)), False)
         self.register_buffer(
             "f_delay_h", torch.from_numpy(f_d.conj().T.astype(np.complex64)), False
@@ -239,6 +244,7 @@ class DCNN(_ADPModel):
         head: tuple[int, ...] = (128, 16),
         padding: str = "valid",
         norm: str = "antenna",
+        array: ArrayShape | None = None,
     ) -> None:
         super().__init__()
         self.hparams = dict(
@@ -248,7 +254,7 @@ class DCNN(_ADPModel):
             padding=padding,
             norm=norm,
         )
-        self._setup(in_shape, norm)
+        self._setup(in_shape, norm, array)
         self.features = FeatureExtractor(in_shape, tuple(widths), padding=padding)
         self.regressor = mlp_bn(self.features.dim, tuple(head), 2)
 
@@ -315,6 +321,7 @@ class SemanticDA(_ADPModel):
         shared: bool = False,
         padding: str = "valid",
         norm: str = "antenna",
+        array: ArrayShape | None = None,
     ) -> None:
         super().__init__()
         if method not in ("mda", "hda"):
@@ -328,7 +335,7 @@ class SemanticDA(_ADPModel):
             padding=padding,
             norm=norm,
         )
-        self._setup(in_shape, norm)
+        self._setup(in_shape, norm, array)
         self.method = method
         self.source = _Stream(in_shape, tuple(widths), tuple(head), padding)
         self.target = None if shared else _Stream(in_shape, tuple(widths), tuple(head), padding)

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from loc.data import dft_matrices
 from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
+from loc.transforms import ArrayShape, array_hparams, dft_matrices
 
 PARADIGMS = ("maml", "maml_ts", "maml_dg")
 FINGERPRINTS = ("angle_delay", "amplitude", "rss")
@@ -39,6 +39,7 @@ class MetaLocNet(TargetNorm):
 
     kind = "point"
     bf16_ok = False
+    takes_array = True  # build_model passes the store's TRP array shape
     complex_input = True  # makes its fingerprint from the complex CSI
 
     def __init__(
@@ -47,6 +48,7 @@ class MetaLocNet(TargetNorm):
         hidden: tuple[int, ...] = (256, 256, 128, 64),
         features: str = "angle_delay",
         floor_db: float = -40.0,
+        array: ArrayShape | None = None,
     ) -> None:
         super().__init__()
         if features not in FINGERPRINTS:
@@ -59,9 +61,11 @@ class MetaLocNet(TargetNorm):
         self.hparams = dict(
             in_shape=tuple(in_shape), hidden=tuple(hidden), features=features, floor_db=floor_db
         )
+        if features == "angle_delay":  # (rows, cols, ports) of the TRP array: its 2-D angle DFT
+            self.hparams.update(array_hparams(array))
         self.features, self.floor_db = features, float(floor_db)
         if features == "angle_delay":
-            f_a, f_d = dft_matrices(a, c)
+            f_a, f_d = dft_matrices(a, c, array)
             self.register_buffer("f_angle", torch.from_numpy(f_a.astype(np.complex64)), False)
             self.register_buffer(
                 "f_delay_h", torch.from_numpy(f_d.conj().T.astype(np.complex64)), False

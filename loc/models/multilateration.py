@@ -16,9 +16,9 @@ Two ways to get the ToAs:
   maximum within ``TOA_REL_DB`` of the link's strongest, parabolic sub-bin refinement (see
   ``estimate_toa``). Links are "present" when their profile has a detectable peak; weights come
   from the residuals alone (Huber then Tukey IRLS). ``link_state`` and ``toa`` are never read.
-- **oracle** (``toa_multilateration``): the store's exact ray-traced ``toa`` and link-state
-  weights from the true link states (LOS 1, OLOS 0.5, BLOCKED 0.2, NLOS 0.1, NO_PATH 0). An
-  upper bound, not a baseline a model fed the same CIR can be compared with.
+- **oracle** (``toa_multilateration``): an upper bound from the true LoS ranges of >= 3 LoS
+  links (flagged fallback elsewhere: until issue #31 the true first-arrival ToA was the whole
+  oracle, ~20x worse in RMSE than the estimated baseline, NLOS first arrivals being late).
 
 kNN fingerprinting: the k nearest training fingerprints in signal space, location = their
 (optionally inverse-distance weighted) mean (MetaLoc's KNN / WKNN baselines, K = 5).
@@ -54,6 +54,7 @@ class MultilatResult:
     n_used: np.ndarray
     ok: np.ndarray
     rms: np.ndarray
+    los_oracle: np.ndarray | None = None  # (N,) bool: solved from true LoS ranges (oracle)
 
     def xy_or(self, fallback_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """((N, 2) m estimates with ``fallback_xy`` (2,) where there was no usable ToA at all,
@@ -304,21 +305,45 @@ def grid_start(
     return out
 
 
+MIN_LOS_TRPS = 3  # the LoS oracle needs this many LoS ranges (2 leave a mirror ambiguity)
+
+
 def toa_multilateration(
     store, idx: np.ndarray, present: np.ndarray | None = None, **kw
 ) -> MultilatResult:
-    """The ORACLE: ``multilaterate`` on samples ``idx`` of a ``loc.data.CSIStore`` from the
-    store's exact ray-traced ``toa`` and its true ``link_state`` weights (its selected TRPs;
-    TRP positions in the store's frame). ``present`` (M, T) bool keeps only those TRPs' ToAs
-    (the others count as no path)."""
-    if "toa" not in store.ds.variables:
-        raise DataError(f"{store.path} group {store.group!r} has no toa variable")
+    """The ORACLE, an upper bound: ``multilaterate`` on samples ``idx`` of a ``CSIStore`` from
+    the true LoS ranges (``los_distance``) of its links in ``LinkState.LOS`` and the true UE
+    height (``ue_height`` in ``kw`` replaces it): exact where it has ``MIN_LOS_TRPS`` of them.
+    Other samples fall back to the true first-arrival ``toa`` with link-state weights (no bound:
+    NLOS first arrivals are late); ``los_oracle`` (M,) bool in the result marks where the bound
+    holds. ``present`` (M, T) bool keeps only those TRPs; ``kw`` goes to ``multilaterate``."""
+    for var in ("toa", "los_distance"):
+        if var not in store.ds.variables:
+            raise DataError(f"{store.path} group {store.group!r} has no {var} variable")
     idx = np.asarray(idx, np.int64)
-    toa = np.asarray(store.ds["toa"].isel(trp=list(store.selection.trps)).values)[idx]
+    trps = list(store.selection.trps)
+    toa = np.asarray(store.ds["toa"].isel(trp=trps).values)[idx]
+    dist = np.asarray(store.ds["los_distance"].isel(trp=trps).values, np.float64)[idx]
+    los = store.link_state[idx] == LinkState.LOS
     if present is not None:
         toa = np.where(present, toa, np.nan)
+        los &= np.asarray(present, bool)
     _check_trp_positions(store)
-    return multilaterate(toa, store.trp_xyz, store.link_state[idx], **kw)
+    z = kw.pop("ue_height", store.xyz[idx, 2])
+    z = np.broadcast_to(np.asarray(z, np.float64), (len(idx),))
+    res = multilaterate(toa, store.trp_xyz, store.link_state[idx], ue_height=z, **kw)
+    bound = los.sum(1) >= MIN_LOS_TRPS
+    if bound.any():
+        exact = multilaterate(
+            np.where(los, dist, np.nan)[bound] / SPEED_OF_LIGHT,
+            store.trp_xyz,
+            ue_height=z[bound],
+            **kw,
+        )
+        for field in ("xyz", "n_used", "ok", "rms"):
+            getattr(res, field)[bound] = getattr(exact, field)
+    res.los_oracle = bound
+    return res
 
 
 def _check_trp_positions(store) -> None:

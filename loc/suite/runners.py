@@ -43,7 +43,7 @@ META = {
     "metaloc_ri": None,
 }  # suite name -> MAML paradigm (None: a baseline init)
 MODEL_BASED = ("multilat", "multilat_oracle", "knn_fp")
-MULTILAT_ORACLE = "ToA multilateration (oracle: true ToA + link states)"
+MULTILAT_ORACLE = "ToA multilateration (oracle, upper bound: true LoS ranges of >= 3 LoS links)"
 SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.models.MODELS
 KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
 DA_BASELINES = ("dcnn",)  # no target loss, but fitted by loc.fit.da.train_da like the DA models
@@ -152,7 +152,8 @@ def _err_stats(pred: np.ndarray, xy: np.ndarray) -> dict[str, float]:
 def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.data import FeatureBank
     from loc.evaluate import predict
-    from loc.fit.meta import AdaptConfig, MetaConfig, adapt, meta_train, select_init
+    from loc.fit.checkpoint import load_plain, save_checkpoint
+    from loc.fit.meta import AdaptConfig, MetaConfig, MetaResult, adapt, meta_train, select_init
     from loc.fit.supervised import TrainConfig, train
     from loc.models.metaloc import MetaLocNet
     from loc.models.multilateration import KNNFingerprint
@@ -174,10 +175,10 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
         )
         cached = run_dir / "meta_init.pt"  # the run folder is cleared when its signature changes
         if cached.exists():
-            init = torch.load(cached, map_location=device, weights_only=False)
+            init = MetaResult.from_payload(load_plain(cached, device), device)
         else:
             init = meta_train(cfg, train_sets)
-            torch.save(init, cached)
+            save_checkpoint(cached, init.to_payload())
     elif base_model(name) == "metaloc_tl":
         cfg = TrainConfig(
             model="metaloc",
@@ -193,7 +194,8 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
         init = train(cfg, train_sets, out_dir=run_dir, resume=True).model
     else:  # metaloc_ri: a fresh network, targets normalised on the pooled environments
         torch.manual_seed(proto.seed)
-        init = MetaLocNet(train_sets[0].store.shape, **kw)
+        arr = train_sets[0].store.array_shape  # its TRP array: the 2-D angle DFT
+        init = MetaLocNet(train_sets[0].store.shape, **{"array": arr, **kw})
         init.fit_targets(np.concatenate([s.store.xy[s.train] for s in train_sets]))
     ks = sorted(data["k_shots"])
     acfg = AdaptConfig.from_dict(data["adapt"])
@@ -255,7 +257,7 @@ def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None)
             raise ConfigError(f"{name} needs >= 3 TRPs, the selection has {st.selection.trps}")
         if base_model(name) == "multilat_oracle":
             res = toa_multilateration(st, te, present=mask)
-            info = {"method": MULTILAT_ORACLE}
+            info = {"method": MULTILAT_ORACLE, "bound_fraction": float(res.los_oracle.mean())}
         else:  # UE height and service area from the labelled database, not the test UEs
             res, est = estimated_multilateration(st, te, db, present=mask)
             info = {

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+import zarr
 
 from loc.data import (
     CSIDataset,
@@ -25,6 +26,7 @@ from loc.data import (
     split_indices,
 )
 from loc.errors import ConfigError, DataError
+from tests.loc.conftest import make_store
 
 
 def test_groups_and_missing(store_path, tmp_path):
@@ -106,6 +108,73 @@ def test_angle_delay_makes_an_on_grid_plane_wave_one_bin():
     mag = np.abs(angle_delay(h))
     assert mag[5, 3] == pytest.approx(32.0, rel=1e-5)
     assert np.sum(mag > 1e-3) == 1
+
+
+def _on_grid_upa_waves(rows: int, cols: int) -> np.ndarray:
+    """Steering vectors (n, rows * cols) in Sionna's convention (simgen's DeepMIMO interop) of a
+    half-wavelength rows x cols UPA for every on-grid direction in front of it: u_y = 2 m / cols,
+    u_z = 2 m' / rows (phase steps of 2 pi m / cols per column, 2 pi m' / rows per row)."""
+    from simgen.config import ArrayConfig
+    from simgen.interop.deepmimo.channel import steering_vector
+
+    uy = 2 * np.arange(-(cols // 2) + 1, cols // 2) / cols
+    uz = 2 * np.arange(-(rows // 2) + 1, rows // 2) / rows
+    uy, uz = (g.ravel() for g in np.meshgrid(uy, uz))
+    keep = uy**2 + uz**2 < 1
+    uy, uz = uy[keep], uz[keep]
+    zen, az = np.arccos(uz), np.arctan2(uy, np.sqrt(1 - uy**2 - uz**2))
+    return steering_vector(ArrayConfig(rows=rows, cols=cols), zen, az).astype(np.complex128)
+
+
+def test_planar_array_plane_waves_land_in_one_angle_bin():
+    """Half-wavelength 4 x 8 UPA: every on-grid plane wave puts >= 99 % of its energy in one
+    bin of the 2-D (Kronecker) DFT; the 1-D DFT over the flattened array does not (< 90 %)."""
+    s = _on_grid_upa_waves(4, 8)  # (n, 32)
+    h = np.repeat(s[:, :, None], 4, axis=2)  # (n, A, C): flat over 4 subcarriers
+    assert len(s) >= 15
+    for array, ok in (((4, 8, 1), True), (None, False)):
+        p = np.abs(angle_delay(h, array)[:, :, 0]) ** 2
+        frac = p.max(axis=1) / p.sum(axis=1)
+        if ok:
+            assert frac.min() >= 0.99, frac.min()
+        else:
+            assert frac.min() < 0.90, frac.min()
+    # dual polarisation: each port on its own (bin = port * 32 + the port's bin)
+    two = np.concatenate([s, 0.5 * s], axis=1)[:, :, None]
+    p = np.abs(angle_delay(two, (4, 8, 2))[..., 0]) ** 2
+    assert (np.sort(p, axis=1)[:, -2:].sum(axis=1) / p.sum(axis=1)).min() >= 0.99
+    assert (p[:, :32].argmax(1) + 32 == p[:, 32:].argmax(1) + 32).all()
+
+
+def test_planar_angle_dft_is_unitary_and_reduces_to_the_ula_case():
+    rng = np.random.default_rng(1)
+    for array in ((4, 8, 1), (2, 4, 2), (1, 8, 1), (8, 1, 1)):
+        f_a, f_d = dft_matrices(int(np.prod(array)), 16, array)
+        np.testing.assert_allclose(f_a.conj().T @ f_a, np.eye(len(f_a)), atol=1e-12)
+        h = rng.normal(size=(3, len(f_a), 16)) + 1j * rng.normal(size=(3, len(f_a), 16))
+        had = angle_delay(h, array)
+        np.testing.assert_allclose(f_a.conj().T @ had @ f_d, h, atol=1e-5)  # inverse
+    for ula in ((1, 8, 1), (8, 1, 1)):  # a ULA is the 1-D DFT of its elements
+        np.testing.assert_allclose(dft_matrices(8, 4, ula)[0], dft_matrices(8, 4)[0], atol=1e-12)
+    with pytest.raises(ConfigError):
+        dft_matrices(32, 4, (4, 4, 1))
+
+
+def test_store_array_shape_reaches_the_transform(tmp_path):
+    """A store whose scene config names a 1 x 8 ULA gets (1, 8, 1); selecting a subset of its
+    antennas, or a store without a record, falls back to the 1-D DFT ("flat")."""
+    store_path = make_store(tmp_path / "s.zarr", n=16)
+    st = CSIStore(store_path, "dry", transform=CSITransform(1.0, "angle_delay"))
+    assert st.array_shape is None and st.transform.array == "flat"  # the fixture records none
+    zarr.open_group(str(store_path), mode="r+").attrs["trp_array"] = {"rows": 1, "cols": 8}
+    zarr.open_group(str(store_path), mode="r+").attrs["ue_array"] = {"rows": 1, "cols": 1}
+    st = CSIStore(store_path, "dry", transform=CSITransform(1.0, "angle_delay"))
+    assert st.array_shape == (1, 8, 1) and st.transform.array == (1, 8, 1)
+    sub = CSIStore(store_path, "dry", Selection(trp_ants=(0, 1, 2, 3)), CSITransform(1.0))
+    assert sub.array_shape is None and sub.transform.array == "flat"
+    assert CSITransform(1.0, "ad_power", [4, 8, 1]).array == (4, 8, 1)
+    with pytest.raises(ConfigError):
+        CSITransform(1.0, "ad_power", "planar")
 
 
 def test_transform_angle_delay_domain(store_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from loc.data import angle_delay
+from loc.data import angle_delay, angle_dft
 from loc.errors import ConfigError
 from loc.models import ICLLoc, MFCNet, build_model, count_parameters
 from loc.models.iclloc import EncoderLayer
@@ -51,6 +51,30 @@ def test_cnn_shapes_and_ad_cnn_dft():
     )
     plain = cnn.preprocess(h).reshape(3, 2, 2, 16, 8)
     torch.testing.assert_close(plain[:, :, 0], h[..., 0])  # channels = (group, re/im)
+
+
+def test_models_with_their_own_angle_dft_use_the_planar_array():
+    """AD_CNN, MetaLoc and the DA networks' angle-delay front-ends take the TRP array's 2-D DFT
+    from build_model (the same transform as the input's, loc.transforms.angle_delay) and keep
+    it in their hparams; without an array (or for the plain CNN) nothing changes."""
+    torch.manual_seed(0)
+    h = torch.randn(2, 1, 16, 8, 2)
+    hc = h[..., 0].numpy() + 1j * h[..., 1].numpy()
+    arr = (2, 8, 1)
+    ad = build_model("ad_cnn", (1, 16, 8), array=arr)
+    assert ad.hparams["array"] == arr
+    got = ad.preprocess(h).reshape(2, 1, 2, 16, 8)
+    np.testing.assert_allclose(
+        got[:, :, 0].numpy() + 1j * got[:, :, 1].numpy(), angle_delay(hc, arr), atol=1e-5
+    )
+    assert not np.allclose(angle_delay(hc, arr), angle_delay(hc), atol=1e-3)
+    assert "array" not in build_model("cnn", (1, 16, 8), array=arr).hparams
+    assert "array" not in build_model("ad_cnn", (1, 16, 8)).hparams  # old checkpoints: 1-D
+    for name in ("metaloc", "dcnn", "hda"):
+        kw = {} if name == "metaloc" else {"padding": "same"}
+        m = build_model(name, (1, 16, 8), array=arr, **kw)
+        assert m.hparams["array"] == arr
+        np.testing.assert_allclose(m.f_angle.numpy(), angle_dft(16, arr), atol=1e-6)
 
 
 def test_mfcnet_steps_and_weights():

@@ -10,7 +10,14 @@ import pytest
 from loc.data import CSIStore, CSITransform
 from loc.models.multilateration import estimated_multilateration
 from loc.noise import parse_noise
-from loc.peb import link_information, peb, rms_bandwidth, rotation, store_peb
+from loc.peb import (
+    link_information,
+    multipath_link_information,
+    peb,
+    rms_bandwidth,
+    rotation,
+    store_peb,
+)
 from simgen.schema import SPEED_OF_LIGHT as C
 from tests.loc.noise_store import DF, FC, K, make_free_space_store, ring, subcarriers
 
@@ -177,3 +184,130 @@ def test_multilateration_stays_within_2x_of_the_peb(ring_store, snr):
     p = np.c_[st.xy, np.full(len(idx), 1.5)]
     wrong = peb(link_information(p, st.trp_xyz, snr_tot, wrong_beta))
     assert rmse / np.sqrt((wrong**2).mean()) > 100
+
+
+# ----------------------------------------------------------------------------- multipath bound
+
+
+def _paths(p, trps, elems, extra, rng):
+    """Per link: the LoS path (unit gain, TRP steering exp(j k0 r.u)) + ``extra`` paths
+    (delay offset s, complex gain, a random unit-modulus spatial signature): path_a (1, T, A,
+    P), path_tau (1, T, P), los (1, T, P), the extra paths' signatures."""
+    k0 = 2 * np.pi / LAM
+    n_t, n_a, n_p = len(trps), len(elems[0]), 1 + len(extra)
+    a = np.zeros((1, n_t, n_a, n_p), complex)
+    tau = np.zeros((1, n_t, n_p))
+    sig = rng.uniform(0, 2 * np.pi, (n_t, len(extra), n_a))
+    for i, (q, r) in enumerate(zip(trps, elems, strict=True)):
+        d = np.linalg.norm(p - q)
+        a[0, i, :, 0] = np.exp(1j * k0 * r @ ((p - q) / d))
+        tau[0, i, 0] = d / C
+        for j, (dt, g) in enumerate(extra):
+            a[0, i, :, j + 1] = g * np.exp(1j * sig[i, j])
+            tau[0, i, j + 1] = d / C + dt
+    los = np.zeros(tau.shape, bool)
+    los[..., 0] = True
+    return a, tau, los, sig
+
+
+def direct_multipath_peb(p, trps, elems, extra, sig, rho):
+    """Oracle: the full FIM of mu = sum_j c_j a_j exp(-j 2 pi f_k tau_j) by central
+    differences over (x, y) and, per link, Re / Im c_0 and (tau_j, Re c_j, Im c_j) of every
+    other path; PEB from the full inverse (no Schur complement, no analytic derivative)."""
+    k0 = 2 * np.pi / LAM
+
+    def link(i, th):
+        """mu of link i (K * A,) for th = (x, y, Re c0, Im c0, [tau_j, Re c_j, Im c_j]...)."""
+        q, r = trps[i], elems[i]
+        pp = np.array([th[0], th[1], p[2]])
+        d = np.linalg.norm(pp - q)
+        m = (
+            (th[2] + 1j * th[3])
+            * np.exp(-2j * np.pi * F[:, None] * d / C)
+            * np.exp(1j * k0 * r @ ((pp - q) / d))[None, :]
+        )
+        for j, (_, g) in enumerate(extra):
+            t_j, c_j = th[4 + 3 * j], th[5 + 3 * j] + 1j * th[6 + 3 * j]
+            m = m + c_j * g * np.exp(-2j * np.pi * F[:, None] * t_j) * np.exp(1j * sig[i, j])
+        return m.ravel()
+
+    n_l = 2 + 3 * len(extra)  # per-link parameters
+    n = 2 + n_l * len(trps)
+    jm = np.zeros((n, n))
+    for i, q in enumerate(trps):
+        d0 = np.linalg.norm(p - q)
+        th = np.r_[p[:2], 1.0, 0.0, *[[d0 / C + dt, 1.0, 0.0] for dt, _ in extra]]
+        cols = []
+        for k in range(len(th)):
+            h = 1e-6 if k < 2 else (1e-13 if k >= 4 and (k - 4) % 3 == 0 else 1e-6)
+            e = np.zeros(len(th))
+            e[k] = h
+            cols.append((link(i, th + e) - link(i, th - e)) / (2 * h))
+        dm = np.stack(cols, 1)
+        rows = [0, 1, *range(2 + n_l * i, 2 + n_l * (i + 1))]
+        jm[np.ix_(rows, rows)] += 2 * rho[i] * np.real(dm.conj().T @ dm)
+    inv = np.linalg.inv(jm)
+    return float(np.sqrt(inv[0, 0] + inv[1, 1]))
+
+
+def _mp_peb(p, trps, elems, a, tau, los, rho, **kw):
+    noise_var = (1 / np.asarray(rho))[None]
+    info = multipath_link_information(p[None], trps, a, tau, los, F, noise_var, 0.0,
+                                      np.array(elems), LAM, **kw)  # fmt: skip
+    return peb(info)[0]
+
+
+def test_multipath_bound_matches_a_direct_fim_and_reduces_to_the_los_bound():
+    """Two extra paths per link (one 5 ns after the LoS path, inside 1 / B = 33 ns, one 300 ns
+    after): the Schur-complement bound equals the full finite-difference FIM's; with the LoS
+    path alone it is ``link_information`` (ToA + AoD) exactly."""
+    rng = np.random.default_rng(3)
+    trps = np.array([[80.0, 10.0, 20.0], [-30.0, 70.0, 25.0], [-50.0, -60.0, 15.0]])
+    p = np.array([5.0, -3.0, 1.5])
+    cov, elems = _ula_cov(trps, 8)
+    rho = np.array([3.0, 10.0, 30.0])
+    extra = [(5e-9, 0.6), (300e-9, 0.8)]
+    a, tau, los, sig = _paths(p, trps, elems, extra, rng)
+    ours = _mp_peb(p, trps, elems, a, tau, los, rho)
+    assert ours == pytest.approx(direct_multipath_peb(p, trps, elems, extra, sig, rho), rel=1e-4)
+    a1, tau1, los1, _ = _paths(p, trps, elems, [], rng)
+    closed = peb(link_information(p[None], trps, (K * 8 * rho)[None], rms_bandwidth(F), cov, LAM))
+    assert _mp_peb(p, trps, elems, a1, tau1, los1, rho) == pytest.approx(closed[0], rel=1e-6)
+    assert ours > closed[0]  # nuisances only take information away
+
+
+def test_multipath_bound_loses_information_to_overlapping_paths_only():
+    """3 TRPs at 120 deg, one antenna, 10 dB: a second path of half the amplitude far from the
+    LoS one (300 ns, 9 resolution cells) costs almost nothing; one inside a resolution cell
+    (3 ns) costs most of the ranging information. NLOS links add nothing; the clock bias and
+    the sync error enter as in the LoS bound."""
+    rng = np.random.default_rng(0)
+    trps, p = ring(3, 100.0, 0.0), np.zeros(3)
+    elems = [np.zeros((1, 3))] * 3
+    rho = [10.0] * 3
+    los_only = _mp_peb(p, trps, elems, *_paths(p, trps, elems, [], rng)[:3], rho)
+    assert los_only == pytest.approx(0.17367, rel=1e-4)
+    far = _mp_peb(p, trps, elems, *_paths(p, trps, elems, [(300e-9, 0.5)], rng)[:3], rho)
+    near = _mp_peb(p, trps, elems, *_paths(p, trps, elems, [(3e-9, 0.5)], rng)[:3], rho)
+    assert los_only < far < 1.02 * los_only
+    assert near > 2 * los_only
+    a, tau, los, _ = _paths(p, trps, elems, [(300e-9, 0.5)], rng)
+    los[0, 2] = False  # TRP 2 NLOS: 2 TRPs left
+    two = _mp_peb(p, trps[:2], elems[:2], a[:, :2], tau[:, :2], los[:, :2], rho[:2])
+    assert _mp_peb(p, trps, elems, a, tau, los, rho) == pytest.approx(two, rel=1e-9)
+    base = _mp_peb(p, trps, elems, *_paths(p, trps, elems, [], rng)[:3], rho, clock_bias=True)
+    assert base == pytest.approx(los_only, rel=1e-6)  # symmetric: the bias costs nothing
+    sync = _mp_peb(p, trps, elems, *_paths(p, trps, elems, [], rng)[:3], rho, sync_s=1e-9)
+    snr = np.full((1, 3), K * 10.0)
+    want = peb(link_information(p[None], trps, snr, rms_bandwidth(F), sync_s=1e-9))[0]
+    assert sync == pytest.approx(want, rel=1e-6)
+
+
+def test_store_multipath_peb_equals_the_los_bound_in_free_space(ring_store):
+    """The free-space ring store holds LoS paths only: the multipath bound is the LoS one."""
+    st = CSIStore(ring_store, transform=CSITransform(scale=1.0))
+    idx = np.arange(0, 600, 20)
+    for noise in ("awgn:10", "link_budget"):
+        lo = store_peb(st, idx, parse_noise(noise))
+        mp = store_peb(st, idx, parse_noise(noise), multipath=True)
+        np.testing.assert_allclose(mp, lo, rtol=1e-4)
