@@ -88,6 +88,9 @@ class DatasetSpec:
     scene: Path
     ue_count: int | None = None
     scene_overrides: dict = dataclasses.field(default_factory=dict)
+    # one environment of a pool YAML (``scene``; loc.suite.envs), and its seen / unseen split
+    environment: str | None = None
+    split: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +273,7 @@ def _noise_spec(value, where: str) -> str | None:
 def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     """Read, merge the budget's overrides into, and validate a protocol. ConfigError on any
     inconsistency (one line, naming the key)."""
+    from loc.suite.envs import expand_experiment, pool_datasets
     from loc.suite.runners import base_model, known_models
 
     path = find_protocol(name)
@@ -317,6 +321,9 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
 
     datasets = {}
     for dname, d in (cfg.get("datasets") or {}).items():
+        if isinstance(d, dict) and "pool" in d:  # one dataset per environment (loc.suite.envs)
+            datasets.update(pool_datasets(dname, d, path))
+            continue
         if not isinstance(d, dict) or "scene" not in d:
             raise ConfigError(f"datasets.{dname}: needs a scene")
         bad = set(d) - {"scene", "ue_count", "scene_overrides"}
@@ -387,6 +394,7 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     experiments = {}
     for ename, e in (cfg.get("experiments") or {}).items():
         where = f"experiments.{ename}"
+        e = expand_experiment(e, datasets, where)  # `environments:` scenarios of a pool
         if not isinstance(e, dict) or not {"train", "test"} <= set(e) <= {"train", "test", "split"}:
             raise ConfigError(f"{where}: needs the keys train and test (and optionally split)")
         split = e.get("split", data["split"])

@@ -44,7 +44,8 @@ META = {
 }  # suite name -> MAML paradigm (None: a baseline init)
 MODEL_BASED = ("multilat", "multilat_oracle", "knn_fp")
 MULTILAT_ORACLE = "ToA multilateration (oracle, upper bound: true LoS ranges of >= 3 LoS links)"
-SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.models.MODELS
+SITE = ("site_resnet_fp",)  # per test environment, on its own survey (loc.suite.site)
+SUITE_ONLY = (*META, *MODEL_BASED, *SITE)  # suite model names not in loc.models.MODELS
 KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
 DA_BASELINES = ("dcnn",)  # no target loss, but fitted by loc.fit.da.train_da like the DA models
 
@@ -78,6 +79,8 @@ def family(name: str) -> str:
         return "meta"
     if name in MODEL_BASED:
         return "model_based"
+    if name in SITE:
+        return "site"
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}")
     # DCNN (the source-only baseline) trains in the DA loop too: the same optimiser, LR, weight
@@ -270,7 +273,13 @@ def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None)
     return Fitted(preds, extra, {})
 
 
-RUNNERS = {"da": run_da, "meta": run_meta, "model_based": run_model_based}
+def run_site(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
+    from loc.suite.site import run_site as run
+
+    return run(name, proto, train_sets, tests, device, run_dir, masks)
+
+
+RUNNERS = {"da": run_da, "meta": run_meta, "model_based": run_model_based, "site": run_site}
 
 
 # ----------------------------------------------------------------------------- transfer
