@@ -24,8 +24,8 @@ mean over every training environment (what a CSI-free model of the pool would le
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -170,14 +170,28 @@ def pool_store(spec, cache_dir: str | Path, device: str = "auto") -> Path:
         return out
     dev = "cpu" if device == "cpu" else ("auto" if device == "auto" else "gpu")
     log.info("pool %s: rendering %d environments into %s", pool.name, len(pool.environments), out)
-    t0 = time.perf_counter()
     try:
-        render_pool(pool, Options(out=out, device=dev))
+        summaries = render_pool(pool, Options(out=out, device=dev))
     except SimgenError as e:
         raise DataError(f"pool {spec.scene}: {e}") from None
-    secs = time.perf_counter() - t0
-    Path(str(out) + ".json").write_text(f'{{"render_seconds": {secs:.1f}, "device": "{device}"}}')
+    path = Path(str(out) + ".json")  # read by loc.suite.results.render_seconds
+    old = json.loads(path.read_text()).get("environments", {}) if path.exists() else {}
+    envs = {  # an environment a resumed render skipped keeps its recorded time
+        s["name"]: old.get(s["name"]) if s.get("skipped") else s["seconds"] for s in summaries
+    }
+    secs = sum(v for v in envs.values() if v is not None)
+    path.write_text(json.dumps({"render_seconds": secs, "device": device, "environments": envs}))
     return out
+
+
+def pool_render_seconds(store: str | Path) -> float | None:
+    """Render time (s) of one environment's store ``<pool>/<env>`` from the pool's record
+    (``pool_store``); None when ``store`` is not an environment of a recorded pool."""
+    store = Path(store)
+    side = Path(str(store.parent) + ".json")
+    if not side.exists():
+        return None
+    return json.loads(side.read_text()).get("environments", {}).get(store.name)
 
 
 def environment_store(spec, cache_dir: str | Path, device: str = "auto") -> Path:
@@ -211,7 +225,11 @@ def add_pooled_columns(result: dict, errors: dict, proto) -> None:
         for m in sorted(models, key=list(errors[cols[0]["label"]]).index):
             err = np.concatenate([np.asarray(errors[c["label"]][m]) for c in cols])
             errors[label][m] = err
-            result["results"][label][m] = {"overall": error_metrics(err), "pooled": len(cols)}
+            result["results"][label][m] = {
+                "overall": error_metrics(err),
+                "pooled": len(cols),
+                **_pooled_curves([result["results"][c["label"]][m] for c in cols], cols),
+            }
         pooled = {
             **{k: v for k, v in cols[0].items() if k not in ("label", "test", "test_scenario")},
             "label": label,
@@ -230,3 +248,28 @@ def add_pooled_columns(result: dict, errors: dict, proto) -> None:
             pool = name.split(SEP, 1)[0]
             splits.setdefault(pool, {"seen": [], "unseen": []})[spec.split].append(spec.environment)
     result["environments"] = splits
+
+
+def _pooled_curves(rows: list[dict], cols: list[dict]) -> dict:
+    """MetaLoc's per-K curves (``adaptation_curve``: {K: {mean, ...}}, ``adaptation_baselines``:
+    {row: {K: {mean, ...}}}) over the environments of a pooled column: the n-weighted mean of
+    each environment's mean error (medians are not pooled)."""
+    n = np.array([c["n_test"] for c in cols], float)
+
+    def pool(curves: list[dict]) -> dict:
+        ks = set.intersection(*(set(c) for c in curves))
+        return {
+            k: {"mean": float(np.dot(n, [c[k]["mean"] for c in curves]) / n.sum())}
+            for k in sorted(ks, key=int)
+        }
+
+    out: dict = {}
+    if all("adaptation_curve" in r for r in rows):
+        out["adaptation_curve"] = pool([r["adaptation_curve"] for r in rows])
+        out["k_shot"] = rows[0].get("k_shot")
+    if all("adaptation_baselines" in r for r in rows):
+        names = set.intersection(*(set(r["adaptation_baselines"]) for r in rows))
+        out["adaptation_baselines"] = {
+            b: pool([r["adaptation_baselines"][b] for r in rows]) for b in sorted(names)
+        }
+    return out

@@ -1,5 +1,6 @@
-"""Findings checks of the environment-pool protocols (issue #32): ``vinloc_envs``. Registered
-in ``loc.suite.papers.PAPERS`` (and their controls in ``loc.suite.controls.SUBJECTS``).
+"""Findings checks of the environment-pool protocols (issue #32). Registered
+in ``loc.suite.papers.PAPERS`` (and their controls in ``loc.suite.controls.SUBJECTS``);
+``metaloc_envs`` reuses ``check_metaloc`` on its pooled unseen column.
 
 The columns read are the pooled ones that ``loc.suite.envs.add_pooled_columns`` adds: every
 model's errors over all environments of one test group (``unseen``, ``seen``, ``layout``).
@@ -7,7 +8,17 @@ model's errors over all environments of one test group (``unseen``, ``seen``, ``
 
 from __future__ import annotations
 
-from loc.suite.papers import TRAINING_MEAN, Paper, Verdict, _fmt, column, mean, rmse, row_named
+from loc.suite.papers import (
+    TRAINING_MEAN,
+    Paper,
+    Verdict,
+    _fmt,
+    check_metaloc,
+    column,
+    mean,
+    rmse,
+    row_named,
+)
 
 VINLOC, RESNET, SITE = "vinloc", "resnet_fp", "site_resnet_fp@site"
 SEEN_RATIO = 1.5  # VIn-Loc: unseen / seen mean error at most this
@@ -57,6 +68,21 @@ def check_vinloc_envs(result: dict) -> Verdict:
 
 
 ENV_PAPERS = {
+    "metaloc_envs": Paper(
+        "metaloc_envs",
+        "MetaLoc across environments (a pool's unseen cities, the meta-training inner loop)",
+        "specs/metaloc.md, issue #32",
+        "Fast adaptation on an unseen environment: error falls with K; MAML-DG ≤ MAML < TL < "
+        "RI (read on the pooled unseen column, every model adapting with the meta-training "
+        "inner loop).",
+        (
+            ("MAML-DG, hall / lab", "2.07 / 3.04 m"),
+            ("MAML", "2.11 / 3.10 m"),
+            ("TL", "2.27 / 3.97 m"),
+            ("RI", "2.59 / 4.19 m"),
+        ),
+        check_metaloc,
+    ),
     "vinloc_envs": Paper(
         "vinloc_envs",
         "VIn-Loc across environments (a pool of cities and TRP layouts)",

@@ -56,6 +56,10 @@ DATA_DEFAULTS = {
     "finetune_steps": 1000,  # steps of each fine-tuning run (constant LR)
     "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
     "adapt": {},  # MetaLoc: fast-adaptation options (loc.fit.meta.AdaptConfig)
+    # MetaLoc: inner-loop α values to choose from on the meta-training environments only; the
+    # choice replaces every MAML model's meta.alpha and `adapt` (its inner loop: SGD, α,
+    # inner_steps) for every model (loc.suite.meta_sweep)
+    "alpha_sweep": [],
     # receiver noise (loc.noise spec) of every scenario without its own `noise`: a training
     # scenario's applies to its store's training and database samples, a test scenario's to
     # its queries; noise_redraw: new training noise every epoch (augmentation)
@@ -376,6 +380,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if not isinstance(data["adapt"], dict):
         raise ConfigError("data.adapt must be a mapping (optimizer, steps, lr, ...)")
     AdaptConfig.from_dict(data["adapt"])  # validates
+    sweep = data["alpha_sweep"]
+    if not isinstance(sweep, list) or any(
+        isinstance(a, bool) or not isinstance(a, int | float) or a <= 0 for a in sweep
+    ):
+        raise ConfigError(f"data.alpha_sweep must be a list of positive step sizes, got {sweep!r}")
     _count(data["finetune_steps"], "data.finetune_steps")
     if not isinstance(data["finetune_sizes"], list):
         raise ConfigError("data.finetune_sizes must be a list of sample counts")

@@ -166,6 +166,13 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
     meta_kw = kw.pop("meta", {})
     _no_masks(name, masks)
     paradigm = META[base_model(name)]
+    acfg, sweep = AdaptConfig.from_dict(data["adapt"]), None
+    if data.get("alpha_sweep"):  # α from the meta-training environments (loc.suite.meta_sweep)
+        from loc.suite.meta_sweep import chosen_alpha
+
+        sweep = chosen_alpha(proto, train_sets, device, run_dir.parent)
+        meta_kw = {**meta_kw, "alpha": sweep["alpha"]}  # the meta-test: that inner loop
+        acfg = AdaptConfig(optimizer="sgd", steps=sweep["inner_steps"], lr=sweep["alpha"])
     if paradigm is not None:
         cfg = MetaConfig(
             paradigm=paradigm,
@@ -201,7 +208,6 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
         init = MetaLocNet(train_sets[0].store.shape, **{"array": arr, **kw})
         init.fit_targets(np.concatenate([s.store.xy[s.train] for s in train_sets]))
     ks = sorted(data["k_shots"])
-    acfg = AdaptConfig.from_dict(data["adapt"])
     fp_net = init.models[0] if hasattr(init, "models") else init  # fingerprints: weight-free
     preds, extra = {}, {}
     for tname, (st, db, te) in tests.items():
@@ -231,7 +237,10 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
             "adaptation_curve": curve,
             "adaptation_baselines": baselines,
         }
-    return Fitted(preds, extra, {"paradigm": paradigm or name})
+    training = {"paradigm": paradigm or name}
+    if sweep is not None:
+        training["alpha_sweep"] = {k: v for k, v in sweep.items() if k != "signature"}
+    return Fitted(preds, extra, training)
 
 
 # ----------------------------------------------------------------------------- model-based
