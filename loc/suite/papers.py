@@ -254,9 +254,8 @@ def check_snr(result: dict) -> Verdict:
             oks.append(b <= a)
             if b > a:
                 parts.append(f"{m} is worse at {hi_snr:g} dB ({_fmt(b)}) than at {lo_snr:g} dB")
-    # TODO(issue31-core): the multipath-aware bound (noise-and-peb.md §5, helper D's
-    # loc.peb) is read from result["peb_multipath"][column] (peb_summary); until the suite
-    # records it, the bound clause is "not measured" and so is the finding.
+    # the multipath-aware bound (noise-and-peb.md §5, loc.peb.store_peb(multipath=True)),
+    # recorded per column by loc.suite.run.add_baselines; a run without it: "not measured"
     mp = result.get("peb_multipath") or {}
     bound_ok = None
     for snr_db, lab in awgn:

@@ -286,6 +286,10 @@ def add_baselines(result, errors, proto: Protocol, prep: _Prepared, models, mask
         bound = store_peb(st, te, noise)
         if bound is not None:
             result["peb"][label] = peb_summary(bound)
+            # the multipath-aware bound (noise-and-peb §5): the snr check's reference
+            mp = store_peb(st, te, noise, multipath=True)
+            if mp is not None:
+                result.setdefault("peb_multipath", {})[label] = peb_summary(mp)
         rows = baseline_predictions(
             st,
             train_xy,

@@ -56,6 +56,9 @@ def test_snr_protocols_tiny(suite_all_tiny, name):
     assert "noiseless" not in {c["test"] for c in res["columns"] if c["label"] in peb}
     means = [peb[cols[f"snr_{s}dB"]["label"]]["overall"]["mean"] for s in (-10, 0, 10, 20, 30)]
     assert np.allclose(np.diff(np.log10(means)), -0.5, atol=0.02)  # PEB ~ SNR^-1/2
+    # the multipath-aware bound beside it (the snr check's reference), at the same columns
+    mp = res["peb_multipath"]
+    assert set(mp) == set(peb) and all(v["overall"]["n"] > 0 for v in mp.values())
     ml = [res["results"][cols[f"snr_{s}dB"]["label"]]["multilat"]["overall"]["mean"]
           for s in (-10, 30)]  # fmt: skip
     assert ml[0] > 2 * ml[1]  # multilateration from the noisy channel degrades

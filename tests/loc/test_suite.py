@@ -348,12 +348,14 @@ def test_suite_model_families_tiny(suite_all_tiny):
     # ToA estimated from the 50 MHz CIR (fair): within a few metres.
     fixed, variable = vin["results"]["all_trps: fixed"], vin["results"]["all_trps: variable"]
     oracle = fixed["multilat_oracle"]
-    assert oracle["overall"]["median"] < 2.0 and oracle["method"].endswith("link states)")
+    from loc.suite.runners import MULTILAT_ORACLE
+
+    assert oracle["overall"]["median"] < 2.0 and oracle["method"] == MULTILAT_ORACLE
     assert variable["multilat_oracle"]["overall"]["median"] > oracle["overall"]["median"]
     assert fixed["multilat"]["overall"]["median"] < 3.0
     assert fixed["multilat"]["method"] == "ToA multilateration (ToA estimated from CIR)"
     md = (runs / "vinloc_tiny" / "vinloc.md").read_text()
-    assert "- multilat_oracle: ToA multilateration (oracle: true ToA + link states)" in md
+    assert f"- multilat_oracle: {MULTILAT_ORACLE}" in md
     # the TRP models read simgen's stored CIR taps (data.variable: cir) as they are
     import zarr
 
