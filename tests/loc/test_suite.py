@@ -351,6 +351,7 @@ def test_suite_model_families_tiny(suite_all_tiny):
     from loc.suite.runners import MULTILAT_ORACLE
 
     assert oracle["overall"]["median"] < 2.0 and oracle["method"] == MULTILAT_ORACLE
+    assert 0 < oracle["bound_fraction"] <= 1
     assert variable["multilat_oracle"]["overall"]["median"] > oracle["overall"]["median"]
     assert fixed["multilat"]["overall"]["median"] < 3.0
     assert fixed["multilat"]["method"] == "ToA multilateration (ToA estimated from CIR)"
