@@ -83,6 +83,9 @@ SUBJECTS = {
     "metaloc": Subjects(lambda r: ["maml", "maml_dg"], False),
     # VIn-Loc (trained on subsets where run) against ResNet and kNN fingerprinting
     "vinloc": Subjects(_vinloc, False),
+    # VIn-Loc across environments: the model whose generalisation is claimed
+    "vinloc_envs": Subjects(lambda r: ["vinloc"], False),
+    "metaloc_envs": Subjects(lambda r: ["maml", "maml_dg"], False),
     # "a learned model beats multilateration and kNN": every learned model without a prior
     "snr": Subjects(_no_prior_models, False),
     "snr_paris": Subjects(_no_prior_models, False),

@@ -30,6 +30,10 @@ def dataset_store(spec: DatasetSpec, cache_dir: str | Path, device: str = "auto"
     from simgen.errors import SimgenError
     from simgen.render import Renderer, plan
 
+    if spec.environment is not None:  # one environment of a pool (rendered once, whole)
+        from loc.suite.envs import environment_store
+
+        return environment_store(spec, cache_dir, device)
     cache = Path(cache_dir)
     scene = spec.scene
     try:

@@ -598,3 +598,8 @@ PAPERS = {
         check_snr,
     ),
 }
+
+# the environment-pool protocols (issue #32), in their own module
+from loc.suite.papers_envs import ENV_PAPERS  # noqa: E402 - needs the names above
+
+PAPERS.update(ENV_PAPERS)

@@ -57,6 +57,10 @@ DATA_DEFAULTS = {
     "finetune_steps": 1000,  # steps of each fine-tuning run (constant LR)
     "k_shots": [8, 32, 128],  # MetaLoc models: target samples K for fast adaptation
     "adapt": {},  # MetaLoc: fast-adaptation options (loc.fit.meta.AdaptConfig)
+    # MetaLoc: inner-loop α values to choose from on the meta-training environments only; the
+    # choice replaces every MAML model's meta.alpha and `adapt` (its inner loop: SGD, α,
+    # inner_steps) for every model (loc.suite.meta_sweep)
+    "alpha_sweep": [],
     # receiver noise (loc.noise spec) of every scenario without its own `noise`: a training
     # scenario's applies to its store's training and database samples, a test scenario's to
     # its queries; noise_redraw: new training noise every epoch (augmentation)
@@ -89,6 +93,9 @@ class DatasetSpec:
     scene: Path
     ue_count: int | None = None
     scene_overrides: dict = dataclasses.field(default_factory=dict)
+    # one environment of a pool YAML (``scene``; loc.suite.envs), and its seen / unseen split
+    environment: str | None = None
+    split: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +281,7 @@ def _noise_spec(value, where: str) -> str | None:
 def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     """Read, merge the budget's overrides into, and validate a protocol. ConfigError on any
     inconsistency (one line, naming the key)."""
+    from loc.suite.envs import expand_experiment, pool_datasets
     from loc.suite.runners import base_model, known_models
 
     path = find_protocol(name)
@@ -321,6 +329,9 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
 
     datasets = {}
     for dname, d in (cfg.get("datasets") or {}).items():
+        if isinstance(d, dict) and "pool" in d:  # one dataset per environment (loc.suite.envs)
+            datasets.update(pool_datasets(dname, d, path))
+            continue
         if not isinstance(d, dict) or "scene" not in d:
             raise ConfigError(f"datasets.{dname}: needs a scene")
         bad = set(d) - {"scene", "ue_count", "scene_overrides"}
@@ -373,6 +384,11 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     if not isinstance(data["adapt"], dict):
         raise ConfigError("data.adapt must be a mapping (optimizer, steps, lr, ...)")
     AdaptConfig.from_dict(data["adapt"])  # validates
+    sweep = data["alpha_sweep"]
+    if not isinstance(sweep, list) or any(
+        isinstance(a, bool) or not isinstance(a, int | float) or a <= 0 for a in sweep
+    ):
+        raise ConfigError(f"data.alpha_sweep must be a list of positive step sizes, got {sweep!r}")
     _count(data["finetune_steps"], "data.finetune_steps")
     if not isinstance(data["finetune_sizes"], list):
         raise ConfigError("data.finetune_sizes must be a list of sample counts")
@@ -391,6 +407,7 @@ def load_protocol(name: str | Path, budget: str = "short") -> Protocol:
     experiments = {}
     for ename, e in (cfg.get("experiments") or {}).items():
         where = f"experiments.{ename}"
+        e = expand_experiment(e, datasets, where)  # `environments:` scenarios of a pool
         if not isinstance(e, dict) or not {"train", "test"} <= set(e) <= {"train", "test", "split"}:
             raise ConfigError(f"{where}: needs the keys train and test (and optionally split)")
         split = e.get("split", data["split"])

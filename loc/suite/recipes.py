@@ -64,6 +64,8 @@ def model_recipe(proto: Protocol, exp: Experiment, name: str) -> dict | None:
     from loc.suite.runners import base_model, family
 
     fam, base = family(name), base_model(name)
+    if fam == "site":  # loc.suite.site: the shared loop, on each test column's own survey
+        fam, base = "train", "resnet_fp"
     if fam == "model_based":
         return None
     data, kw = proto.data, dict(proto.model_kwargs.get(name, {}))

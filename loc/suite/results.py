@@ -158,7 +158,9 @@ def render_seconds(store: str | Path) -> float | None:
     side = Path(str(store) + ".json")
     if side.exists():
         return float(json.loads(side.read_text()).get("render_seconds", 0.0))
-    return None
+    from loc.suite.envs import pool_render_seconds  # one environment of a pool
+
+    return pool_render_seconds(store)
 
 
 def fit_seconds(result: dict) -> float:

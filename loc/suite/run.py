@@ -116,7 +116,13 @@ class _Prepared:
             if b > sc.n:
                 raise DataError(f"{exp.name}: batch size {b} exceeds the {sc.n} training samples")
             self.train.append((p.store, tr))
-        train_xy = np.concatenate([st.xyz[tr, :2] for st, tr in self.train])
+        def train_xy(ds: str) -> np.ndarray:  # training positions in the frame of ``ds``
+            from loc.suite.envs import same_frame
+
+            xy = [st.xyz[tr, :2] for sc, (st, tr) in zip(exp.train, self.train, strict=True)
+                  if same_frame(sc.dataset, ds)]  # fmt: skip
+            return np.concatenate(xy) if xy else np.zeros((0, 2))
+
         self.test: dict[str, tuple[CSIStore, np.ndarray, np.ndarray]] = {}
         self.min_distance: dict[str, float] = {}  # test position to the nearest training one (m)
         for name, sc in exp.test.items():
@@ -132,7 +138,7 @@ class _Prepared:
             # no test position is a training position (of any training scenario, in any
             # traffic snapshot or weather condition); a blocks split keeps them gap_m apart
             self.min_distance[name] = check_disjoint(
-                p.store.xyz[te, :2], train_xy, gap_m if held is not None else 0.0, what
+                p.store.xyz[te, :2], train_xy(sc.dataset), gap_m if held is not None else 0.0, what
             )
             self.test[name] = (p.store, db, te)
         shapes = {st.shape for st in self._stores.values()}
@@ -500,6 +506,9 @@ def run_suite(
                 o = report["overall"]
                 say(f"  {label}: {m} mean {o['mean']:.3f} m, median {o['median']:.3f} m")
             write_outputs(result, errors, out, proto, models, final=False)
+    from loc.suite.envs import add_pooled_columns
+
+    add_pooled_columns(result, errors, proto)  # environment pools: one column per test group
     result["wall_seconds"] = time.perf_counter() - t_start  # this call: renders, fits, evals
     result["stamp"] = make_stamp(proto_hash, code, str(dev), result["wall_seconds"])
     write_outputs(result, errors, out, proto, models, final=True)

@@ -45,7 +45,8 @@ META = {
 }  # suite name -> MAML paradigm (None: a baseline init)
 MODEL_BASED = ("multilat", "multilat_oracle", "knn_fp")
 MULTILAT_ORACLE = "ToA multilateration (oracle, upper bound: true LoS ranges of >= 3 LoS links)"
-SUITE_ONLY = (*META, *MODEL_BASED)  # suite model names that are not in loc.models.MODELS
+SITE = ("site_resnet_fp",)  # per test environment, on its own survey (loc.suite.site)
+SUITE_ONLY = (*META, *MODEL_BASED, *SITE)  # suite model names not in loc.models.MODELS
 KNN_K = 5  # neighbours of kNN fingerprinting (WKNN off)
 DA_BASELINES = ("dcnn",)  # no target loss, but fitted by loc.fit.da.train_da like the DA models
 PCP_CLASSES = ("LOS", "BLOCKED (vehicle)", "NLOS/OLOS (static)")  # loc.models.da.semantic_labels
@@ -83,6 +84,8 @@ def family(name: str) -> str:
         return "meta"
     if name in MODEL_BASED:
         return "model_based"
+    if name in SITE:
+        return "site"
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}")
     # DCNN (the source-only baseline) trains in the DA loop too: the same optimiser, LR, weight
@@ -218,6 +221,13 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
     meta_kw = kw.pop("meta", {})
     _no_masks(name, masks)
     paradigm = META[base_model(name)]
+    acfg, sweep = AdaptConfig.from_dict(data["adapt"]), None
+    if data.get("alpha_sweep"):  # α from the meta-training environments (loc.suite.meta_sweep)
+        from loc.suite.meta_sweep import chosen_alpha
+
+        sweep = chosen_alpha(proto, train_sets, device, run_dir.parent)
+        meta_kw = {**meta_kw, "alpha": sweep["alpha"]}  # the meta-test: that inner loop
+        acfg = AdaptConfig(optimizer="sgd", steps=sweep["inner_steps"], lr=sweep["alpha"])
     if paradigm is not None:
         cfg = MetaConfig(
             paradigm=paradigm,
@@ -253,7 +263,6 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
         init = MetaLocNet(train_sets[0].store.shape, **{"array": arr, **kw})
         init.fit_targets(np.concatenate([s.store.xy[s.train] for s in train_sets]))
     ks = sorted(data["k_shots"])
-    acfg = AdaptConfig.from_dict(data["adapt"])
     fp_net = init.models[0] if hasattr(init, "models") else init  # fingerprints: weight-free
     preds, extra = {}, {}
     for tname, (st, db, te) in tests.items():
@@ -283,7 +292,10 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
             "adaptation_curve": curve,
             "adaptation_baselines": baselines,
         }
-    return Fitted(preds, extra, {"paradigm": paradigm or name})
+    training = {"paradigm": paradigm or name}
+    if sweep is not None:
+        training["alpha_sweep"] = {k: v for k, v in sweep.items() if k != "signature"}
+    return Fitted(preds, extra, training)
 
 
 # ----------------------------------------------------------------------------- model-based
@@ -325,7 +337,13 @@ def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None)
     return Fitted(preds, extra, {})
 
 
-RUNNERS = {"da": run_da, "meta": run_meta, "model_based": run_model_based}
+def run_site(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
+    from loc.suite.site import run_site as run
+
+    return run(name, proto, train_sets, tests, device, run_dir, masks)
+
+
+RUNNERS = {"da": run_da, "meta": run_meta, "model_based": run_model_based, "site": run_site}
 
 
 # ----------------------------------------------------------------------------- transfer

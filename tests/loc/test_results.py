@@ -310,7 +310,7 @@ def test_tiny_controls_fail_or_the_page_says_so(suite_all_tiny):
         alloc = SUBJECTS[name].given_xprime
         expect = {"training mean"}
         expect |= {"x′", "neighbour centroid", "kNN on positions"} if alloc else set()
-        expect |= {"mean of K"} if name == "metaloc" else set()
+        expect |= {"mean of K"} if name in ("metaloc", "metaloc_envs") else set()
         assert set(controls_of(res, name)) == expect, name
         assert set(f.controls) == expect and f.check.holds in (True, False, None)
         if alloc:
