@@ -32,7 +32,9 @@ from loc.suite.run import _Prepared
 runner = CliRunner()
 PAPER_PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
 # own runners (loc.suite.runners; issue 7) and the snr protocols (issue 21)
-FAMILY_PROTOCOLS = ["snr", "snr_paris", "metaloc", "semantic_da", "vinloc"]
+FAMILY_PROTOCOLS = [
+    "snr", "snr_paris", "metaloc", "semantic_da", "vinloc", "vinloc_envs", "metaloc_envs"
+]  # fmt: skip
 PAPER_MODELS = {"mateformer", "iclloc_gen", "iclloc_disc", "cnn", "ad_cnn", "mfcnet"}
 OUR_MODELS = PAPER_MODELS - {"ad_cnn"}  # = CNN on our default angle-delay power input
 BASELINES = [
