@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BeforeValidator,
     Discriminator,
@@ -27,7 +26,7 @@ from pydantic import (
 from .errors import ConfigError, WorldError
 from .rain import FREQ_RANGE_GHZ as RAIN_FREQ_RANGE_GHZ
 from .receiver import DEFAULT_NOISE_FIGURE_DB, DEFAULT_TEMPERATURE_K
-from .strict import Count, Range, Real, Strict, StrictLoader, Vec3, as_int
+from .strict import Count, Range, Real, Strict, Vec3, as_int, read_yaml_mapping
 from .world.blocks import (  # noqa: F401 - the scene blocks are part of the config's API
     MAX_TILE_M,
     HeightDistribution,
@@ -545,15 +544,7 @@ def resolve_scene(
 
 def parse_config(text: str, source: str = "<config>") -> SceneConfig:
     """Validate YAML text; raise ConfigError('<source>: <key>: <problem>') on the first problem."""
-    try:
-        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    data = read_yaml_mapping(text, source)
     try:
         # JSON mode: strict types, but YAML lists may fill tuples and ints may fill floats.
         return SceneConfig.model_validate_json(json.dumps(data, default=str))

@@ -44,7 +44,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError, mod
 
 from .config import Count, Real, SceneConfig, Strict, _key, _message, resolve_scene
 from .errors import ConfigError
-from .strict import StrictLoader
+from .strict import read_yaml_mapping
 
 NAME_RE = r"^[A-Za-z0-9_.-]+$"
 POOL_KEYS = ("environments", "split")
@@ -210,19 +210,6 @@ class Pool:
         ]
 
 
-def _read_yaml(text: str, source: str) -> dict:
-    try:
-        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    return data
-
-
 def is_pool_file(path: str | Path) -> bool:
     """Whether ``path`` is a scene YAML with an ``environments:`` list (a pool)."""
     try:
@@ -347,7 +334,7 @@ def _draw_split(names: list[str], spec: SplitSpec, source: str) -> set[str]:
 
 def parse_pool(text: str, source: str, base: Path, ue_count: int | None = None) -> Pool:
     """Validate a pool YAML; ConfigError('<source>: <key>: <problem>') on the first problem."""
-    data = _read_yaml(text, source)
+    data = read_yaml_mapping(text, source)
     if "environments" not in data:
         raise ConfigError(f"{source}: not a pool (no environments: list)")
     pool_part = {k: data.pop(k) for k in POOL_KEYS if k in data}

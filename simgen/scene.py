@@ -6,6 +6,7 @@ Requires :func:`simgen.backend.select_backend` to have run (it imports ``sionna.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import drjit as dr
@@ -330,23 +331,14 @@ def rooftop_pool(pool: PoolConfig, ctx: SceneContext) -> list[TRPConfig]:
     if pool.region is not None:
         lo = np.maximum(lo, [pool.region.x[0], pool.region.y[0]])
         hi = np.minimum(hi, [pool.region.x[1], pool.region.y[1]])
-    rng = np.random.default_rng(pool.seed)
-    chosen: list[np.ndarray] = []
-    for _ in range(20):  # bounded rejection sampling
-        xy = lo + rng.random((max(8 * pool.count, 256), 2)) * (hi - lo)
-        z, cat = ground_level(ctx, xy)
-        for p, zi in zip(xy[cat == BUILDING], z[cat == BUILDING], strict=True):
-            if all(np.hypot(*(p - c[:2])) >= pool.min_spacing_m for c in chosen):
-                chosen.append(np.array([p[0], p[1], zi + pool.height_above_roof_m]))
-            if len(chosen) == pool.count:
-                break
-        if len(chosen) == pool.count:
-            break
-    if len(chosen) < pool.count:
-        raise ConfigError(
-            f"trps.pool: found only {len(chosen)} of {pool.count} rooftop positions "
-            f"{pool.min_spacing_m:g} m apart in the region; lower count or min_spacing_m"
-        )
+    chosen = _spaced_points(
+        pool,
+        ctx,
+        lambda rng, n: lo + rng.random((n, 2)) * (hi - lo),
+        BUILDING,
+        pool.height_above_roof_m,
+        "rooftop",
+    )
     return _pool_trps(chosen, pool)
 
 
@@ -360,26 +352,49 @@ def street_pool(pool: PoolConfig, ctx: SceneContext) -> list[TRPConfig]:
             "trps.pool: placement streets needs a scene built from a world (scene: {osm: ...} "
             "or {procedural: ...}); this scene has no world.json"
         )
+    chosen = _spaced_points(
+        pool,
+        ctx,
+        lambda rng, n: street_geo.kerb_candidates(ctx.streets, rng, n, pool.region),
+        GROUND,
+        pool.height_m,
+        "street",
+    )
+    trps = _pool_trps(chosen, pool)
+    _check_trps(trps, ctx)  # nothing overhead (a bridge, an arcade)
+    return trps
+
+
+def _spaced_points(
+    pool: PoolConfig,
+    ctx: SceneContext,
+    candidates: Callable[[np.random.Generator, int], np.ndarray],
+    category: int,
+    height_m: float,
+    what: str,
+) -> list[np.ndarray]:
+    """``pool.count`` TRP positions (3,) m, at least ``pool.min_spacing_m`` apart, seeded by
+    ``pool.seed``: bounded rejection sampling of ``candidates(rng, n)`` -> (n, 2) x, y, kept
+    where the surface straight below is of ``category`` (BUILDING: a roof, GROUND: the
+    street), ``height_m`` above it. ConfigError naming ``what`` if too few are found."""
     rng = np.random.default_rng(pool.seed)
     chosen: list[np.ndarray] = []
     for _ in range(20):  # bounded rejection sampling
-        xy = street_geo.kerb_candidates(ctx.streets, rng, max(8 * pool.count, 256), pool.region)
+        xy = candidates(rng, max(8 * pool.count, 256))
         z, cat = ground_level(ctx, xy)
-        for p, zi in zip(xy[cat == GROUND], z[cat == GROUND], strict=True):
+        for p, zi in zip(xy[cat == category], z[cat == category], strict=True):
             if all(np.hypot(*(p - c[:2])) >= pool.min_spacing_m for c in chosen):
-                chosen.append(np.array([p[0], p[1], zi + pool.height_m]))
+                chosen.append(np.array([p[0], p[1], zi + height_m]))
             if len(chosen) == pool.count:
                 break
         if len(chosen) == pool.count:
             break
     if len(chosen) < pool.count:
         raise ConfigError(
-            f"trps.pool: found only {len(chosen)} of {pool.count} street positions "
+            f"trps.pool: found only {len(chosen)} of {pool.count} {what} positions "
             f"{pool.min_spacing_m:g} m apart in the region; lower count or min_spacing_m"
         )
-    trps = _pool_trps(chosen, pool)
-    _check_trps(trps, ctx)  # nothing overhead (a bridge, an arcade)
-    return trps
+    return chosen
 
 
 def _pool_trps(chosen: list[np.ndarray], pool: PoolConfig) -> list[TRPConfig]:

@@ -11,6 +11,8 @@ from typing import Annotated
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from .errors import ConfigError
+
 
 def as_int(v: object) -> object:
     """Accept integral floats such as ``1e5`` for counts."""
@@ -69,3 +71,18 @@ StrictLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
+
+
+def read_yaml_mapping(text: str, source: str) -> dict:
+    """The top-level mapping of a YAML text read with :class:`StrictLoader`; ConfigError
+    ('<source>: invalid YAML at line L, column C: <problem>', or not a mapping) otherwise."""
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    return data
