@@ -96,6 +96,14 @@ def open_client(spec: str):
     return client, max(len(client.scheduler_info().get("workers", {})), 1)
 
 
+def close_client(client) -> None:
+    """Close a Client from :func:`open_client`, and the local cluster it started, if any."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def render_distributed(
     r: Renderer,
     spec: str,
@@ -137,10 +145,7 @@ def render_distributed(
             if progress:
                 progress(n)
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        close_client(client)
     add_duplicates(store, dups)
     store.finalize()
     return done

@@ -215,7 +215,7 @@ def render_pool(
         return results
     from distributed import as_completed  # noqa: PLC0415
 
-    from .cluster import open_client  # noqa: PLC0415
+    from .cluster import close_client, open_client  # noqa: PLC0415
 
     client, n_workers = open_client(cluster)
     if cluster.startswith("local:"):
@@ -241,10 +241,7 @@ def render_pool(
             if on_env:
                 on_env(s)
     finally:
-        dask_cluster = getattr(client, "cluster", None)
-        client.close()
-        if dask_cluster is not None:
-            dask_cluster.close()
+        close_client(client)
     _finish(root, pool, opt.out)
     order = {n: i for i, n in enumerate(names)}
     return sorted(results, key=lambda s: order[s["name"]])

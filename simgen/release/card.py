@@ -47,25 +47,35 @@ def size_category(n: int) -> str:
     return next((cat for hi, cat in HF_SIZE_CATEGORIES if n < hi), "n>1B")
 
 
-def front_matter(st: Stats, *, name: str, license_id: str, store_ref: str) -> dict:
-    """Dataset-card YAML metadata the Hugging Face Hub accepts as is: licence, size, task,
-    tags and one ``configs`` entry per condition group (the first is the default)."""
+HUB_TAGS = [
+    "wireless-localization",
+    "channel-state-information",
+    "mimo-ofdm",
+    "ray-tracing",
+    "sionna-rt",
+    "zarr",
+]
+
+
+def hub_meta(name: str, license_id: str, links: int, extra_tags: tuple[str, ...] = ()) -> dict:
+    """The Hub metadata every card starts with: pretty name, licence (a Hub id, else "other"
+    with its name and link), the size bucket of ``links`` records, task and tags."""
     hf = {"odbl-1.0": "odbl"}.get(license_id.lower(), license_id.lower())
     meta: dict = {"pretty_name": name}
     if hf in HF_LICENSES:
         meta["license"] = hf
     else:
         meta.update(license="other", license_name=license_id, license_link=license_url(license_id))
-    meta["size_categories"] = [size_category(st.layout.sample * st.layout.trp)]
+    meta["size_categories"] = [size_category(links)]
     meta["task_categories"] = ["tabular-regression"]
-    meta["tags"] = [
-        "wireless-localization",
-        "channel-state-information",
-        "mimo-ofdm",
-        "ray-tracing",
-        "sionna-rt",
-        "zarr",
-    ]
+    meta["tags"] = [*HUB_TAGS, *extra_tags]
+    return meta
+
+
+def front_matter(st: Stats, *, name: str, license_id: str, store_ref: str) -> dict:
+    """Dataset-card YAML metadata the Hugging Face Hub accepts as is: licence, size, task,
+    tags and one ``configs`` entry per condition group (the first is the default)."""
+    meta = hub_meta(name, license_id, st.layout.sample * st.layout.trp)
     zipped = store_ref.endswith(".zip")
     meta["configs"] = [
         {

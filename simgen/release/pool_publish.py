@@ -16,31 +16,15 @@ from ..errors import StoreError
 from ..safety import check_replaceable, remove_if_ours
 from ..schema import LinkState
 from ..store import open_root
-from .card import HF_LICENSES, _table, size_category
+from .card import _table, hub_meta
 from .croissant import CROISSANT_VERSION, ZARR_MIME, check_croissant, croissant
 from .pool import environments
 from .stats import FIGURES, OSM_SCENES, Stats, _human, collect, license_url
-from .validate import MANIFEST, check, verify_manifest, write_manifest
+from .validate import MANIFEST, check
 
 
 def _front_matter(name: str, license_id: str, store_ref: str, envs: list, links: int) -> dict:
-    hf = {"odbl-1.0": "odbl"}.get(license_id.lower(), license_id.lower())
-    meta: dict = {"pretty_name": name}
-    if hf in HF_LICENSES:
-        meta["license"] = hf
-    else:
-        meta.update(license="other", license_name=license_id, license_link=license_url(license_id))
-    meta["size_categories"] = [size_category(links)]
-    meta["task_categories"] = ["tabular-regression"]
-    meta["tags"] = [
-        "wireless-localization",
-        "channel-state-information",
-        "mimo-ofdm",
-        "ray-tracing",
-        "sionna-rt",
-        "zarr",
-        "environment-pool",
-    ]
+    meta = hub_meta(name, license_id, links, ("environment-pool",))
     meta["configs"] = [
         {
             "config_name": f"{e['name']}-{cond}",
@@ -223,7 +207,7 @@ def publish_pool(
     url: str | None,
 ):
     """Fill ``result`` (a ``publish.PublishResult``) with the release of the pool ``store``."""
-    from .publish import make_figures  # noqa: PLC0415 - publish dispatches here
+    from .publish import make_figures, write_card_and_manifest  # noqa: PLC0415 - publish dispatches here
 
     if mode == "zip":
         raise StoreError(
@@ -324,11 +308,4 @@ def publish_pool(
         notes=result.notes,
         date=date,
     )
-    (out / "README.md").write_text(text)
-    result.files += [cpath, out / "README.md"]
-    man = write_manifest(out)
-    result.files.append(man)
-    problems = verify_manifest(man)
-    if problems:  # pragma: no cover - only if files change while we hash them
-        raise StoreError(f"{man}: does not verify right after writing: {problems[0]}")
-    return result
+    return write_card_and_manifest(out, text, cpath, result)

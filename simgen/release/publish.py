@@ -298,8 +298,14 @@ def publish(
         date=date,
         notes=result.notes,
     )
-    (out / "README.md").write_text(text)
-    result.files += [cpath, out / "README.md"]
+    return write_card_and_manifest(out, text, cpath, result)
+
+
+def write_card_and_manifest(out: Path, card_text: str, croissant_path: Path, result):
+    """The last steps of every release: the card as ``README.md``, then the SHA-256 manifest
+    of the whole folder, verified right after writing. Returns ``result`` with the files."""
+    (out / "README.md").write_text(card_text)
+    result.files += [croissant_path, out / "README.md"]
     man = write_manifest(out)
     result.files.append(man)
     problems = verify_manifest(man)
