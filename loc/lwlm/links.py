@@ -17,7 +17,7 @@ import torch
 
 from loc.errors import DataError
 from loc.noise import bandwidth_hz
-from loc.transforms import dft_matrices
+from loc.transforms import ArrayShape, dft_matrices
 
 
 def read_links(store, idx: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -50,8 +50,16 @@ def link_config(store) -> np.ndarray:
 class GridMaker:
     """Complex (B, A, K) channels -> the encoder's grid and the DTI target, in torch."""
 
-    def __init__(self, n_ant: int, n_sc: int, device: torch.device | str = "cpu") -> None:
-        fa, fd = dft_matrices(n_ant, n_sc)
+    def __init__(
+        self,
+        n_ant: int,
+        n_sc: int,
+        device: torch.device | str = "cpu",
+        array: ArrayShape | None = None,
+    ) -> None:
+        """``array``: the TRP array (rows, cols, ports) whose 2-D angle DFT makes the DTI target
+        (``loc.transforms.angle_dft``); None: the 1-D DFT over the antenna axis."""
+        fa, fd = dft_matrices(n_ant, n_sc, array)
         self.fa = torch.as_tensor(fa, dtype=torch.complex64, device=device)
         self.fd_h = torch.as_tensor(fd.conj().T, dtype=torch.complex64, device=device)
 

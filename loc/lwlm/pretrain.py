@@ -195,7 +195,8 @@ def pretrain(
         sum(len(e) for e in elig),
         time.perf_counter() - t0,
     )
-    maker = GridMaker(n_ant, n_sc, device)
+    # the DTI target: each store's own TRP array (the 2-D angle DFT of a planar array)
+    makers = [GridMaker(n_ant, n_sc, device, p.store.array_shape) for p in pools]
 
     def payload(step: int) -> dict:
         return {
@@ -217,7 +218,8 @@ def pretrain(
         lr = cfg.lr * lr_factor(step, cfg.steps, "cosine", cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        pool, eligible = pools[step % len(pools)], elig[step % len(pools)]
+        i_pool = step % len(pools)
+        pool, eligible, maker = pools[i_pool], elig[i_pool], makers[i_pool]
         rng = np.random.default_rng([cfg.seed, 11, step])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         torch.manual_seed(int(rng.integers(2**62)))  # dropout

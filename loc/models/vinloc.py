@@ -345,8 +345,14 @@ class VInLoc(TargetNorm):
         return self.l2_loss(self(h, trp_xyz, present), xy)
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        """AdamW, weight decay 0.1, "momentum 0.99" read as beta1 (spec)."""
-        return torch.optim.AdamW(self.parameters(), lr=lr, betas=(0.99, 0.999), weight_decay=0.1)
+        return vinloc_optimizer(self.parameters(), lr)
+
+
+def vinloc_optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """VIn-Loc's optimiser (spec): AdamW, weight decay 0.1, "momentum 0.99" read as beta1. The
+    ResNet fingerprinting baseline compared with VIn-Loc trains with it too (benchmark-fairness
+    rule 3: compared models share their optimiser)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.99, 0.999), weight_decay=0.1)
 
 
 class _BasicBlock(nn.Module):
@@ -443,3 +449,7 @@ class ResNetFingerprint(TargetNorm):
         if self.train_subset is not None:
             present = random_subset(present, self.train_subset, rng)
         return self.l2_loss(self(h, trp_xyz, present), xy)
+
+    def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """VIn-Loc's own (``vinloc_optimizer``): the two compared models share their recipe."""
+        return vinloc_optimizer(self.parameters(), lr)

@@ -222,7 +222,9 @@ def test_suite_tiny_end_to_end(tmp_path, canyon):
     assert len(res["ablation"]["rows"]["single"]) == 5  # all, 3 leave-one-out, scratch
     assert res["unseen_trp"]["test_trp"] == 2
     assert (tmp_path / "r" / "lwlm.png").exists()
+    assert res["split"]["kind"] == "blocks" and res["split"]["min_distance_m"] > 1.0
     page = (tmp_path / "r" / "lwlm.md").read_text()
+    assert "held-out 10 m squares" in page
     assert "Unseen TRP" in page and "Ablation" in page and "finding" in page
     before = (tmp_path / "r" / "pretrain" / "encoder.pt").stat().st_mtime
     r = CliRunner().invoke(app, args)
@@ -245,3 +247,32 @@ def test_frozen_encoder_and_paper_width(tmp_path, store_path):
     paper = LWLM(n_sc=64, n_ant=32, **WIDTHS["paper"])
     assert paper.encoder.n_patches == 128 and len(paper.encoder.blocks.layers) == 4
     assert paper.encoder.blocks.layers[0].linear1.out_features == 2048
+
+
+def test_split_holds_out_whole_blocks(canyon):
+    """LWLM's default split: no pretraining / labelled sample within the gap of a test sample
+    (shapely-free: brute-force distances); the random split puts test samples beside them."""
+    p = lwlm_suite.load("tiny")
+    st = lwlm_suite._store(canyon, p)
+    test, pool, info = lwlm_suite.split_samples(st, p["data"])
+    xy = st.xyz[:, :2]
+    d = np.linalg.norm(xy[test][:, None] - xy[pool][None], axis=-1).min()
+    assert info["kind"] == "blocks" and len(test) == p["data"]["n_test"]
+    assert d > p["data"]["gap_m"] and not set(test) & set(pool)
+    test_r, pool_r, _ = lwlm_suite.split_samples(st, {**p["data"], "split": "random"})
+    assert np.linalg.norm(xy[test_r][:, None] - xy[pool_r][None], axis=-1).min() < 1.0
+
+
+def test_dti_target_uses_the_planar_array():
+    """The DTI target of a planar array is its 2-D angle DFT: an on-grid plane wave on a 2 x 4
+    UPA lands in one angle bin (the 1-D DFT over the flattened array spreads it)."""
+    from loc.lwlm.links import GridMaker
+
+    rows, cols, k = 2, 4, 8
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    wave = np.exp(2j * np.pi * (r * 1 / rows + c * 1 / cols)).T.reshape(-1)  # column-first
+    h = torch.as_tensor(np.repeat(wave[:, None], k, axis=1)[None], dtype=torch.complex64)
+    for array, one_bin in (((rows, cols, 1), True), (None, False)):
+        p = GridMaker(rows * cols, k, array=array).angle_delay(h).abs() ** 2
+        share = float(p.max() / p.sum())
+        assert (share > 0.99) == one_bin, (array, share)
