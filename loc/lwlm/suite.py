@@ -226,10 +226,10 @@ def _project_baselines(st_path, p, labelled, test_idx, device, run_dir) -> dict:
 def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool = True) -> dict:
     """Run the protocol ``p`` (``load``); returns the result JSON (also written), stamped
     (``loc.suite.stamp``)."""
-    from loc.suite.stamp import code_hash, make_stamp, protocol_hash
+    from loc.suite.stamp import code_files, make_stamp, protocol_hash
 
     t_start = time.perf_counter()
-    code, proto_hash = code_hash(), protocol_hash(p)
+    files, proto_hash = code_files(), protocol_hash(p)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = dataset_store(_scene(p), cache, device)
     st = _store(path, p)
@@ -304,7 +304,7 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
             scratch = next(r for r in tbl[a["labels"]] if r["name"] == SCRATCH)
             res["ablation"]["rows"][task] = [*rows, scratch]
     res["wall_seconds"] = time.perf_counter() - t_start
-    res["stamp"] = make_stamp(proto_hash, code, device, res["wall_seconds"])
+    res["stamp"] = make_stamp(proto_hash, files, device, res["wall_seconds"])
     res["finding"] = dataclasses.asdict(check(res))
     res["complete"] = True
     (out_dir / "lwlm.json").write_text(json.dumps(res, indent=1, default=float))

@@ -124,7 +124,7 @@ def anchor(heading: str) -> str:
     return "".join(keep).replace(" ", "-")
 
 
-def run_status(name: str, budget: str, result: dict, code: str) -> str | None:
+def run_status(name: str, budget: str, result: dict, files: dict[str, str]) -> str | None:
     """None when ``result`` is the current protocol's and code's run, else why not
     (``loc.suite.stamp.staleness``): the protocol is re-resolved at ``budget`` and hashed."""
     from loc.suite.stamp import protocol_hash, staleness
@@ -135,7 +135,7 @@ def run_status(name: str, budget: str, result: dict, code: str) -> str | None:
         now = protocol_hash(lwlm.load(budget)) if budget in lwlm.budgets() else None
     else:
         now = protocol_hash(load_protocol(name, budget)) if name in list_protocols() else None
-    return staleness(result.get("stamp"), now, code)
+    return staleness(result.get("stamp"), now, files)
 
 
 def mixed_fits(result: dict) -> list[str]:
@@ -381,11 +381,11 @@ def write_results_page(
         "last run |",
         "|---|---|---|---|---|---|---|",
     ]
-    from loc.suite.stamp import code_hash, stamp_line
+    from loc.suite.stamp import code_files, stamp_line
 
-    code = code_hash()
+    files = code_files()
     verdicts: dict[str, Finding | None] = {}
-    status = {n: run_status(n, budget, r, code) for n, r in results.items()}
+    status = {n: run_status(n, budget, r, files) for n, r in results.items()}
     for name, r in results.items():
         paper = PAPERS.get(name)
         v = check_with_controls(paper, r) if paper else None
@@ -397,7 +397,7 @@ def write_results_page(
             f"{_minutes(fits[name])} | {_minutes(r.get('wall_seconds'))} |"
         )
     if lwlm is not None:
-        status["lwlm"] = run_status("lwlm", budget, lwlm, code)
+        status["lwlm"] = run_status("lwlm", budget, lwlm, files)
         lv = lwlm.get("finding") or {}
         mark = {True: "yes", False: "**no**"}.get(lv.get("holds"), "–")
         pre = (lwlm.get("pretrain") or {}).get("seconds")

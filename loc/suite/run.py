@@ -335,11 +335,12 @@ def run_suite(
     from loc.fit.finetune import transfer_curve
     from loc.fit.supervised import TrainConfig, TrainSet, resolve_device, train
     from loc.suite.runners import RUNNERS, Fitted, base_model, family, trp_subset_mask
-    from loc.suite.stamp import code_hash, make_stamp, protocol_hash
+    from loc.suite.stamp import code_files, code_hash, make_stamp, protocol_hash
 
     say = on_progress or log.info
     t_start = time.perf_counter()
-    code, proto_hash = code_hash(), protocol_hash(proto)
+    files, proto_hash = code_files(), protocol_hash(proto)
+    code = code_hash(files)  # the run's code (fits record it: ``_fit_seconds``)
     models = models or proto.models
     unknown = [m for m in models if m not in proto.models]
     if unknown:
@@ -510,6 +511,6 @@ def run_suite(
 
     add_pooled_columns(result, errors, proto)  # environment pools: one column per test group
     result["wall_seconds"] = time.perf_counter() - t_start  # this call: renders, fits, evals
-    result["stamp"] = make_stamp(proto_hash, code, str(dev), result["wall_seconds"])
+    result["stamp"] = make_stamp(proto_hash, files, str(dev), result["wall_seconds"])
     write_outputs(result, errors, out, proto, models, final=True)
     return result

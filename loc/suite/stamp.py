@@ -2,9 +2,12 @@
 
 A run's stamp: the commit (``git rev-parse HEAD``, ``-dirty`` with uncommitted changes to
 tracked files), a hash of the protocol as resolved at its budget, a hash of the code (every
-``*.py`` of the ``loc`` and ``simgen`` packages), the date (UTC), the machine and the wall time.
-The page generator recomputes both hashes and marks a section whose protocol or code changed
-since its run as stale (``staleness``) instead of presenting it as current.
+``*.py`` of the ``loc`` and ``simgen`` packages when the run started), the sha256 of each of
+those files the run imported (``code_files``), the date (UTC), the machine and the wall time.
+The page generator recomputes the protocol hash and the imported files' hashes and marks a
+section whose protocol or code changed since its run as stale (``staleness``), naming the
+changed files, instead of presenting it as current. A change to a module the run never
+imported (another protocol's) leaves it current.
 """
 
 from __future__ import annotations
@@ -25,19 +28,47 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def code_hash() -> str:
-    """sha256 over (path relative to the package's parent, bytes) of every ``*.py`` of the
-    imported ``loc`` and ``simgen`` packages, in sorted order."""
+def _roots() -> list[Path]:
     import loc
     import simgen
 
-    h = hashlib.sha256()
-    for pkg in (loc, simgen):
-        root = Path(pkg.__file__).resolve().parent
-        for f in sorted(root.rglob("*.py")):
-            h.update(f.relative_to(root.parent).as_posix().encode() + b"\0")
-            h.update(f.read_bytes() + b"\0")
-    return h.hexdigest()
+    return [Path(pkg.__file__).resolve().parent for pkg in (loc, simgen)]
+
+
+def code_files() -> dict[str, str]:
+    """{path relative to the package's parent ('loc/data.py'): sha256 of its bytes} of every
+    ``*.py`` of the ``loc`` and ``simgen`` packages, in sorted order."""
+    return {
+        f.relative_to(root.parent).as_posix(): _sha(f.read_bytes())
+        for root in _roots()
+        for f in sorted(root.rglob("*.py"))
+    }
+
+
+def code_hash(files: dict[str, str] | None = None) -> str:
+    """sha256 over the (path, file sha256) pairs of ``files`` (default ``code_files()``)."""
+    files = code_files() if files is None else files
+    return _sha("".join(f"{p}\0{h}\0" for p, h in sorted(files.items())).encode())
+
+
+def imported_files(files: dict[str, str]) -> dict[str, str]:
+    """The entries of ``files`` (a ``code_files()`` snapshot) whose module this process has
+    imported (``sys.modules``)."""
+    import sys
+
+    roots = _roots()
+    used = {}
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if not f:
+            continue
+        f = Path(f).resolve()
+        for root in roots:
+            if f.is_relative_to(root):
+                rel = f.relative_to(root.parent).as_posix()
+                if rel in files:
+                    used[rel] = files[rel]
+    return dict(sorted(used.items()))
 
 
 def _canonical(obj):
@@ -94,29 +125,39 @@ def machine(device: str) -> str:
     return text
 
 
-def make_stamp(proto_hash: str, code: str, device: str, wall_seconds: float) -> dict:
-    """The stamp stored in a result JSON (``code``: ``code_hash()`` when the run started)."""
+def make_stamp(proto_hash: str, files: dict[str, str], device: str, wall_seconds: float) -> dict:
+    """The stamp stored in a result JSON; ``files``: ``code_files()`` when the run started (its
+    ``code_hash`` names the run's code; the files it imported are kept for ``staleness``)."""
     return {
         "commit": git_commit(),
         "protocol_hash": proto_hash,
-        "code_hash": code,
+        "code_hash": code_hash(files),
+        "code_files": imported_files(files),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(device),
         "wall_seconds": wall_seconds,
     }
 
 
-def staleness(stamp: dict | None, proto_hash: str | None, code: str) -> str | None:
-    """None when the run is current (its protocol and code hashes are today's), else
-    'unstamped' (a result from before stamps), 'stale: protocol changed' or 'stale: code
-    changed since <commit>'. ``proto_hash`` None: the protocol is no longer shipped."""
+def staleness(stamp: dict | None, proto_hash: str | None, files: dict[str, str]) -> str | None:
+    """None when the run is current (its protocol hash is today's, and so is every code file
+    it imported; a stamp without ``code_files``: the whole code hash), else 'unstamped' (a
+    result from before stamps), 'stale: protocol changed' or 'stale: code changed since
+    <commit> (<files>)'. ``proto_hash`` None: the protocol is no longer shipped; ``files``:
+    today's ``code_files()``."""
     if not stamp:
         return "unstamped"
     why = []
     if proto_hash is None or stamp.get("protocol_hash") != proto_hash:
         why.append("protocol changed")
-    if stamp.get("code_hash") != code:
-        why.append(f"code changed since {(stamp.get('commit') or 'its run')[:12]}")
+    since = f"code changed since {(stamp.get('commit') or 'its run')[:12]}"
+    if "code_files" in stamp:
+        changed = [p for p, h in stamp["code_files"].items() if files.get(p) != h]
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            why.append(f"{since} ({', '.join(changed[:3])}{more})")
+    elif stamp.get("code_hash") != code_hash(files):
+        why.append(since)
     return "stale: " + ", ".join(why) if why else None
 
 

@@ -383,7 +383,8 @@ def test_sections_are_stamped_and_stale_ones_marked(suite_all_tiny, tmp_path):
     f.write_text(json.dumps(res))
     f = runs / "metaloc_tiny" / "metaloc.json"
     res = json.loads(f.read_text())
-    res["stamp"]["code_hash"] = "1" * 64
+    assert "loc/suite/run.py" in res["stamp"]["code_files"]
+    res["stamp"]["code_files"]["loc/suite/run.py"] = "1" * 64  # a file it ran, changed since
     f.write_text(json.dumps(res))
     f = runs / "rain_tiny" / "rain.json"
     res = json.loads(f.read_text())
@@ -396,7 +397,27 @@ def test_sections_are_stamped_and_stale_ones_marked(suite_all_tiny, tmp_path):
     status = json.loads((tmp_path / "figures" / "page.json").read_text())["run_status"]
     assert status["vinloc"] == "stale: protocol changed"
     assert status["metaloc"].startswith("stale: code changed since ")
+    assert status["metaloc"].endswith("(loc/suite/run.py)")
     assert status["rain"] == "unstamped" and status["single_scenario"] == "current"
     text = out.read_text()
     assert "| stale: protocol changed |" in text and "**Stale: protocol changed**" in text
     assert "**Unstamped**" in text and "| stale: code changed since " in text
+
+
+def test_a_change_to_code_a_run_never_imported_leaves_it_current():
+    """Staleness reads the files the run imported: another module's change keeps it current,
+    a change to one of them (or a stamp without the file list, and any code change) stales it."""
+    from loc.suite.stamp import code_files, code_hash, make_stamp, staleness
+
+    files = code_files()
+    stamp = make_stamp("p" * 64, files, "cpu", 1.0)
+    used = stamp["code_files"]
+    assert "loc/suite/stamp.py" in used and set(used) < set(files)
+    unused = next(p for p in files if p not in used)
+    assert staleness(stamp, "p" * 64, {**files, unused: "0" * 64}) is None
+    why = staleness(stamp, "p" * 64, {**files, "loc/suite/stamp.py": "0" * 64})
+    assert why.startswith("stale: code changed since ") and why.endswith("(loc/suite/stamp.py)")
+    assert staleness(stamp, "q" * 64, files) == "stale: protocol changed"
+    old = {k: v for k, v in stamp.items() if k != "code_files"}  # a stamp of the whole code
+    assert old["code_hash"] == code_hash(files) and staleness(old, "p" * 64, files) is None
+    assert staleness(old, "p" * 64, {**files, unused: "0" * 64}).startswith("stale: code")

@@ -237,6 +237,7 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     stamp = res["stamp"]
     assert stamp["protocol_hash"] == protocol_hash(load_protocol("single_scenario", "tiny"))
     assert stamp["code_hash"] == code_hash() and stamp["wall_seconds"] == res["wall_seconds"]
+    assert {"loc/suite/run.py", "loc/models/mateformer.py"} <= set(stamp["code_files"])
     assert "CPUs, cpu" in stamp["machine"] and stamp["date"].endswith("UTC")
     assert all(t["code_hashes"] == [code_hash()] for t in res["training"]["10k"].values())
     assert res["complete"] and res["budget"] == "tiny" and res["steps"] == 50
