@@ -454,16 +454,14 @@ def suite(
         run_all(budget, root, cache, page, device=device, resume=resume, page_only=page_only)
         typer.echo(json.dumps({"results": str(page)}))
         return
-    from loc.lwlm.suite import is_lwlm
+    from loc.suite.protocol import is_lwlm
 
-    if is_lwlm(protocol):
-        from loc.lwlm import suite as lwlm
+    if is_lwlm(protocol):  # its own format and runner (imported only here)
+        from loc.lwlm.suite import run_named
 
-        res = lwlm.run(lwlm.load(budget), out or Path("runs/suite") / f"lwlm_{budget}", cache,
-                       device=device, resume=resume)  # fmt: skip
-        typer.echo("\n".join(lwlm.page(res)))
-        typer.echo(json.dumps({"table": str((out or Path("runs/suite") / f"lwlm_{budget}")
-                                            / "lwlm.md")}))  # fmt: skip
+        page, table = run_named(protocol, budget, out, cache, device=device, resume=resume)
+        typer.echo(page)
+        typer.echo(json.dumps({"table": str(table)}))
         return
     proto = load_protocol(protocol, budget)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None

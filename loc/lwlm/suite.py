@@ -49,12 +49,21 @@ GAIN_GOAL = 0.26  # the paper's smallest gain over the transformer without pretr
 SCRATCH, PRETRAINED = "LWLM from scratch", "LWLM pretrained"
 
 
-def is_lwlm(name: str | Path) -> bool:
-    """Whether ``loc suite NAME`` means this protocol (its name or a YAML of it)."""
+def protocol_path(name: str | Path) -> Path:
+    """The YAML of LWLM protocol ``name`` (``loc/lwlm/<name>.yaml``) or the YAML path given."""
     p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return (yaml.safe_load(p.read_text()) or {}).get("name") == "lwlm"
-    return str(name) == "lwlm"
+    return p if p.suffix in (".yaml", ".yml") else PROTOCOL.parent / f"{name}.yaml"
+
+
+def run_named(
+    name: str | Path, budget: str, out: Path | None, cache: Path, device: str, resume: bool
+) -> tuple[str, Path]:
+    """``loc suite <lwlm protocol>``: run it at ``budget`` into ``out`` (default
+    ``runs/suite/<name>_<budget>``); returns (its page section, the table's path)."""
+    p = load(budget, protocol_path(name))
+    out = out or Path("runs/suite") / f"{p['name']}_{budget}"
+    res = run(p, out, cache, device=device, resume=resume)
+    return "\n".join(page(res)), out / f"{p['name']}.md"
 
 
 def budgets(path: Path = PROTOCOL) -> list[str]:
@@ -241,7 +250,7 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
         raise ConfigError(f"lwlm: {len(pool)} samples outside the test set < {biggest} labels")
     labelled = pool  # heads of the order are the labelled sets
     res: dict = {
-        "protocol": "lwlm", "budget": p["budget"], "description": p["description"],
+        "protocol": p["name"], "budget": p["budget"], "description": p["description"],
         "store": str(path), "noise": st.noise_label(), "n_test": int(n_test), "split": split,
         "n_pretrain_samples": int(len(pool)), "device": device, "units": UNITS,
     }  # fmt: skip
@@ -307,9 +316,10 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
     res["stamp"] = make_stamp(proto_hash, files, device, res["wall_seconds"])
     res["finding"] = dataclasses.asdict(check(res))
     res["complete"] = True
-    (out_dir / "lwlm.json").write_text(json.dumps(res, indent=1, default=float))
-    plot(res, out_dir / "lwlm.png")
-    (out_dir / "lwlm.md").write_text("\n".join(page(res, "lwlm.png")) + "\n")
+    name = p["name"]
+    (out_dir / f"{name}.json").write_text(json.dumps(res, indent=1, default=float))
+    plot(res, out_dir / f"{name}.png")
+    (out_dir / f"{name}.md").write_text("\n".join(page(res, f"{name}.png")) + "\n")
     return res
 
 

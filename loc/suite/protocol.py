@@ -500,3 +500,18 @@ def csi_transform(data: dict, scale: float | None) -> CSITransform:
     if s != "auto" and (isinstance(s, bool) or not isinstance(s, int | float)):
         raise ConfigError(f"data.scale must be a number or 'auto', got {s!r}")
     return CSITransform(scale=scale if s == "auto" else float(s), domain=data["domain"])
+
+
+LWLM_DIR = Path(__file__).resolve().parent.parent / "lwlm"  # LWLM protocols: their own format
+
+
+def is_lwlm(name: str | Path) -> bool:
+    """Whether ``loc suite NAME`` means an LWLM protocol (``loc.lwlm.suite``): a shipped
+    ``loc/lwlm/<NAME>.yaml``, or a YAML file whose ``name`` starts with 'lwlm'."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            return False
+        raw = yaml.safe_load(p.read_text())
+        return isinstance(raw, dict) and str(raw.get("name", "")).startswith("lwlm")
+    return "/" not in str(name) and (LWLM_DIR / f"{name}.yaml").is_file()
