@@ -3,8 +3,10 @@
 A *link* is one (sample, g) pair, g one of the store's G = T * U link groups (its selected TRPs
 x UE antennas, TRP-major, as ``CSIStore.shape``). Its channel H (A TRP antennas, K subcarriers)
 becomes the encoder's grid (spec §2): scaled so that mean |H|^2 = 1, channels (|H|, angle H)
-on a (K, A) grid. Its configuration c = (TRP x, y, z) / 100 m and bandwidth / 10 MHz. The DTI
-target is the same channel in the angle-delay domain (``loc.transforms.angle_delay``, unitary).
+on a (K, A) grid. Its configuration c = (TRP x, y, z) / 100 m, bandwidth / 10 MHz (spec §2
+item 5) and the link's level (``with_level``: the power the normalised grid no longer shows,
+i.e. the path loss the position decoders need). The DTI target is the same channel in the
+angle-delay domain (``loc.transforms.angle_delay``, unitary; the 2-D DFT of a planar array).
 
 Nothing here reads a label (``ue_position``, ``toa``, ``link_state``, ...): a link is usable when
 its channel has power, so pretraining sees unlabelled CSI only.
@@ -37,14 +39,25 @@ def usable(h: np.ndarray) -> np.ndarray:
 
 
 def link_config(store) -> np.ndarray:
-    """(G, N_CFG) float32 configuration of each link group: its TRP's (x, y, z) / 100 (m, in the
-    store's frame) and the bandwidth / 10 MHz (spec §2 item 5)."""
+    """(G, N_CFG - 1) float32 configuration of each link group: its TRP's (x, y, z) / 100 (m, in
+    the store's frame) and the bandwidth / 10 MHz (spec §2 item 5); ``with_level`` adds each
+    link's level."""
     n_u = len(store.selection.ue_ants)
     xyz = np.nan_to_num(np.repeat(store.trp_xyz, n_u, axis=0), nan=0.0) / 100.0
     f = store.ds["subcarrier"].values if "subcarrier" in store.ds.variables else np.zeros(0)
     bw = bandwidth_hz(np.asarray(f, np.float64))
     bw = bw / 1e7 if np.isfinite(bw) else 0.0
     return np.column_stack([xyz, np.full(len(xyz), bw)]).astype(np.float32)
+
+
+def with_level(cfg: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """(B, N_CFG - 1) group configurations of links with channels ``h`` (B, A, K) complex ->
+    (B, N_CFG): the link's level appended, 10 log10 of its mean |H|^2 over the subcarriers it
+    holds (a sub-band view's zeroed ones left out), in dB of the store's power unit, / 100."""
+    p = h.abs() ** 2
+    held = (p.sum(dim=-2) > 0).sum(dim=-1).clamp_min(1) * h.shape[-2]  # (B,) entries held
+    level = 10 * torch.log10((p.sum(dim=(-2, -1)) / held).clamp_min(1e-30)) / 100
+    return torch.cat([cfg, level[:, None].to(cfg.dtype)], dim=-1)
 
 
 class GridMaker:

@@ -5,7 +5,7 @@ Shapes (B links, K subcarriers, A TRP antennas, P = (K / pk) (A / pa) patches, D
 
     grid    float32 (B, 2, K, A)   per-link power-normalised |H| and angle(H) (``loc.lwlm.links``)
     cfg     float32 (B, N_CFG)     the link's configuration c: TRP (x, y, z) / 100 m, bandwidth
-                                   MHz / 10 (spec §2 item 5)
+                                   MHz / 10 (spec §2 item 5), level dB / 100 (``with_level``)
     tokens  float32 (B, 1 + P, D)  encoder output; token 0 is CLS
 
 The token features are split into three slices, one per objective (spec §1, the authors'
@@ -22,7 +22,7 @@ from torch import nn
 
 from loc.errors import ConfigError
 
-N_CFG = 4  # TRP x, y, z / 100 m, bandwidth MHz / 10
+N_CFG = 5  # TRP x, y, z / 100 m, bandwidth MHz / 10, link level dB / 100 (loc.lwlm.links)
 OBJECTIVES = ("sfmcm", "dti", "picl")
 # encoder + SSL-decoder widths. "paper": the authors' code (spec §7: D 256, depth 4, 4 heads,
 # FFN 2048, dropout 0.1, two decoder layers); "cpu": ours, sized for pretraining on 2 cores in

@@ -1,8 +1,13 @@
 """Self-supervised pretraining of the LWLM encoder on unlabelled links (spec §4).
 
-Every step draws B samples of one store (stores take turns), two usable links of each (two
-TRPs or UE antennas: PICL's positive pair, the spec's "same UE, another BS"), and computes
-L = w_dti L_DTI + w_sfmcm L_SFMCM + w_picl L_PICL on them (spec default weights 20 / 10 / 1).
+Every step draws B samples of one store (stores take turns) and two views of each, PICL's
+positive pair (spec §4.3: the same UE seen "under another BS, or another bandwidth, or both"):
+view 1 is a usable link at the full band; view 2, drawn uniformly among the kinds a sample
+allows, is another link (another TRP or UE antenna) at the full band, another link on a
+sub-band, or view 1's link on a sub-band (``_views``; a sample with one usable link always
+gets the last). A sub-band view keeps half the subcarriers, contiguous at a random offset,
+zeroes the rest and halves the bandwidth in its configuration. The step computes
+L = w_dti L_DTI + w_sfmcm L_SFMCM + w_picl L_PICL (spec default weights 20 / 10 / 1).
 Only the channel is read (``loc.lwlm.links``): no label of the store is ever touched.
 
 Determinism: the model is initialised under ``torch.manual_seed(seed)``; the batch, its links,
@@ -26,13 +31,13 @@ from loc.device import resolve_device
 from loc.errors import CheckpointError, ConfigError, DataError
 from loc.fit.checkpoint import read_checkpoint, save_checkpoint
 from loc.fit.schedule import lr_factor
-from loc.lwlm.links import GridMaker, check_grid, link_config, read_links, usable
+from loc.lwlm.links import GridMaker, check_grid, link_config, read_links, usable, with_level
 from loc.lwlm.model import LWLM, OBJECTIVES, WIDTHS
 
 log = logging.getLogger("loc.lwlm")
 
 CHECKPOINT = "encoder.pt"
-FORMAT = "loc-lwlm-encoder-1"
+FORMAT = "loc-lwlm-encoder-2"  # 2: the link level in the config (N_CFG 5)
 DEFAULT_WEIGHTS = {"dti": 20.0, "sfmcm": 10.0, "picl": 1.0}  # spec §4 (the authors' code)
 
 
@@ -89,7 +94,7 @@ class PretrainConfig:
 
 class LinkPool:
     """Every usable link of some samples of one store, preloaded: channels (N, G, A, K) complex,
-    usable (N, G), cfg (G, N_CFG)."""
+    usable (N, G), cfg (G, N_CFG - 1) (``link_config``: the level is each view's own)."""
 
     def __init__(self, store, idx: np.ndarray, device: torch.device) -> None:
         self.store = store
@@ -99,15 +104,40 @@ class LinkPool:
         self.cfg = torch.from_numpy(link_config(store)).to(device)
         self.n_links = int(self.ok.sum())
 
-    def eligible(self, two: bool) -> np.ndarray:
-        return np.flatnonzero(self.ok.sum(1) >= (2 if two else 1))
+    def eligible(self) -> np.ndarray:
+        """The samples with a usable link."""
+        return np.flatnonzero(self.ok.any(1))
 
     def draw(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Two different usable links (the second = the first when a sample has one) per row."""
         r = rng.random((len(rows), self.ok.shape[1])) + np.where(self.ok[rows], 0.0, 2.0)
         order = np.argsort(r, axis=1)
+        if order.shape[1] < 2:  # a single-link store
+            return order[:, 0], order[:, 0]
         second = np.where(self.ok[rows].sum(1) >= 2, order[:, 1], order[:, 0])
         return order[:, 0], second
+
+    def views(self, rows: np.ndarray, rng: np.random.Generator) -> tuple:
+        """PICL's two views of samples ``rows`` (module docstring): (h1 (B, A, K) complex,
+        cfg1 (B, N_CFG), h2, cfg2, kind (B,) int: 0 another link, 1 another link on a
+        sub-band, 2 the same link on a sub-band)."""
+        dev = self.h.device
+        l1, l2 = self.draw(rows, rng)
+        n_sc = self.h.shape[-1]
+        kind = rng.integers(0, 3, len(rows))
+        kind[l1 == l2] = 2  # one usable link: only another bandwidth
+        l2 = np.where(kind == 2, l1, l2)
+        width = max(1, n_sc // 2)
+        off = rng.integers(0, n_sc - width + 1, len(rows))
+        k = np.arange(n_sc)[None]
+        keep = (kind[:, None] == 0) | ((k >= off[:, None]) & (k < off[:, None] + width))
+        rt = torch.from_numpy(rows).to(dev)
+        h1 = self.h[rt, torch.from_numpy(l1).to(dev)]
+        h2 = self.h[rt, torch.from_numpy(l2).to(dev)] * torch.from_numpy(keep[:, None]).to(dev)
+        c2 = self.cfg[torch.from_numpy(l2).to(dev)].clone()
+        c2[:, 3] *= torch.from_numpy(np.where(kind > 0, width / n_sc, 1.0)).to(c2)
+        c1 = with_level(self.cfg[torch.from_numpy(l1).to(dev)], h1)
+        return h1, c1, h2, with_level(c2, h2), kind
 
 
 def _masks(b: int, k: int, a: int, cfg: PretrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -176,13 +206,7 @@ def pretrain(
         model.eval()
         return PretrainResult(model, history, ckpt, before)
     pools = [LinkPool(st, np.asarray(idx, np.int64), device) for st, idx in data]
-    two = "picl" in cfg.objectives
-    elig = [p.eligible(two) for p in pools]
-    if two and all(p.ok.shape[1] < 2 for p in pools):
-        raise DataError(
-            "PICL needs two links per sample (>= 2 TRPs or UE antennas): set its "
-            "weight to 0 for a single-link store"
-        )
+    elig = [p.eligible() for p in pools]
     for p, e in zip(pools, elig, strict=True):
         if len(e) < cfg.batch_size:
             raise DataError(
@@ -224,18 +248,15 @@ def pretrain(
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         torch.manual_seed(int(rng.integers(2**62)))  # dropout
         rows = rng.choice(eligible, cfg.batch_size, replace=False)
-        l1, l2 = pool.draw(rows, rng)
-        rt = torch.from_numpy(rows).to(device)
-        h1 = pool.h[rt, torch.from_numpy(l1).to(device)]
-        h2 = pool.h[rt, torch.from_numpy(l2).to(device)]
+        h1, c1, h2, c2, _ = pool.views(rows, rng)
         mask = _masks(len(rows), n_sc, n_ant, cfg, gen).to(device)
         losses = model.losses(
             maker.grid(h1),
             maker.angle_delay(h1),
-            pool.cfg[torch.from_numpy(l1).to(device)],
+            c1,
             mask,
             maker.grid(h2),
-            pool.cfg[torch.from_numpy(l2).to(device)],
+            c2,
             objectives=cfg.objectives,
             tau=cfg.tau,
         )

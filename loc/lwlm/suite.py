@@ -4,10 +4,16 @@ and a leave-one-objective-out ablation. Protocol: ``loc/lwlm/lwlm.yaml`` (budget
 short / paper). Writes ``lwlm.md``, ``lwlm.json`` and ``lwlm.png`` in the output folder;
 pretrained encoders are kept (and resumed) under ``pretrain*/``.
 
-Splits: the store's usable samples in one seeded order; the test set is its tail (never
-pretrained or trained on), labelled sets its head (n labels = the first n samples, so smaller
-sets are subsets of larger ones), and pretraining takes every sample outside the test set
-without its labels.
+Splits (``split_samples``): the test set lies in held-out blocks of the survey (or, with
+``split: random``, is the tail of a seeded order), never pretrained or trained on; labelled
+sets are the head of the rest (n labels = the first n samples, so smaller sets are subsets of
+larger ones), and pretraining takes every sample outside the test set without its labels.
+
+Environment pools (``loc/lwlm/lwlm_envs.yaml``, issue #32): ``dataset: {pool: POOL.yaml}``
+pretrains on every sample of the pool's *seen* environments (all their TRPs, no label) and
+fine-tunes and tests on one *unseen* environment (``data.target``, default the first unseen):
+its city and its TRP layout were never pretrained on. The unseen-TRP experiment is then moot
+(every TRP of the target is unseen) and is skipped.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ def load(budget: str, path: Path = PROTOCOL) -> dict:
         raise ConfigError(f"budgets.{budget}: unknown key(s) {', '.join(sorted(bad))}")
     p = deep_merge({k: v for k, v in raw.items() if k != "budgets"}, over)
     p["budget"] = budget
+    p["path"] = str(Path(path).resolve())  # scene / pool files resolve beside it
     bad = [t for t in p["finetune"]["tasks"] if t not in TASKS]
     if bad:
         raise ConfigError(f"finetune.tasks: unknown task(s) {bad} ({' | '.join(TASKS)})")
@@ -103,6 +110,34 @@ def _scene(p: dict) -> DatasetSpec:
     else:
         raise ConfigError(f"lwlm: scene file {d['scene']!r} not found")
     return DatasetSpec("lwlm", scene, d.get("ue_count"), dict(d.get("scene_overrides") or {}))
+
+
+def datasets(p: dict, cache: Path, device: str) -> tuple[Path, list[Path], dict]:
+    """(the store fine-tuned and tested on, the stores pretrained on besides it, what they
+    are), rendered into ``cache`` once. A scene: one store, pretrained on itself. A pool
+    (``dataset.pool``): the target environment ``data.target`` (default the pool's first
+    unseen one), pretrained on the seen environments only."""
+    d = p["dataset"]
+    if "pool" not in d:
+        return dataset_store(_scene(p), cache, device), [], {}
+    from loc.suite.envs import pool_datasets
+
+    specs = pool_datasets("envs", d, Path(p.get("path", PROTOCOL)))
+    split = {s.environment: s.split for s in specs.values()}
+    seen = [e for e, sp in split.items() if sp != "unseen"]
+    unseen = [e for e, sp in split.items() if sp == "unseen"]
+    target = p["data"].get("target") or (unseen[0] if unseen else None)
+    if target not in unseen:
+        raise ConfigError(
+            f"lwlm: data.target {target!r} is not an unseen environment of the pool "
+            f"({', '.join(unseen) or 'none'})"
+        )
+    if not seen:
+        raise ConfigError("lwlm: the pool has no seen environment to pretrain on")
+    paths = {s.environment: dataset_store(s, cache, device) for s in specs.values()}
+    info = {"pool": str(paths[target].parent), "target": target, "pretrain": seen,
+            "unseen": unseen}  # fmt: skip
+    return paths[target], [paths[e] for e in seen], info
 
 
 def _store(path: Path, p: dict, trps=None) -> CSIStore:
@@ -240,7 +275,7 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
     t_start = time.perf_counter()
     files, proto_hash = code_files(), protocol_hash(p)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = dataset_store(_scene(p), cache, device)
+    path, others, envs = datasets(p, cache, device)
     st = _store(path, p)
     data = p["data"]
     test_idx, pool, split = split_samples(st, data)
@@ -249,13 +284,20 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
     if biggest > len(pool):
         raise ConfigError(f"lwlm: {len(pool)} samples outside the test set < {biggest} labels")
     labelled = pool  # heads of the order are the labelled sets
+    # pretraining data: the store's own samples outside the test set, or (a pool) every usable
+    # sample of the seen environments and none of the target's
+    pre_stores = [_store(q, p) for q in others]
+    pre_data = [(o, np.flatnonzero(o.valid)) for o in pre_stores] or [(st, np.sort(pool))]
     res: dict = {
         "protocol": p["name"], "budget": p["budget"], "description": p["description"],
         "store": str(path), "noise": st.noise_label(), "n_test": int(n_test), "split": split,
-        "n_pretrain_samples": int(len(pool)), "device": device, "units": UNITS,
+        "n_pretrain_samples": int(sum(len(i) for _, i in pre_data)), "device": device,
+        "units": UNITS, **({"environments": envs} if envs else {}),
     }  # fmt: skip
 
     def pre(name, store, weights=None, steps=None) -> tuple[Path, dict, dict]:
+        """Pretrain into ``out_dir/name`` on ``store``'s samples outside the test set, or (None)
+        on ``pre_data``."""
         kw = dict(p["pretrain"])
         if weights is not None:
             kw["weights"] = weights
@@ -263,13 +305,14 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
             kw["steps"] = steps
         cfg = PretrainConfig(**kw, device=device, log_every=max(1, kw["steps"] // 10),
                              ckpt_every=max(1, kw["steps"] // 4))  # fmt: skip
-        r = pretrain(cfg, [(store, np.sort(pool))], out_dir / name, resume=resume)
+        data_ = pre_data if store is None else [(store, np.sort(pool))]
+        r = pretrain(cfg, data_, out_dir / name, resume=resume)
         hist = r.history
         info = {"seconds": r.seconds, "steps": cfg.steps, "weights": cfg.weights,
                 "first": hist[0] if hist else None, "last": hist[-1] if hist else None}  # fmt: skip
         return out_dir / name, r.model.hparams, info
 
-    enc, hp, info = pre("pretrain", st)
+    enc, hp, info = pre("pretrain", None)
     res["pretrain"] = info
     res["tasks"] = {}
     single = groups_of(st, [data["single_trp"]])  # the single-TRP task's link groups
@@ -282,7 +325,7 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
         for n, rows in tbl.items():
             res["tasks"][task][str(n)] += rows
     # unseen TRP: pretrain + fine-tune on the other TRPs, test on the held-out one
-    u = p.get("unseen_trp")
+    u = p.get("unseen_trp") if not envs else None  # a pool's target: every TRP is unseen
     if u:
         st_u = _store(path, p, trps=tuple(u["pretrain_trps"]))
         enc_u, hp_u, info_u = pre("pretrain_unseen", st_u, steps=u.get("steps"))
@@ -304,7 +347,8 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
         for task in a.get("tasks", ["single"]):
             rows = []
             for label, w in variants.items():
-                e_dir, e_hp, e_info = pre(f"ablation_{label.replace(' ', '_')}", st, w, a["steps"])
+                tag = f"ablation_{label.replace(' ', '_')}"
+                e_dir, e_hp, e_info = pre(tag, None, w, a["steps"])
                 tbl = _task_table(task, st, labelled, test_idx, p, e_dir, e_hp, device,
                                   groups=single if task == "single" else None,
                                   sizes=[a["labels"]])  # fmt: skip
@@ -394,6 +438,14 @@ def page(res: dict, fig: str | None = None) -> list[str]:
         + ".",
         "",
     ]
+    env = res.get("environments")
+    if env:
+        lines[-1:-1] = [
+            f"Environments (pool `{Path(env['pool']).name}`): pretrained on the "
+            f"{len(env['pretrain'])} seen ones ({', '.join(env['pretrain'])}), without labels; "
+            f"fine-tuned and tested on the unseen `{env['target']}` (its city and its TRP "
+            "layout were never pretrained on; no sample of it was).",
+        ]
     for task, tbl in res["tasks"].items():
         unit = res["units"][task]
         sizes = list(tbl)

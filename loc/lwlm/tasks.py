@@ -32,7 +32,7 @@ from loc.errors import ConfigError, DataError
 from loc.evaluate import error_metrics
 from loc.fit.checkpoint import read_checkpoint, save_checkpoint
 from loc.fit.schedule import lr_factor
-from loc.lwlm.links import GridMaker, link_config, read_links, usable
+from loc.lwlm.links import GridMaker, link_config, read_links, usable, with_level
 from loc.lwlm.model import TASKS, TaskModel
 from loc.lwlm.pretrain import load_encoder
 
@@ -40,7 +40,7 @@ log = logging.getLogger("loc.lwlm")
 
 UNITS = {"toa": "ns", "aoa": "deg", "single": "m", "multi": "m"}
 CHECKPOINT = "task.pt"
-FORMAT = "loc-lwlm-task-1"
+FORMAT = "loc-lwlm-task-2"  # 2: the link level in the config (N_CFG 5)
 AOA_SCALE_DEG = 90.0
 
 
@@ -146,7 +146,8 @@ class TaskData:
             raise DataError(f"no usable links for task {task!r} in the selected samples")
         hh = torch.from_numpy(h[rows[:, None], sel_g]).to(device)  # (R, L, A, K)
         self.grid = maker.grid(hh.flatten(0, 1)).view(*hh.shape[:2], 2, h.shape[3], h.shape[2])
-        self.cfg = torch.from_numpy(cfg[sel_g]).to(device)
+        cfg_g = torch.from_numpy(cfg[sel_g]).to(device).flatten(0, 1)
+        self.cfg = with_level(cfg_g, hh.flatten(0, 1)).view(*hh.shape[:2], -1)
         self.y = torch.as_tensor(np.asarray(y, np.float64), dtype=torch.float32, device=device)
         self.sample, self.group = idx[rows], np.asarray(sel_g)
         self.model_based: np.ndarray | None = None  # baseline_rows' label-free estimates

@@ -22,7 +22,7 @@ import numpy as np
 
 from loc.suite.controls import Finding, check_with_controls
 from loc.suite.papers import PAPERS, mean, models_of, noiseless_columns
-from loc.suite.protocol import list_protocols, load_protocol
+from loc.suite.protocol import LWLM_DIR, list_protocols, load_protocol
 from loc.suite.report import budget_text, steps_run_text
 
 log = logging.getLogger("loc.suite")
@@ -78,7 +78,11 @@ def run_all(
             device=device,
             resume=resume,
         )
-    lwlm_res = _lwlm(budget, out_root, cache_dir, device, resume, page_only)
+    lwlm_res = {}  # the LWLM protocols (loc/lwlm/*.yaml) with the budget and a finished run
+    for name in LWLM_PROTOCOLS:
+        res = _lwlm(name, budget, out_root, cache_dir, device, resume, page_only)
+        if res is not None:
+            lwlm_res[name] = res
     results = {}  # read back as JSON either way: one key type (str) for the page's code
     for name in names:
         f = out_root / f"{name}_{budget}" / f"{name}.json"
@@ -92,19 +96,20 @@ def run_all(
     return results
 
 
-def _lwlm(budget, out_root: Path, cache_dir, device, resume, page_only) -> dict | None:
-    """``loc suite lwlm`` at ``budget`` (run unless ``page_only``; its own protocol format,
-    ``loc.lwlm.suite``) -> its finished result, or None (no such budget / no finished run)."""
+def _lwlm(name, budget, out_root: Path, cache_dir, device, resume, page_only) -> dict | None:
+    """``loc suite <name>`` (an LWLM protocol, ``loc.lwlm.suite``: its own format) at
+    ``budget``, run unless ``page_only`` -> its finished result, or None (no such budget / no
+    finished run)."""
     from loc.lwlm import suite as lwlm
 
-    if budget not in lwlm.budgets():
+    path = lwlm.protocol_path(name)
+    if budget not in lwlm.budgets(path):
         return None
-    proto = lwlm.load(budget)
-    out = out_root / f"lwlm_{budget}"
+    out = out_root / f"{name}_{budget}"
     if not page_only:
-        log.info("suite all: lwlm (%s)", budget)
-        lwlm.run(proto, out, Path(cache_dir), device=device, resume=resume)
-    f = out / "lwlm.json"
+        log.info("suite all: %s (%s)", name, budget)
+        lwlm.run(lwlm.load(budget, path), out, Path(cache_dir), device=device, resume=resume)
+    f = out / f"{name}.json"
     res = json.loads(f.read_text()) if f.exists() else {}
     return res if res.get("complete") else None
 
@@ -129,10 +134,11 @@ def run_status(name: str, budget: str, result: dict, files: dict[str, str]) -> s
     (``loc.suite.stamp.staleness``): the protocol is re-resolved at ``budget`` and hashed."""
     from loc.suite.stamp import protocol_hash, staleness
 
-    if name == "lwlm":
+    if name in LWLM_PROTOCOLS:
         from loc.lwlm import suite as lwlm
 
-        now = protocol_hash(lwlm.load(budget)) if budget in lwlm.budgets() else None
+        path = lwlm.protocol_path(name)
+        now = protocol_hash(lwlm.load(budget, path)) if budget in lwlm.budgets(path) else None
     else:
         now = protocol_hash(load_protocol(name, budget)) if name in list_protocols() else None
     return staleness(result.get("stamp"), now, files)
@@ -304,28 +310,43 @@ def plot_protocol(name: str, result: dict, path: Path) -> Path:
 # ----------------------------------------------------------------------------- the page
 
 
-def _lwlm_section(res: dict, path: Path, status: str | None) -> list[str]:
-    """The LWLM section (``loc.lwlm.suite.page``) with its figure beside the page's."""
+LWLM_PROTOCOLS = sorted(p.stem for p in LWLM_DIR.glob("*.yaml"))  # lwlm, lwlm_envs
+LWLM_TEXT = {
+    "lwlm": "**Large Wireless Localization Model** (arXiv 2505.10134, abstract + the authors' "
+    "code; docs/lwlm.md). Finding: pretraining on unlabelled CSI (SF-MCM + DTI + PICL) gives "
+    "26.0 %-87.5 % lower error than the same transformer without pretraining, on ToA, AoA, "
+    "single- and multi-BS localization, strongest with few labels and on unseen BSs.",
+    "lwlm_envs": "**LWLM pretrained on many environments** (issue #32; the paper's claim of "
+    "a foundation model that generalises): pretrained without labels on the seen cities of an "
+    "environment pool, fine-tuned and tested on a city it never saw (its streets and TRP "
+    "layout new). Finding: pretraining beats the same transformer from scratch by >= 26 % at "
+    "every label budget <= 2,000, on every task.",
+}
+LWLM_TITLE = {
+    "lwlm": "Large Wireless Localization Model (pretrained vs scratch)",
+    "lwlm_envs": "LWLM pretrained on many environments, tested on an unseen one",
+}
+
+
+def _lwlm_section(name: str, res: dict, path: Path, status: str | None) -> list[str]:
+    """An LWLM protocol's section (``loc.lwlm.suite.page``) with its figure beside the page's."""
     from loc.lwlm import suite as lwlm
     from loc.suite.stamp import stamp_line
 
-    fig = path.parent / "figures" / f"{path.stem}_lwlm.png"
+    fig = path.parent / "figures" / f"{path.stem}_{name}.png"
     lwlm.plot(res, fig)
     return [
         "",
-        "## lwlm",
+        f"## {name}",
         "",
         stamp_line(res.get("stamp"), status),
         "",
-        "**Large Wireless Localization Model** (arXiv 2505.10134, abstract + the authors' code; "
-        "docs/lwlm.md). Finding: pretraining on unlabelled CSI (SF-MCM + DTI + PICL) gives "
-        "26.0 %-87.5 % lower error than the same transformer without pretraining, on ToA, AoA, "
-        "single- and multi-BS localization, strongest with few labels and on unseen BSs.",
+        LWLM_TEXT.get(name, ""),
         "",
         *lwlm.page(res, f"figures/{fig.name}"),
         "",
         f"Wall time {_minutes(res.get('wall_seconds'))}. At full scale on a GPU: "
-        "`loc suite lwlm --budget short --device cuda`.",
+        f"`loc suite {name} --budget short --device cuda`.",
     ]
 
 
@@ -347,11 +368,12 @@ def write_results_page(
     budget: str,
     path: Path,
     missing: list[str] = (),
-    lwlm: dict | None = None,
+    lwlm: dict[str, dict] | None = None,
 ) -> Path:
     """The Markdown page: summary of findings and times, then per protocol the paper's
     numbers, ours, a figure and the verdict. ``missing``: protocols without a finished run,
-    listed as not run."""
+    listed as not run; ``lwlm``: the LWLM protocols' results by name."""
+    lwlm = lwlm or {}
     path.parent.mkdir(parents=True, exist_ok=True)
     renders = {}
     for r in results.values():
@@ -396,15 +418,15 @@ def write_results_page(
             f"{v.controls_cell() if v else '–'} | {status[name] or 'current'} | "
             f"{_minutes(fits[name])} | {_minutes(r.get('wall_seconds'))} |"
         )
-    if lwlm is not None:
-        status["lwlm"] = run_status("lwlm", budget, lwlm, files)
-        lv = lwlm.get("finding") or {}
+    for name, res in lwlm.items():
+        status[name] = run_status(name, budget, res, files)
+        lv = res.get("finding") or {}
         mark = {True: "yes", False: "**no**"}.get(lv.get("holds"), "–")
-        pre = (lwlm.get("pretrain") or {}).get("seconds")
+        pre = (res.get("pretrain") or {}).get("seconds")
         lines.append(
-            f"| [lwlm](#{anchor('lwlm')}) | Large Wireless Localization Model (pretrained vs "
-            f"scratch) | {mark} | – | {status['lwlm'] or 'current'} | "
-            f"{_minutes(pre)} pretraining | {_minutes(lwlm.get('wall_seconds'))} |"
+            f"| [{name}](#{anchor(name)}) | {LWLM_TITLE.get(name, name)} | {mark} | – | "
+            f"{status[name] or 'current'} | {_minutes(pre)} pretraining | "
+            f"{_minutes(res.get('wall_seconds'))} |"
         )
     for name in missing:
         title = PAPERS[name].title if name in PAPERS else "–"
@@ -452,8 +474,8 @@ def write_results_page(
             if v.holds is False and budget == "cpu" and paper.cpu_note:
                 lines += ["", f"Why, at this budget (measured): {paper.cpu_note}"]
         lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
-    if lwlm is not None:
-        lines += _lwlm_section(lwlm, path, status["lwlm"])
+    for name, res in lwlm.items():
+        lines += _lwlm_section(name, res, path, status[name])
     path.write_text("\n".join(lines) + "\n")
     (path.parent / "figures" / f"{path.stem}.json").write_text(
         json.dumps(
