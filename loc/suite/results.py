@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from loc.suite.controls import Finding, check_with_controls
+from loc.suite.notes import why
 from loc.suite.papers import PAPERS, mean, models_of, noiseless_columns
 from loc.suite.protocol import LWLM_DIR, list_protocols, load_protocol
 from loc.suite.report import budget_text, steps_run_text
@@ -471,8 +472,9 @@ def write_results_page(
         ]
         if v is not None:
             lines.append(f"**The finding {v.status()} on our data.** {v.text}")
-            if v.holds is False and budget == "cpu" and paper.cpu_note:
-                lines += ["", f"Why, at this budget (measured): {paper.cpu_note}"]
+            note = why(name, budget, paper.cpu_note if budget == "cpu" else "")
+            if v.holds is False and note:
+                lines += ["", f"Why, at this budget (measured): {note}"]
         lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
     for name, res in lwlm.items():
         lines += _lwlm_section(name, res, path, status[name])
