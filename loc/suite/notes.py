@@ -34,7 +34,8 @@ NOTES: dict[tuple[str, str], str] = {
         "mean): without TRP positions the fingerprints of nine cities share one frame and "
         "collide, while per-site ResNet reaches 34.7 m (seen) / 31.3 m (unseen); a model near "
         "the mean cannot degrade 3x. Nine training environments of 350 samples each (the "
-        "paper: many layouts of one IIoT hall) and 3,000 steps: the sweep of the number of "
+        "paper tests variable TRP subsets in one IIoT hall and one Paris block, no unseen "
+        "city) and 3,000 steps: the sweep of the number of "
         "training environments (docs/gpu.md) is the next measurement."
     ),
 }
