@@ -78,11 +78,20 @@ def chosen_alpha(proto, train_sets, device, folder: Path) -> dict:
             log_every=proto.log_every,
             **{**meta_kw, "alpha": a},
         )
-        init = meta_train(cfg, train_sets[:-1]).model
+        try:
+            init = meta_train(cfg, train_sets[:-1]).model
+        except ConfigError as e:  # meta-training diverged at this alpha: a losing candidate
+            if "diverged" not in str(e):
+                raise
+            scores[a] = float("inf")
+            log.info("alpha sweep: alpha %g diverged (%s)", a, e)
+            continue
         m = adapt(init.to(device), h, xy, AdaptConfig(optimizer="sgd", steps=inner, lr=a))
         p = predict(m, val.store, query, device=device)
         scores[a] = float(np.linalg.norm(p[:, :2] - val.store.xy[query, :2], axis=1).mean())
         log.info("alpha sweep: alpha %g -> %.3f m on the validation environment", a, scores[a])
+    if not any(np.isfinite(list(scores.values()))):
+        raise ConfigError(f"alpha sweep: meta-training diverged at every alpha of {grid}")
     best = min(scores, key=scores.get)
     out = {
         "alpha": best,

@@ -178,3 +178,30 @@ def test_metaloc_envs_tiny_run(tiny_run):
     assert pooled[4]["mean"] == pytest.approx(np.mean([c[4]["mean"] for c in per]))
     v = PAPERS["metaloc_envs"].check(r)
     assert v.holds in (True, False) and "K = 4" in v.text
+
+
+def test_alpha_sweep_skips_a_diverging_alpha(tiny_run, monkeypatch):
+    """A candidate alpha whose meta-training diverges loses the sweep (score inf) instead of
+    ending the run (measured: metaloc_envs at the cpu budget diverged at alpha 0.03); all
+    candidates diverging is one error."""
+    import loc.fit.meta as meta
+
+    _, _, tmp = tiny_run
+    real = meta.meta_train
+
+    def diverge_at(bad):
+        def fake(cfg, sets, *a, **kw):
+            if cfg.alpha in bad:
+                raise ConfigError(f"meta-training diverged at meta step 3 (alpha {cfg.alpha})")
+            return real(cfg, sets, *a, **kw)
+
+        return fake
+
+    monkeypatch.setattr(meta, "meta_train", diverge_at({0.03}))
+    proto = load_protocol("metaloc_envs", "tiny")
+    r = run_suite(proto, tmp / "out_meta_div", tmp / "cache", device="cpu", models=["maml"])
+    sweep = r["training"]["envs"]["maml"]["alpha_sweep"]
+    assert sweep["alpha"] == 0.01 and sweep["scores"]["0.03"] == float("inf")
+    monkeypatch.setattr(meta, "meta_train", diverge_at({0.01, 0.03}))
+    with pytest.raises(ConfigError, match="diverged at every alpha"):
+        run_suite(proto, tmp / "out_meta_div2", tmp / "cache", device="cpu", models=["maml"])

@@ -33,7 +33,8 @@ runner = CliRunner()
 PAPER_PROTOCOLS = ["cross_scenario", "dynamic_traffic", "multi_cell", "rain", "single_scenario"]
 # own runners (loc.suite.runners; issue 7) and the snr protocols (issue 21)
 FAMILY_PROTOCOLS = [
-    "snr", "snr_paris", "metaloc", "semantic_da", "vinloc", "vinloc_envs", "metaloc_envs"
+    "snr", "snr_paris", "metaloc", "semantic_da", "vinloc", "vinloc_envs", "metaloc_envs",
+    "vinloc_envs_scaling",
 ]  # fmt: skip
 PAPER_MODELS = {"mateformer", "iclloc_gen", "iclloc_disc", "cnn", "ad_cnn", "mfcnet"}
 OUR_MODELS = PAPER_MODELS - {"ad_cnn"}  # = CNN on our default angle-delay power input
