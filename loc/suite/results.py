@@ -195,6 +195,17 @@ def size_labels(result: dict) -> list[str]:
     return [c["label"] for c in noiseless_columns(result)]
 
 
+def env_counts(result: dict) -> dict[str, list[tuple[int, str]]]:
+    """{test column: [(training environments n, its label), ...] by n} of a protocol whose
+    experiments are named ``envs_<n>`` (``vinloc_envs_scaling``), pooled columns only."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for c in result["columns"]:
+        m = re.fullmatch(r"envs_(\d+)", c.get("experiment", ""))
+        if m and "/" not in c["test"]:
+            out.setdefault(c["test"], []).append((int(m[1]), c["label"]))
+    return {t: sorted(v) for t, v in out.items() if len(v) > 1}
+
+
 def snr_columns(result: dict) -> list[tuple[float, str]]:
     """(SNR dB, label) of the columns tested at one fixed AWGN SNR, ascending."""
     out = []
@@ -236,8 +247,9 @@ def _extrapolation(result: dict, n: int) -> list[str]:
 
 
 def plot_protocol(name: str, result: dict, path: Path) -> Path:
-    """Error vs training size (one experiment per size), error vs K (MetaLoc), else grouped
-    bars of the mean error per column; baselines dashed / hatched."""
+    """Error vs the number of training environments (experiments ``envs_<n>``), vs SNR, vs
+    training size (one experiment per size), vs K (MetaLoc), else grouped bars of the mean
+    error per column; baselines dashed / hatched."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,7 +273,15 @@ def plot_protocol(name: str, result: dict, path: Path) -> Path:
         else None
     )
     snrs = snr_columns(result)
-    if len(snrs) > 1:  # error vs SNR beside the PEB
+    counts = env_counts(result)
+    if counts:  # error vs the number of training environments, per test column
+        for (test, pts), style in zip(counts.items(), ("-o", ":s", "-.^"), strict=False):
+            n, cols = [k for k, _ in pts], [lab for _, lab in pts]
+            for m in [*models, *base]:
+                ax.plot(n, _means(result, m, cols), style, label=f"{m}: {test}")
+        ax.set_xlabel("training environments")
+        ax.set_xscale("log")
+    elif len(snrs) > 1:  # error vs SNR beside the PEB
         x, cols = [s for s, _ in snrs], [lab for _, lab in snrs]
         for rows, style in ((models, "-o"), (base, "--")):
             for m in rows:

@@ -421,3 +421,23 @@ def test_a_change_to_code_a_run_never_imported_leaves_it_current():
     old = {k: v for k, v in stamp.items() if k != "code_files"}  # a stamp of the whole code
     assert old["code_hash"] == code_hash(files) and staleness(old, "p" * 64, files) is None
     assert staleness(old, "p" * 64, {**files, unused: "0" * 64}).startswith("stale: code")
+
+
+def test_error_vs_training_environments_figure(tmp_path):
+    """Experiments named envs_<n> give one curve per model and test column over n."""
+    from loc.suite.results import env_counts, plot_protocol
+
+    cols, res = [], {}
+    for n, err in ((1, 40.0), (3, 30.0), (9, 20.0)):
+        for test in ("unseen", "unseen/proc_s108"):
+            lab = f"envs_{n}: {test}"
+            cols.append({"experiment": f"envs_{n}", "test": test, "label": lab, "train": []})
+            res[lab] = {m: {"overall": {"mean": e, "n": 160}}
+                        for m, e in (("vinloc", err), ("resnet_fp", 2 * err))}
+    result = {"columns": cols, "results": res, "baselines": [], "budget": "cpu"}
+    assert env_counts(result) == {"unseen": [(1, "envs_1: unseen"), (3, "envs_3: unseen"),
+                                             (9, "envs_9: unseen")]}  # fmt: skip
+    path = plot_protocol("vinloc_envs_scaling", result, tmp_path / "f.png")
+    assert path.stat().st_size > 1000
+    result["columns"] = [c for c in cols if c["experiment"] == "envs_1"]
+    assert env_counts(result) == {}
