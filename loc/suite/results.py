@@ -29,6 +29,7 @@ from loc.suite.report import budget_text, steps_run_text
 log = logging.getLogger("loc.suite")
 
 ORDER = (*PAPERS, "rain", "dynamic_traffic")  # the papers' protocols first
+PREVIOUS_PAGE = "results_unstamped.md"  # beside the page: the last page of unstamped runs
 
 
 def protocols_for(budget: str) -> list[str]:
@@ -452,6 +453,11 @@ def write_results_page(
     for name in missing:
         title = PAPERS[name].title if name in PAPERS else "–"
         lines.append(f"| {name} | {title} | not run | – | – | – | – |")
+    previous = path.parent / PREVIOUS_PAGE
+    if missing and previous.exists():
+        lines += ["", f"Not run: no finished run of this budget in the runs folder. Earlier, "
+                  f"unstamped runs of them (older code and protocols): [{PREVIOUS_PAGE}]"
+                  f"({PREVIOUS_PAGE})."]  # fmt: skip
     for name, r in results.items():
         paper, v = PAPERS.get(name), verdicts[name]
         fig = path.parent / "figures" / f"{path.stem}_{name}.png"
