@@ -1,5 +1,5 @@
 """Measured reasons why a finding fails at a budget, printed under its section of the results
-page ("Why, at this budget (measured)").
+page ("Why, at this budget (measured)"; for a protocol without a finding: "Measured").
 
 A note is written after its run, from measurements (docs/benchmarks.md holds the details), so
 it lives here, apart from the code a protocol runs (``loc.suite.papers``): writing it does
@@ -39,7 +39,7 @@ NOTES: dict[tuple[str, str], str] = {
         "training environments (docs/gpu.md) is the next measurement."
     ),
     ("vinloc_envs_scaling", "cpu"): (
-        "(no finding of its own: the curve behind vinloc_envs.) VIn-Loc on the unseen cities "
+        "the curve behind vinloc_envs (no finding of its own). VIn-Loc on the unseen cities "
         "45.6 -> 41.0 -> 38.0 m with 1 -> 3 -> 9 training environments, its seen-city error "
         "10.0 -> 11.0 -> 13.8 m and its final training loss 0.021 -> 0.055 -> 0.122: more "
         "environments help the unseen cities, and 3,000 steps underfit nine of them. ResNet: "

@@ -501,6 +501,8 @@ def write_results_page(
             note = why(name, budget, paper.cpu_note if budget == "cpu" else "")
             if v.holds is False and note:
                 lines += ["", f"Why, at this budget (measured): {note}"]
+        elif why(name, budget):  # a protocol without a finding of its own: what it measured
+            lines.append(f"Measured: {why(name, budget)}")
         lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
     for name, res in lwlm.items():
         lines += _lwlm_section(name, res, path, status[name])
