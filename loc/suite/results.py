@@ -367,6 +367,11 @@ def _lwlm_section(name: str, res: dict, path: Path, status: str | None) -> list[
         "",
         *lwlm.page(res, f"figures/{fig.name}"),
         "",
+        *(
+            [f"Why, at this budget (measured): {why(name, res['budget'])}", ""]
+            if (res.get("finding") or {}).get("holds") is False and why(name, res["budget"])
+            else []
+        ),
         f"Wall time {_minutes(res.get('wall_seconds'))}. At full scale on a GPU: "
         f"`loc suite {name} --budget short --device cuda`.",
     ]
