@@ -80,11 +80,13 @@ def run_all(
             device=device,
             resume=resume,
         )
-    lwlm_res = {}  # the LWLM protocols (loc/lwlm/*.yaml) with the budget and a finished run
+    lwlm_res, lwlm_missing = {}, []  # LWLM protocols (loc/lwlm/*.yaml): finished runs, none
     for name in LWLM_PROTOCOLS:
         res = _lwlm(name, budget, out_root, cache_dir, device, resume, page_only)
         if res is not None:
             lwlm_res[name] = res
+        elif budget in lwlm_budgets(name):
+            lwlm_missing.append(name)
     results = {}  # read back as JSON either way: one key type (str) for the page's code
     for name in names:
         f = out_root / f"{name}_{budget}" / f"{name}.json"
@@ -93,9 +95,15 @@ def run_all(
             results[name] = res
     if not results:
         raise DataError(f"no finished {budget} run in {out_root} (run without --page-only)")
-    missing = [n for n in names if n not in results]
+    missing = [n for n in names if n not in results] + lwlm_missing
     write_results_page(results, budget, Path(results_path), missing, lwlm=lwlm_res)
     return results
+
+
+def lwlm_budgets(name: str) -> list[str]:
+    from loc.lwlm import suite as lwlm
+
+    return lwlm.budgets(lwlm.protocol_path(name))
 
 
 def _lwlm(name, budget, out_root: Path, cache_dir, device, resume, page_only) -> dict | None:
@@ -456,7 +464,7 @@ def write_results_page(
             f"{_minutes(res.get('wall_seconds'))} |"
         )
     for name in missing:
-        title = PAPERS[name].title if name in PAPERS else "–"
+        title = PAPERS[name].title if name in PAPERS else LWLM_TITLE.get(name, "–")
         lines.append(f"| {name} | {title} | not run | – | – | – | – |")
     previous = path.parent / PREVIOUS_PAGE
     if missing and previous.exists():
