@@ -163,7 +163,9 @@ def test_metaloc_envs_tiny_run(tiny_run):
     _, _, tmp = tiny_run  # the pool is already rendered in this cache
     proto = load_protocol("metaloc_envs", "tiny")
     r = run_suite(proto, tmp / "out_meta", tmp / "cache", device="cpu")
-    assert [c["label"] for c in r["columns"]] == ["unseen", "unseen/proc_s4", "unseen/canyon_alt"]
+    assert [c["label"] for c in r["columns"]] == [
+        "unseen", "unseen/proc_s4", "unseen/canyon_alt", "seen", "seen/proc_s1"
+    ]  # fmt: skip
     assert len(list((tmp / "cache").glob("*.zarr"))) == 1  # the same pool, rendered once
     curve = r["results"]["unseen/proc_s4"]["maml"]["adaptation_curve"]
     assert sorted(int(k) for k in curve) == [4, 16]
