@@ -60,18 +60,20 @@ NOTES: dict[tuple[str, str], str] = {
         "1,000 meta steps (the paper: 2,500)."
     ),
     ("lwlm_envs", "cpu"): (
-        "pretraining on eight other cities helps a little, not by 26 %. The encoder "
-        "(cpu width) pretrained 3,000 steps of batch 64 on 7,253 samples (29,012 links) of the "
-        "seen cities: loss 39.9 -> 31.8, PICL 4.69 -> 4.07 against 4.84 for chance, still "
-        "falling when the cosine schedule ended. Gains over the same transformer from scratch "
-        "on the unseen city: ToA 11 / 9 / 19 %, AoA 6 / 3 / 11 %, multi-TRP position "
-        "14 / 10 / 1 % at 100 / 500 / 2,000 labels; single-TRP position -7 to +11 % with both "
-        "at or above the training mean (62-68 m vs 62-64 m): one link of one TRP does not "
-        "place a UE in a city the decoder never saw. Against the model-based rows: first-peak "
-        "ToA (9.0 ns) beats LWLM (24.1 ns at 2,000 labels), first-peak multilateration "
-        "(29.5 m) beats every learned multi-TRP model (LWLM 48.4, VIn-Loc 42.7, ResNet "
-        "36.5 m); LWLM beats the beam scan on AoA only at 500 and 2,000 labels (67.7 / 59.4 "
-        "vs 70.0 deg; NLOS links, where the strongest direction is not the LoS one)."
+        "pretraining on eight other cities meets the paper's gain on ToA only. The encoder "
+        "(cpu width) pretrained 8,000 steps of batch 64 on 7,253 samples (29,012 links) of the "
+        "seen cities: loss 38.2 -> 29.1, flattening (31.5 at step 3,200, 29.3 at 6,400), "
+        "PICL 3.85 against 4.84 for chance. Gains over the same transformer from scratch on "
+        "the unseen city at 100 / 500 / 2,000 labels: ToA 40 / 26 / 33 %, AoA 3 / 10 / 16 %, "
+        "multi-TRP position 10 / -7 / 4 %, single-TRP position 11 / -8 / -9 % with both at or "
+        "above the training mean (62-73 m vs 62-64 m): one link of one TRP does not place a UE "
+        "in a city the decoder never saw. Pretraining length matters: 3,000 steps (loss 31.8, "
+        "PICL 4.07) gave ToA 11 / 9 / 19 % and AoA 6 / 3 / 11 % (docs/benchmarks.md). Against "
+        "the model-based rows: first-peak ToA (9.0 ns) beats LWLM (19.9 ns at 2,000 labels) "
+        "and first-peak multilateration (29.5 m) every learned multi-TRP model (LWLM 46.8, "
+        "VIn-Loc 42.7, ResNet 36.5 m); LWLM beats the beam scan on AoA at 500 and 2,000 labels "
+        "(63.0 / 56.3 vs 70.0 deg; NLOS links, where the strongest direction is not the LoS "
+        "one)."
     ),
 }
 
