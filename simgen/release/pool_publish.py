@@ -20,7 +20,7 @@ from .card import _table, hub_meta
 from .croissant import CROISSANT_VERSION, ZARR_MIME, check_croissant, croissant
 from .pool import environments
 from .stats import FIGURES, OSM_SCENES, Stats, _human, collect, license_url
-from .validate import MANIFEST, check
+from .validate import MANIFEST
 
 
 def _front_matter(name: str, license_id: str, store_ref: str, envs: list, links: int) -> dict:
@@ -207,20 +207,14 @@ def publish_pool(
     url: str | None,
 ):
     """Fill ``result`` (a ``publish.PublishResult``) with the release of the pool ``store``."""
-    from .publish import make_figures, write_card_and_manifest  # noqa: PLC0415 - publish dispatches here
+    from .publish import make_figures, require_valid, write_card_and_manifest  # noqa: PLC0415
 
     if mode == "zip":
         raise StoreError(
             f"{store}: an environment pool is published as a folder (--copy or --no-copy), "
             "not --zip"
         )
-    findings = check(store, manifest=None).lines
-    result.findings = findings
-    if findings and not force:
-        raise StoreError(
-            f"{store}: validation found {len(findings)} problem(s), first: {findings[0]} "
-            "(run 'simgen validate' for all; --force publishes anyway)"
-        )
+    require_valid(store, result, force)
     envs = []
     for e in environments(attrs):
         sub = store / e["name"]
@@ -303,7 +297,7 @@ def publish_pool(
         store_ref=store_name,
         store_bytes=size,
         store_files=nfiles,
-        findings=findings,
+        findings=result.findings,
         croissant_note=result.croissant_check,
         notes=result.notes,
         date=date,

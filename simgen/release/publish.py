@@ -161,6 +161,18 @@ def zip_store(src: Path, dst: Path) -> Path:
     return dst
 
 
+def require_valid(store: Path, result: PublishResult, force: bool) -> None:
+    """Validate ``store`` (a store or a pool) into ``result.findings``; StoreError on a finding
+    unless ``force``."""
+    findings = check(store, manifest=None).lines
+    result.findings = findings
+    if findings and not force:
+        raise StoreError(
+            f"{store}: validation found {len(findings)} problem(s), first: {findings[0]} "
+            "(run 'simgen validate' for all; --force publishes anyway)"
+        )
+
+
 def publish(
     store: str | Path,
     out: str | Path,
@@ -203,13 +215,7 @@ def publish(
             name=name,
             url=url,
         )
-    findings = check(store, manifest=None).lines
-    result.findings = findings
-    if findings and not force:
-        raise StoreError(
-            f"{store}: validation found {len(findings)} problem(s), first: {findings[0]} "
-            "(run 'simgen validate' for all; --force publishes anyway)"
-        )
+    require_valid(store, result, force)
     root = open_root(store)
     st = collect(store, root)
     name = name or st.attrs.get("scene_name") or store.stem
@@ -293,7 +299,7 @@ def publish(
         license_id=license_id,
         store_rel=store_rel,
         store_name=store_name,
-        findings=findings,
+        findings=result.findings,
         croissant_note=result.croissant_check,
         date=date,
         notes=result.notes,
