@@ -81,11 +81,15 @@ def run_all(
             resume=resume,
         )
     lwlm_res, lwlm_missing = {}, []  # LWLM protocols (loc/lwlm/*.yaml): finished runs, none
+    from loc.lwlm import suite as lwlm
+
     for name in LWLM_PROTOCOLS:
+        if budget not in lwlm.budgets(lwlm.protocol_path(name)):
+            continue
         res = _lwlm(name, budget, out_root, cache_dir, device, resume, page_only)
         if res is not None:
             lwlm_res[name] = res
-        elif budget in lwlm_budgets(name):
+        else:
             lwlm_missing.append(name)
     results = {}  # read back as JSON either way: one key type (str) for the page's code
     for name in names:
@@ -100,21 +104,12 @@ def run_all(
     return results
 
 
-def lwlm_budgets(name: str) -> list[str]:
-    from loc.lwlm import suite as lwlm
-
-    return lwlm.budgets(lwlm.protocol_path(name))
-
-
 def _lwlm(name, budget, out_root: Path, cache_dir, device, resume, page_only) -> dict | None:
     """``loc suite <name>`` (an LWLM protocol, ``loc.lwlm.suite``: its own format) at
-    ``budget``, run unless ``page_only`` -> its finished result, or None (no such budget / no
-    finished run)."""
+    ``budget`` (one it defines), run unless ``page_only`` -> its finished result, or None."""
     from loc.lwlm import suite as lwlm
 
     path = lwlm.protocol_path(name)
-    if budget not in lwlm.budgets(path):
-        return None
     out = out_root / f"{name}_{budget}"
     if not page_only:
         log.info("suite all: %s (%s)", name, budget)
@@ -365,6 +360,7 @@ def _lwlm_section(name: str, res: dict, path: Path, status: str | None) -> list[
 
     fig = path.parent / "figures" / f"{path.stem}_{name}.png"
     lwlm.plot(res, fig)
+    failed, note = (res.get("finding") or {}).get("holds") is False, why(name, res["budget"])
     return [
         "",
         f"## {name}",
@@ -375,11 +371,7 @@ def _lwlm_section(name: str, res: dict, path: Path, status: str | None) -> list[
         "",
         *lwlm.page(res, f"figures/{fig.name}"),
         "",
-        *(
-            [f"Why, at this budget (measured): {why(name, res['budget'])}", ""]
-            if (res.get("finding") or {}).get("holds") is False and why(name, res["budget"])
-            else []
-        ),
+        *([f"Why, at this budget (measured): {note}", ""] if failed and note else []),
         f"Wall time {_minutes(res.get('wall_seconds'))}. At full scale on a GPU: "
         f"`loc suite {name} --budget short --device cuda`.",
     ]
@@ -514,8 +506,8 @@ def write_results_page(
             note = why(name, budget, paper.cpu_note if budget == "cpu" else "")
             if v.holds is False and note:
                 lines += ["", f"Why, at this budget (measured): {note}"]
-        elif why(name, budget):  # a protocol without a finding of its own: what it measured
-            lines.append(f"Measured: {why(name, budget)}")
+        elif note := why(name, budget):  # a protocol without a finding: what it measured
+            lines.append(f"Measured: {note}")
         lines += ["", f"At full scale on a GPU: `loc suite {name} --budget short --device cuda`."]
     for name, res in lwlm.items():
         lines += _lwlm_section(name, res, path, status[name])
