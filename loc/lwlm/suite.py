@@ -13,7 +13,13 @@ Environment pools (``loc/lwlm/lwlm_envs.yaml``, issue #32): ``dataset: {pool: PO
 pretrains on every sample of the pool's *seen* environments (all their TRPs, no label) and
 fine-tunes and tests on one *unseen* environment (``data.target``, default the first unseen):
 its city and its TRP layout were never pretrained on. The unseen-TRP experiment is then moot
-(every TRP of the target is unseen) and is skipped.
+(every TRP of the target is unseen) and is skipped. ``data.seen_target`` (a seen environment)
+adds the seen column: held-out blocks of that city (``data.n_test_seen`` samples) are left out
+of pretraining, and every task is fine-tuned on its other samples and tested on those blocks,
+so the page reads one encoder's error on a city it pretrained on beside one it never saw.
+
+The check's control (benchmark-fairness rules §1.1): the training mean, which reads no CSI, in
+the pretrained encoder's place; the finding holds only if the check passes and it fails.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ KEYS = {"name", "description", "dataset", "data", "pretrain", "finetune", "basel
         "unseen_trp", "ablation", "budgets"}  # fmt: skip
 GAIN_GOAL = 0.26  # the paper's smallest gain over the transformer without pretraining
 SCRATCH, PRETRAINED = "LWLM from scratch", "LWLM pretrained"
+CONTROL = "training mean"  # the CSI-free row of every task (``tasks.baseline_rows``)
 
 
 def protocol_path(name: str | Path) -> Path:
@@ -137,6 +144,12 @@ def datasets(p: dict, cache: Path, device: str) -> tuple[Path, list[Path], dict]
     paths = {s.environment: dataset_store(s, cache, device) for s in specs.values()}
     info = {"pool": str(paths[target].parent), "target": target, "pretrain": seen,
             "unseen": unseen}  # fmt: skip
+    seen_target = p["data"].get("seen_target")
+    if seen_target is not None and seen_target not in seen:
+        raise ConfigError(
+            f"lwlm: data.seen_target {seen_target!r} is not a seen environment of the pool "
+            f"({', '.join(seen)})"
+        )
     return paths[target], [paths[e] for e in seen], info
 
 
@@ -207,6 +220,22 @@ def _task_table(task, st, labelled, test_idx, p, enc_dir, hp, device, groups=Non
             rows.append(_rows(name, e))
         out[n] = rows
         log.info("lwlm %s, %d labels: %s", task, n, _brief(rows))
+    return out
+
+
+def _seen_column(seen, p, enc, hp, device) -> dict:
+    """Every task fine-tuned (pretrained and scratch, beside the model-free rows) and tested on
+    a city the encoder pretrained on, at the label budgets its samples outside the test
+    blocks allow."""
+    name, st, test_idx, pool, split = seen
+    sizes = [n for n in p["finetune"]["labels"] if n <= len(pool)]
+    single = groups_of(st, [p["data"]["single_trp"]])
+    out = {"target": name, "n_test": len(test_idx), "n_labelled": len(pool), "split": split,
+           "tasks": {}}  # fmt: skip
+    for task in p["finetune"]["tasks"]:
+        groups = single if task == "single" else None
+        tbl = _task_table(task, st, pool, test_idx, p, enc, hp, device, groups=groups, sizes=sizes)
+        out["tasks"][task] = {str(n): rows for n, rows in tbl.items()}
     return out
 
 
@@ -288,6 +317,16 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
     # sample of the seen environments and none of the target's
     pre_stores = [_store(q, p) for q in others]
     pre_data = [(o, np.flatnonzero(o.valid)) for o in pre_stores] or [(st, np.sort(pool))]
+    seen = None  # the seen column: (name, store, test samples, labelled pool, split)
+    if data.get("seen_target"):
+        if not envs:
+            raise ConfigError("lwlm: data.seen_target needs an environment pool (dataset.pool)")
+        i = envs["pretrain"].index(data["seen_target"])
+        s_test, s_pool, s_split = split_samples(
+            pre_stores[i], {**data, "n_test": data.get("n_test_seen", data["n_test"])}
+        )
+        pre_data[i] = (pre_stores[i], np.sort(s_pool))  # its test blocks never pretrained on
+        seen = (data["seen_target"], pre_stores[i], s_test, s_pool, s_split)
     res: dict = {
         "protocol": p["name"], "budget": p["budget"], "description": p["description"],
         "store": str(path), "noise": st.noise_label(), "n_test": int(n_test), "split": split,
@@ -324,6 +363,8 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
     for task, tbl in project.items():
         for n, rows in tbl.items():
             res["tasks"][task][str(n)] += rows
+    if seen:
+        res["seen"] = _seen_column(seen, p, enc, hp, device)
     # unseen TRP: pretrain + fine-tune on the other TRPs, test on the held-out one
     u = p.get("unseen_trp") if not envs else None  # a pool's target: every TRP is unseen
     if u:
@@ -358,7 +399,7 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
             res["ablation"]["rows"][task] = [*rows, scratch]
     res["wall_seconds"] = time.perf_counter() - t_start
     res["stamp"] = make_stamp(proto_hash, files, device, res["wall_seconds"])
-    res["finding"] = dataclasses.asdict(check(res))
+    res["finding"] = dataclasses.asdict(finding(res))
     res["complete"] = True
     name = p["name"]
     (out_dir / f"{name}.json").write_text(json.dumps(res, indent=1, default=float))
@@ -404,6 +445,27 @@ def check(res: dict) -> Verdict:
         + f"; goal >= {100 * GAIN_GOAL:.0f} % at every budget <= 2,000"
     )
     return Verdict(ok if g else None, text)
+
+
+def controls(res: dict) -> dict[str, bool | None]:
+    """{control: the check passes with it in the pretrained encoder's place}: the training mean
+    (no CSI). A control that passes says the scratch model, not pretraining, decides the gain."""
+    sub = {
+        t: {n: [r for r in rows if r["name"] != PRETRAINED]
+            + [{**r, "name": PRETRAINED} for r in rows if r["name"] == CONTROL]
+            for n, rows in tbl.items()}
+        for t, tbl in res["tasks"].items()
+    }  # fmt: skip
+    return {CONTROL: check({**res, "tasks": sub}).holds}
+
+
+def finding(res: dict) -> Verdict:
+    """The check and its control: holds only if the check passes and the control fails."""
+    v, c = check(res), controls(res)
+    passing = [k for k, ok in c.items() if ok]
+    said = {True: "passes", False: "fails", None: "–"}
+    text = v.text + "; control " + ", ".join(f"{k}: {said[ok]}" for k, ok in c.items())
+    return Verdict(None if v.holds is None else v.holds and not passing, text)
 
 
 def _shown(name: str) -> str:
@@ -484,12 +546,45 @@ def page(res: dict, fig: str | None = None) -> list[str]:
                       "| objectives | error |", "|---|---|",
                       *(f"| {r['name']} | {r['mean']:.3g} / {r['median']:.3g} |" for r in rows),
                       ""]  # fmt: skip
+    lines += _seen_table(res)
     if fig:
         lines += [f"![lwlm]({fig})", ""]
-    v = res["finding"]
-    status = {True: "holds", False: "does not hold", None: "not measured"}[v["holds"]]
-    lines.append(f"**The finding {status} on our data.** {v['text']}")
+    v = finding(res)
+    status = {True: "holds", False: "does not hold", None: "not measured"}[v.holds]
+    lines.append(f"**The finding {status} on our data.** {v.text}")
     return lines
+
+
+def _seen_table(res: dict) -> list[str]:
+    """Seen vs unseen city: one pretrained encoder (and scratch) fine-tuned on the same number
+    of labels of each, mean error and the unseen / seen ratio."""
+    s = res.get("seen")
+    if not s:
+        return []
+    env = res["environments"]
+    lines = [
+        f"**Seen vs unseen city** (mean error; the ratio unseen / seen): the seen city "
+        f"`{s['target']}` was pretrained on except its {s['n_test']} test samples, "
+        + _split_text(s["split"])
+        + f"; its {s['n_labelled']} other samples give the labels. The unseen city "
+        f"`{env['target']}` as above.",
+        "",
+        "| task | labels | pretrained: seen / unseen (ratio) | scratch: seen / unseen (ratio) "
+        "| training mean: seen / unseen |",
+        "|---|---|---|---|---|",
+    ]
+    for task, tbl in s["tasks"].items():
+        for n, rows in tbl.items():
+            other = res["tasks"][task].get(n)
+            if other is None:
+                continue
+            cells = []
+            for name in (PRETRAINED, SCRATCH, CONTROL):
+                a, b = _mean(rows, name), _mean(other, name)
+                ratio = f" ({b / a:.2f}×)" if name != CONTROL else ""
+                cells.append(f"{a:.3g} / {b:.3g}{ratio}")
+            lines.append(f"| {task} ({res['units'][task]}) | {n} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot(res: dict, path: Path) -> Path:

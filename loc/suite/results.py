@@ -400,6 +400,8 @@ def write_results_page(
     """The Markdown page: summary of findings and times, then per protocol the paper's
     numbers, ours, a figure and the verdict. ``missing``: protocols without a finished run,
     listed as not run; ``lwlm``: the LWLM protocols' results by name."""
+    from loc.lwlm import suite as lwlm_suite
+
     lwlm = lwlm or {}
     path.parent.mkdir(parents=True, exist_ok=True)
     renders = {}
@@ -447,11 +449,14 @@ def write_results_page(
         )
     for name, res in lwlm.items():
         status[name] = run_status(name, budget, res, files)
-        lv = res.get("finding") or {}
-        mark = {True: "yes", False: "**no**"}.get(lv.get("holds"), "–")
+        lv = lwlm_suite.finding(res)
+        mark = {True: "yes", False: "**no**"}.get(lv.holds, "–")
+        ctrl = lwlm_suite.controls(res)
+        cell = ", ".join(f"**{k} passes**" if ok else k + (" fails" if ok is False else " –")
+                         for k, ok in ctrl.items())  # fmt: skip
         pre = (res.get("pretrain") or {}).get("seconds")
         lines.append(
-            f"| [{name}](#{anchor(name)}) | {LWLM_TITLE.get(name, name)} | {mark} | – | "
+            f"| [{name}](#{anchor(name)}) | {LWLM_TITLE.get(name, name)} | {mark} | {cell} | "
             f"{status[name] or 'current'} | {_minutes(pre)} pretraining | "
             f"{_minutes(res.get('wall_seconds'))} |"
         )

@@ -326,10 +326,19 @@ def test_lwlm_envs_pretrains_on_seen_environments_and_tests_an_unseen_one(tmp_pa
     assert env["target"] == "target_s9" and env["target"] not in env["pretrain"]
     assert sorted(env["pretrain"]) == ["proc_s1", "proc_s2"]
     seen = pool_stores(env["pool"], split="seen")
-    assert res["n_pretrain_samples"] == sum(int(s.valid.sum()) for s in seen.values())
+    # the seen column's city: its test blocks and their gap are never pretrained on
+    col = res["seen"]
+    assert col["target"] == "proc_s1" and col["n_test"] == 32
+    assert col["split"]["min_distance_m"] >= col["split"]["gap_m"] == 1.0
+    left_out = int(seen["proc_s1"].valid.sum()) - col["n_labelled"]
+    assert left_out >= col["n_test"]
+    assert res["n_pretrain_samples"] == sum(int(s.valid.sum()) for s in seen.values()) - left_out
+    assert set(col["tasks"]) == set(res["tasks"]) and set(col["tasks"]["toa"]) == {"32", "96"}
     assert res["split"]["kind"] == "blocks" and "unseen_trp" not in res
     assert set(res["tasks"]) == {"toa", "aoa", "single", "multi"}
-    assert "unseen `target_s9`" in (out / "lwlm_envs.md").read_text()
+    page = (out / "lwlm_envs.md").read_text()
+    assert "unseen `target_s9`" in page and "**Seen vs unseen city**" in page
+    assert "control training mean: " in page
     bad = tmp_path / "bad.yaml"
     raw = yaml.safe_load((Path(lwlm_suite.__file__).parent / "lwlm_envs.yaml").read_text())
     raw["budgets"]["tiny"]["data"]["target"] = "proc_s1"
@@ -337,3 +346,26 @@ def test_lwlm_envs_pretrains_on_seen_environments_and_tests_an_unseen_one(tmp_pa
     r = CliRunner().invoke(app, ["suite", str(bad), "--budget", "tiny", "--device", "cpu",
                                  "--out", str(tmp_path / "b"), "--cache", str(cache)])  # fmt: skip
     assert r.exit_code == 2 and "not an unseen environment" in r.output, r.output
+    raw["budgets"]["tiny"]["data"].update(target="target_s9", seen_target="target_s9")
+    bad.write_text(yaml.safe_dump(raw))
+    r = CliRunner().invoke(app, ["suite", str(bad), "--budget", "tiny", "--device", "cpu",
+                                 "--out", str(tmp_path / "b"), "--cache", str(cache)])  # fmt: skip
+    assert r.exit_code == 2 and "not a seen environment" in r.output, r.output
+
+
+def test_lwlm_check_fails_when_its_control_passes():
+    """The gain check with the training mean (no CSI) in the pretrained row must fail; when it
+    passes (a scratch model worse than the mean), the finding does not hold."""
+
+    def res(scratch: float) -> dict:
+        rows = [{"name": lwlm_suite.PRETRAINED, "mean": 5.0},
+                {"name": lwlm_suite.SCRATCH, "mean": scratch},
+                {"name": lwlm_suite.CONTROL, "mean": 20.0}]  # fmt: skip
+        return {"tasks": {"toa": {"100": rows}}}
+
+    ok = res(10.0)
+    assert lwlm_suite.check(ok).holds and lwlm_suite.controls(ok) == {"training mean": False}
+    assert lwlm_suite.finding(ok).holds is True
+    broken = res(30.0)  # 1 - 20 / 30 = 33 % >= 26 %: the mean "beats" scratch too
+    assert lwlm_suite.check(broken).holds and lwlm_suite.controls(broken)["training mean"]
+    assert lwlm_suite.finding(broken).holds is False
