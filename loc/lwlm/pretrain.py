@@ -18,6 +18,8 @@ resumed from its checkpoint takes exactly the steps an uninterrupted run would h
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import time
@@ -149,6 +151,17 @@ def _masks(b: int, k: int, a: int, cfg: PretrainConfig, gen: torch.Generator) ->
     return sc[:, :, None] | ant[:, None, :]
 
 
+def run_identity(cfg: PretrainConfig, data: Sequence[tuple[object, np.ndarray]]) -> dict:
+    """What decides the steps a pretraining takes: its options (not where or how often it logs
+    or saves) and the samples it reads (each store's description and the sha256 of its sample
+    indices). A checkpoint resumes only a run with the same identity."""
+    skip = ("device", "log_every", "ckpt_every")
+    opts = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+    sha = lambda idx: hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest()  # noqa: E731
+    stores = [{**st.describe(), "samples": sha(idx)} for st, idx in data]
+    return {"options": opts, "data": stores}
+
+
 def load_encoder(path: str | Path, device: torch.device | str = "cpu") -> tuple[LWLM, dict]:
     """(pretrained LWLM, checkpoint) from ``DIR`` or ``DIR/encoder.pt`` (``loc pretrain``)."""
     ck = read_checkpoint(path, FORMAT, CHECKPOINT, "LWLM encoder (run `loc pretrain` first)")
@@ -193,10 +206,16 @@ def pretrain(
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / CHECKPOINT if out is not None else None
     start, history, before = 0, [], 0.0  # before: seconds of the runs this one resumes
+    identity = json.loads(json.dumps(run_identity(cfg, data), default=str))  # as stored
     if resume and ckpt is not None and ckpt.exists():
         _, ck = load_encoder(ckpt)
         if ck["hparams"] != hp or ck["config"]["weights"] != cfg.weights:
             raise CheckpointError(f"{ckpt} holds another encoder or objectives; use a new --out")
+        if ck.get("run") != identity:
+            raise CheckpointError(
+                f"{ckpt} was pretrained with other options or samples (steps, LR, data ...); "
+                "pretrain into a new --out, or rerun with --fresh"
+            )
         model.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         start, history = int(ck["step"]), list(ck["history"])
@@ -231,6 +250,7 @@ def pretrain(
             "step": step,
             "config": dataclasses.asdict(cfg),
             "data": [{**st.describe(), "n_samples": len(idx)} for st, idx in data],
+            "run": identity,
             "history": history,
             "seconds": before + time.perf_counter() - t0,
         }

@@ -115,6 +115,15 @@ def test_pretraining_resumes_exactly(tmp_path, store_path):
             [(st, np.arange(len(st)))],
             tmp_path / "cut",
         )
+    # a longer schedule or other samples would continue a run they did not start: refused
+    # (the step-10 checkpoint of "cut" is resumed only by the run that wrote it)
+    _, ck = load_encoder(tmp_path / "cut")
+    for cfg, idx in ((_cfg(steps=30, log_every=5), np.arange(len(st))),
+                     (_cfg(steps=20, log_every=5), np.arange(len(st) - 1))):  # fmt: skip
+        with pytest.raises(CheckpointError, match="other options or samples"):
+            pretrain(cfg, [(st, idx)], tmp_path / "cut")
+    # where it logs or saves does not matter
+    pretrain(_cfg(steps=20, log_every=4), [(st, np.arange(len(st)))], tmp_path / "cut")
 
 
 def test_bad_pretraining_options():
