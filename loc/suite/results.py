@@ -451,9 +451,7 @@ def write_results_page(
         status[name] = run_status(name, budget, res, files)
         lv = lwlm_suite.finding(res)
         mark = {True: "yes", False: "**no**"}.get(lv.holds, "–")
-        ctrl = lwlm_suite.controls(res)
-        cell = ", ".join(f"**{k} passes**" if ok else k + (" fails" if ok is False else " –")
-                         for k, ok in ctrl.items())  # fmt: skip
+        cell = Finding(lv.holds, lv.text, lv, lwlm_suite.controls(res)).controls_cell()
         pre = (res.get("pretrain") or {}).get("seconds")
         lines.append(
             f"| [{name}](#{anchor(name)}) | {LWLM_TITLE.get(name, name)} | {mark} | {cell} | "
