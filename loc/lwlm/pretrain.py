@@ -151,6 +151,60 @@ def _masks(b: int, k: int, a: int, cfg: PretrainConfig, gen: torch.Generator) ->
     return sc[:, :, None] | ant[:, None, :]
 
 
+def batch_losses(
+    model: LWLM,
+    cfg: PretrainConfig,
+    pool: LinkPool,
+    maker: GridMaker,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """{objective: scalar loss} of samples ``rows`` of ``pool``: their two views (from ``rng``)
+    and SF-MCM masks (from ``gen``)."""
+    h1, c1, h2, c2, _ = pool.views(rows, rng)
+    n_ant, n_sc = pool.h.shape[-2:]
+    mask = _masks(len(rows), n_sc, n_ant, cfg, gen).to(pool.h.device)
+    return model.losses(
+        maker.grid(h1),
+        maker.angle_delay(h1),
+        c1,
+        mask,
+        maker.grid(h2),
+        c2,
+        objectives=cfg.objectives,
+        tau=cfg.tau,
+    )
+
+
+@torch.no_grad()
+def mean_losses(
+    model: LWLM, cfg: PretrainConfig, pools: Sequence[LinkPool], makers: Sequence[GridMaker]
+) -> dict[str, float]:
+    """The weighted loss and each objective's, averaged over batches of ``cfg.batch_size`` of
+    every eligible sample of ``pools`` (a remainder smaller than a batch is left out: PICL's
+    chance level is log(2B - 1)). Views and masks come from generators seeded by ``cfg.seed``
+    alone, so calls at different steps read the same batches. Leaves the model in eval mode."""
+    model.eval()
+    sums, n = dict.fromkeys(("loss", *cfg.objectives), 0.0), 0
+    for i, (pool, maker) in enumerate(zip(pools, makers, strict=True)):
+        rng = np.random.default_rng([cfg.seed, 12, i])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        rows = rng.permutation(pool.eligible())
+        for b in range(len(rows) // cfg.batch_size):
+            losses = batch_losses(
+                model, cfg, pool, maker, rows[b * cfg.batch_size : (b + 1) * cfg.batch_size],
+                rng, gen,
+            )  # fmt: skip
+            sums["loss"] += sum(cfg.weights[k] * v.item() for k, v in losses.items())
+            for k, v in losses.items():
+                sums[k] += v.item()
+            n += 1
+    if n == 0:
+        raise DataError(f"fewer held-out samples than one batch of {cfg.batch_size}")
+    return {k: v / n for k, v in sums.items()}
+
+
 def run_identity(cfg: PretrainConfig, data: Sequence[tuple[object, np.ndarray]]) -> dict:
     """What decides the steps a pretraining takes: its options (not where or how often it logs
     or saves) and the samples it reads (each store's description and the sha256 of its sample
@@ -173,7 +227,8 @@ def load_encoder(path: str | Path, device: torch.device | str = "cpu") -> tuple[
 @dataclasses.dataclass
 class PretrainResult:
     model: LWLM
-    history: list[dict]  # per log interval: step, lr, loss (weighted total), each objective
+    history: list[dict]  # per log interval: step, lr, loss (weighted total), each objective,
+    # held_out: {loss, each objective} on the held-out samples (when given)
     checkpoint: Path | None
     seconds: float  # of every run to this checkpoint (resumed ones included)
 
@@ -184,16 +239,24 @@ def pretrain(
     out_dir: str | Path | None = None,
     resume: bool = True,
     on_log: Callable[[dict], None] | None = None,
+    held_out: Sequence[tuple[object, np.ndarray]] = (),
 ) -> PretrainResult:
     """Pretrain an encoder on the usable links of ``data`` = [(CSIStore, sample indices)].
 
+    ``held_out``: [(CSIStore, sample indices)] never pretrained on; at every log interval their
+    ``mean_losses`` go into the history (``held_out``), the curve that shows a plateau or
+    overfitting (the training loss alone falls as long as the samples can be memorised).
     All stores must share the link grid (A, K). With ``out_dir`` the checkpoint
     ``out_dir/encoder.pt`` is written every ``ckpt_every`` steps and at the end, and a run with
     ``resume`` continues from it (a finished one returns at once).
     """
     if not data:
         raise ConfigError("no pretraining data given")
-    grids = {check_grid(st) for st, _ in data}
+    grids = {check_grid(st) for st, _ in [*data, *held_out]}
+    for st, idx in held_out:
+        both = [np.intersect1d(idx, i2) for s2, i2 in data if s2.path == st.path]
+        if any(len(x) for x in both):
+            raise DataError(f"{st.path}: a held-out sample is also a pretraining sample")
     if len(grids) > 1:
         raise DataError(f"pretraining stores differ in link grid (A, K): {sorted(grids)}")
     (n_ant, n_sc) = grids.pop()
@@ -240,6 +303,8 @@ def pretrain(
     )
     # the DTI target: each store's own TRP array (the 2-D angle DFT of a planar array)
     makers = [GridMaker(n_ant, n_sc, device, p.store.array_shape) for p in pools]
+    val_pools = [LinkPool(st, np.asarray(idx, np.int64), device) for st, idx in held_out]
+    val_makers = [GridMaker(n_ant, n_sc, device, p.store.array_shape) for p in val_pools]
 
     def payload(step: int) -> dict:
         return {
@@ -249,7 +314,6 @@ def pretrain(
             "optimizer": opt.state_dict(),
             "step": step,
             "config": dataclasses.asdict(cfg),
-            "data": [{**st.describe(), "n_samples": len(idx)} for st, idx in data],
             "run": identity,
             "history": history,
             "seconds": before + time.perf_counter() - t0,
@@ -268,18 +332,7 @@ def pretrain(
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         torch.manual_seed(int(rng.integers(2**62)))  # dropout
         rows = rng.choice(eligible, cfg.batch_size, replace=False)
-        h1, c1, h2, c2, _ = pool.views(rows, rng)
-        mask = _masks(len(rows), n_sc, n_ant, cfg, gen).to(device)
-        losses = model.losses(
-            maker.grid(h1),
-            maker.angle_delay(h1),
-            c1,
-            mask,
-            maker.grid(h2),
-            c2,
-            objectives=cfg.objectives,
-            tau=cfg.tau,
-        )
+        losses = batch_losses(model, cfg, pool, maker, rows, rng, gen)
         loss = sum(cfg.weights[k] * v for k, v in losses.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -293,18 +346,23 @@ def pretrain(
             dt = time.perf_counter() - t_last
             rec = {"step": done, "lr": lr, **{k: v / n_sum for k, v in sums.items()}}
             rec["samples_per_s"] = n_sum * cfg.batch_size / max(dt, 1e-9)
+            if val_pools:
+                rec["held_out"] = mean_losses(model, cfg, val_pools, val_makers)
+                model.train()
             if not math.isfinite(rec["loss"]):
                 raise ConfigError(f"pretraining diverged at step {done}; try a lower --lr")
             history.append(rec)
             if on_log is not None:
                 on_log(rec)
             parts = " ".join(f"{k} {rec[k]:.4g}" for k in cfg.objectives)
+            val = f", held out {rec['held_out']['loss']:.4g}" if val_pools else ""
             log.info(
-                "pretrain step %d/%d loss %.4g (%s) lr %.2e %.0f samples/s",
+                "pretrain step %d/%d loss %.4g (%s)%s lr %.2e %.0f samples/s",
                 done,
                 cfg.steps,
                 rec["loss"],
                 parts,
+                val,
                 lr,
                 rec["samples_per_s"],
             )

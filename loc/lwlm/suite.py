@@ -40,6 +40,7 @@ from loc.lwlm.pretrain import PretrainConfig, pretrain
 from loc.lwlm.tasks import UNITS, FinetuneConfig, TaskData, baseline_rows, errors, finetune
 from loc.lwlm.tasks import summary as err_summary
 from loc.noise import parse_noise
+from loc.suite.controls import Finding
 from loc.suite.datasets import (
     blocks_order,
     check_disjoint,
@@ -49,6 +50,7 @@ from loc.suite.datasets import (
     ordered_samples,
     ue_ids,
 )
+from loc.suite.papers import Verdict
 from loc.suite.protocol import REPO_ROOT, DatasetSpec, deep_merge
 
 log = logging.getLogger("loc.lwlm")
@@ -59,6 +61,7 @@ KEYS = {"name", "description", "dataset", "data", "pretrain", "finetune", "basel
         "unseen_trp", "ablation", "budgets"}  # fmt: skip
 GAIN_GOAL = 0.26  # the paper's smallest gain over the transformer without pretraining
 SCRATCH, PRETRAINED = "LWLM from scratch", "LWLM pretrained"
+LOG_POINTS = 40  # log intervals of a pretraining (the held-out loss is read at each)
 CONTROL = "training mean"  # the CSI-free row of every task (``tasks.baseline_rows``)
 
 
@@ -223,20 +226,45 @@ def _task_table(task, st, labelled, test_idx, p, enc_dir, hp, device, groups=Non
     return out
 
 
+def _all_tasks(st, labelled, test_idx, p, enc_dir, hp, device, sizes=None) -> dict:
+    """{task: {str(n): rows}}: ``_task_table`` of every fine-tuning task (the single-TRP task
+    on ``data.single_trp``'s links)."""
+    single = groups_of(st, [p["data"]["single_trp"]])
+    return {
+        task: {str(n): rows for n, rows in _task_table(
+            task, st, labelled, test_idx, p, enc_dir, hp, device,
+            groups=single if task == "single" else None, sizes=sizes).items()}
+        for task in p["finetune"]["tasks"]
+    }  # fmt: skip
+
+
 def _seen_column(seen, p, enc, hp, device) -> dict:
     """Every task fine-tuned (pretrained and scratch, beside the model-free rows) and tested on
     a city the encoder pretrained on, at the label budgets its samples outside the test
     blocks allow."""
     name, st, test_idx, pool, split = seen
     sizes = [n for n in p["finetune"]["labels"] if n <= len(pool)]
-    single = groups_of(st, [p["data"]["single_trp"]])
-    out = {"target": name, "n_test": len(test_idx), "n_labelled": len(pool), "split": split,
-           "tasks": {}}  # fmt: skip
-    for task in p["finetune"]["tasks"]:
-        groups = single if task == "single" else None
-        tbl = _task_table(task, st, pool, test_idx, p, enc, hp, device, groups=groups, sizes=sizes)
-        out["tasks"][task] = {str(n): rows for n, rows in tbl.items()}
-    return out
+    return {"target": name, "n_test": len(test_idx), "n_labelled": len(pool), "split": split,
+            "tasks": _all_tasks(st, pool, test_idx, p, enc, hp, device, sizes)}  # fmt: skip
+
+
+def hold_out(pre_data: list, data: dict, skip: int | None) -> tuple[list, list]:
+    """(pretraining data, held-out data), each [(store, sample indices)]: ``data.n_held_out``
+    samples of every pretraining store but ``skip`` (the seen city, whose test blocks are out
+    already) in held-out blocks of it (``split_samples``, its block size and gap), never
+    pretrained on. Their loss, logged through pretraining, shows its plateau."""
+    n = int(data.get("n_held_out") or 0)
+    if not n:
+        return pre_data, []
+    kept, held = [], []
+    for i, (st, idx) in enumerate(pre_data):
+        if i == skip:
+            kept.append((st, idx))
+            continue
+        val, rest, _ = split_samples(st, {**data, "n_test": n})
+        kept.append((st, np.sort(rest)))
+        held.append((st, val))
+    return kept, held
 
 
 def _brief(rows: list[dict]) -> str:
@@ -327,10 +355,14 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
         )
         pre_data[i] = (pre_stores[i], np.sort(s_pool))  # its test blocks never pretrained on
         seen = (data["seen_target"], pre_stores[i], s_test, s_pool, s_split)
+    if data.get("n_held_out") and not envs:
+        raise ConfigError("lwlm: data.n_held_out needs an environment pool (dataset.pool)")
+    pre_data, held_out = hold_out(pre_data, data, i if seen else None)
     res: dict = {
         "protocol": p["name"], "budget": p["budget"], "description": p["description"],
         "store": str(path), "noise": st.noise_label(), "n_test": int(n_test), "split": split,
-        "n_pretrain_samples": int(sum(len(i) for _, i in pre_data)), "device": device,
+        "n_pretrain_samples": int(sum(len(i) for _, i in pre_data)),
+        "n_held_out_samples": int(sum(len(i) for _, i in held_out)), "device": device,
         "units": UNITS, **({"environments": envs} if envs else {}),
     }  # fmt: skip
 
@@ -342,23 +374,21 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
             kw["weights"] = weights
         if steps is not None:
             kw["steps"] = steps
-        cfg = PretrainConfig(**kw, device=device, log_every=max(1, kw["steps"] // 10),
+        cfg = PretrainConfig(**kw, device=device, log_every=max(1, kw["steps"] // LOG_POINTS),
                              ckpt_every=max(1, kw["steps"] // 4))  # fmt: skip
-        data_ = pre_data if store is None else [(store, np.sort(pool))]
-        r = pretrain(cfg, data_, out_dir / name, resume=resume)
+        data_, val = (pre_data, held_out) if store is None else ([(store, np.sort(pool))], [])
+        r = pretrain(cfg, data_, out_dir / name, resume=resume, held_out=val)
         hist = r.history
-        info = {"seconds": r.seconds, "steps": cfg.steps, "weights": cfg.weights,
-                "first": hist[0] if hist else None, "last": hist[-1] if hist else None}  # fmt: skip
+        info = {"seconds": r.seconds, "steps": cfg.steps, "batch_size": cfg.batch_size,
+                "weights": cfg.weights,
+                "first": hist[0] if hist else None, "last": hist[-1] if hist else None,
+                "history": [{k: h[k] for k in ("step", "loss", "picl", "held_out") if k in h}
+                            for h in hist]}  # fmt: skip
         return out_dir / name, r.model.hparams, info
 
     enc, hp, info = pre("pretrain", None)
     res["pretrain"] = info
-    res["tasks"] = {}
-    single = groups_of(st, [data["single_trp"]])  # the single-TRP task's link groups
-    for task in p["finetune"]["tasks"]:
-        groups = single if task == "single" else None
-        tbl = _task_table(task, st, labelled, test_idx, p, enc, hp, device, groups=groups)
-        res["tasks"][task] = {str(n): rows for n, rows in tbl.items()}
+    res["tasks"] = _all_tasks(st, labelled, test_idx, p, enc, hp, device)
     project = _project_baselines(path, p, labelled, test_idx, device, out_dir / "runs")
     for task, tbl in project.items():
         for n, rows in tbl.items():
@@ -383,6 +413,7 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
         res["ablation"] = {"steps": a["steps"], "labels": a["labels"], "rows": {}}
         base_w = PretrainConfig(**p["pretrain"]).weights
         variants = {"all three": base_w}
+        single = groups_of(st, [data["single_trp"]])
         for o in OBJECTIVES:
             variants[f"without {o}"] = {**base_w, o: 0.0}
         for task in a.get("tasks", ["single"]):
@@ -409,12 +440,6 @@ def run(p: dict, out_dir: Path, cache: Path, device: str = "auto", resume: bool 
 
 
 # ----------------------------------------------------------------------------- report
-
-
-@dataclasses.dataclass
-class Verdict:
-    holds: bool | None
-    text: str
 
 
 def _mean(rows: list[dict], name: str) -> float:
@@ -459,13 +484,12 @@ def controls(res: dict) -> dict[str, bool | None]:
     return {CONTROL: check({**res, "tasks": sub}).holds}
 
 
-def finding(res: dict) -> Verdict:
+def finding(res: dict) -> Finding:
     """The check and its control: holds only if the check passes and the control fails."""
     v, c = check(res), controls(res)
-    passing = [k for k, ok in c.items() if ok]
     said = {True: "passes", False: "fails", None: "–"}
     text = v.text + "; control " + ", ".join(f"{k}: {said[ok]}" for k, ok in c.items())
-    return Verdict(None if v.holds is None else v.holds and not passing, text)
+    return Finding(None if v.holds is None else v.holds and not any(c.values()), text, v, c)
 
 
 def _shown(name: str) -> str:
@@ -547,6 +571,7 @@ def page(res: dict, fig: str | None = None) -> list[str]:
                       *(f"| {r['name']} | {r['mean']:.3g} / {r['median']:.3g} |" for r in rows),
                       ""]  # fmt: skip
     lines += _seen_table(res)
+    lines += _pretrain_table(res)
     if fig:
         lines += [f"![lwlm]({fig})", ""]
     v = finding(res)
@@ -590,6 +615,34 @@ def _seen_table(res: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _pretrain_table(res: dict, rows: int = 8) -> list[str]:
+    """The pretraining log at ``rows`` evenly spaced log points: training loss, held-out loss
+    and held-out PICL (its chance level log(2B - 1)), and the held-out loss's fall over each
+    half of the schedule: the plateau, or its absence, as the log shows it."""
+    hist = [h for h in res["pretrain"].get("history", []) if "held_out" in h]
+    if len(hist) < 2:
+        return []
+    b = res["pretrain"].get("batch_size")
+    pick = sorted({round(i * (len(hist) - 1) / (rows - 1)) for i in range(rows)})
+    first, mid, last = hist[0]["held_out"], hist[(len(hist) - 1) // 2]["held_out"], hist[-1]
+    best = min(hist, key=lambda h: h["held_out"]["loss"])
+    fall = lambda a, z: 100 * (a["loss"] - z["loss"]) / a["loss"]  # noqa: E731
+    chance = f" (chance {np.log(2 * b - 1):.2f})" if b else ""
+    return [
+        f"**Pretraining log** (held out: {res['n_held_out_samples']} samples in held-out blocks "
+        "of the seen cities but the seen column's, never pretrained on). The held-out loss fell "
+        f"{fall(first, mid):.1f} % over the first half of the schedule and "
+        f"{fall(mid, last['held_out']):.1f} % over the second; its lowest is at step "
+        f"{best['step']} of {last['step']}.",
+        "",
+        f"| step | loss | held-out loss | held-out PICL{chance} |",
+        "|---|---|---|---|",
+        *(f"| {hist[i]['step']} | {hist[i]['loss']:.3g} | {hist[i]['held_out']['loss']:.3g} | "
+          f"{hist[i]['held_out'].get('picl', float('nan')):.3g} |" for i in pick),
+        "",
+    ]  # fmt: skip
+
+
 def plot(res: dict, path: Path) -> Path:
     """Error vs labels per task: pretrained, scratch, every baseline."""
     import matplotlib
@@ -598,8 +651,18 @@ def plot(res: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     tasks = list(res["tasks"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    hist = [h for h in res["pretrain"].get("history", []) if "held_out" in h]
+    n = len(tasks) + bool(hist)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)
+    if hist:
+        ax = axes[0][-1]
+        steps = [h["step"] for h in hist]
+        ax.plot(steps, [h["loss"] for h in hist], "-", label="training loss")
+        ax.plot(steps, [h["held_out"]["loss"] for h in hist], "-o", ms=3, label="held-out loss")
+        ax.set(xlabel="pretraining step", ylabel="weighted loss", title="pretraining")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax, task in zip(axes[0][: len(tasks)], tasks, strict=True):
         tbl = res["tasks"][task]
         sizes = [int(n) for n in tbl]
         names = list(dict.fromkeys(r["name"] for n in tbl for r in tbl[n]))

@@ -451,7 +451,7 @@ def write_results_page(
         status[name] = run_status(name, budget, res, files)
         lv = lwlm_suite.finding(res)
         mark = {True: "yes", False: "**no**"}.get(lv.holds, "–")
-        cell = Finding(lv.holds, lv.text, lv, lwlm_suite.controls(res)).controls_cell()
+        cell = lv.controls_cell()
         pre = (res.get("pretrain") or {}).get("seconds")
         lines.append(
             f"| [{name}](#{anchor(name)}) | {LWLM_TITLE.get(name, name)} | {mark} | {cell} | "

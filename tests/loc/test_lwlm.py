@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from loc.cli import app
 from loc.data import CSIStore
-from loc.errors import CheckpointError, ConfigError
+from loc.errors import CheckpointError, ConfigError, DataError
 from loc.lwlm import suite as lwlm_suite
+from loc.lwlm.links import GridMaker
 from loc.lwlm.model import fold_patches, nt_xent, unfold_patches
-from loc.lwlm.pretrain import PretrainConfig, load_encoder, pretrain
+from loc.lwlm.pretrain import LinkPool, PretrainConfig, load_encoder, mean_losses, pretrain
 from loc.lwlm.tasks import (
     FinetuneConfig,
     TaskData,
@@ -124,6 +125,32 @@ def test_pretraining_resumes_exactly(tmp_path, store_path):
             pretrain(cfg, [(st, idx)], tmp_path / "cut")
     # where it logs or saves does not matter
     pretrain(_cfg(steps=20, log_every=4), [(st, np.arange(len(st)))], tmp_path / "cut")
+
+
+def test_held_out_loss_is_logged_and_never_pretrained_on(store_path):
+    """Held-out samples: their loss is in every log record, read on the same batches each time
+    (the model left as it was gives the same value); a held-out sample that is also pretrained
+    on is refused; and what is held out does not change the pretraining steps."""
+    st = CSIStore(store_path)
+    n = len(st)
+    cfg = _cfg(steps=6, log_every=3)
+    plain = pretrain(cfg, [(st, np.arange(n - 16))], resume=False)
+    r = pretrain(
+        cfg, [(st, np.arange(n - 16))], resume=False, held_out=[(st, np.arange(n - 16, n))]
+    )
+    assert [h["step"] for h in r.history] == [3, 6]
+    assert all(set(h["held_out"]) == {"loss", *cfg.objectives} for h in r.history)
+    assert _losses([{k: v for k, v in h.items() if k != "held_out"} for h in r.history]) == (
+        _losses(plain.history)
+    )
+    pools = [LinkPool(st, np.arange(n - 16, n), "cpu")]
+    makers = [GridMaker(*pools[0].h.shape[-2:], "cpu", st.array_shape)]
+    again = mean_losses(r.model, cfg, pools, makers)
+    assert again == pytest.approx(r.history[-1]["held_out"], rel=1e-5)
+    # the held-out reads draw from their own generators: the weights are the plain run's
+    assert mean_losses(plain.model, cfg, pools, makers) == pytest.approx(again, rel=1e-5)
+    with pytest.raises(DataError, match="also a pretraining sample"):
+        pretrain(cfg, [(st, np.arange(n))], resume=False, held_out=[(st, np.arange(n - 16, n))])
 
 
 def test_bad_pretraining_options():
@@ -341,7 +368,14 @@ def test_lwlm_envs_pretrains_on_seen_environments_and_tests_an_unseen_one(tmp_pa
     assert col["split"]["min_distance_m"] >= col["split"]["gap_m"] == 1.0
     left_out = int(seen["proc_s1"].valid.sum()) - col["n_labelled"]
     assert left_out >= col["n_test"]
-    assert res["n_pretrain_samples"] == sum(int(s.valid.sum()) for s in seen.values()) - left_out
+    # the other seen city: 16 samples in held-out blocks (and their gap) never pretrained on,
+    # their loss logged at every log point
+    assert res["n_held_out_samples"] == 16
+    total = sum(int(s.valid.sum()) for s in seen.values())
+    assert res["n_pretrain_samples"] <= total - left_out - 16
+    hist = res["pretrain"]["history"]
+    assert len(hist) >= 2 and all("held_out" in h for h in hist)
+    assert "**Pretraining log**" in (out / "lwlm_envs.md").read_text()
     assert set(col["tasks"]) == set(res["tasks"]) and set(col["tasks"]["toa"]) == {"32", "96"}
     assert res["split"]["kind"] == "blocks" and "unseen_trp" not in res
     assert set(res["tasks"]) == {"toa", "aoa", "single", "multi"}
