@@ -16,6 +16,7 @@ from torch import nn
 
 from loc.errors import ConfigError
 from loc.models.vinloc import ALIGN_PRE, ResNetFingerprint, aligned_taps
+from loc.transforms import ArrayShape
 
 
 class AlignedResNetFingerprint(ResNetFingerprint):
@@ -32,13 +33,14 @@ class AlignedResNetFingerprint(ResNetFingerprint):
         domain: str = "delay",
         tap_norm: str = "global",
         window: int = 32,
+        array: ArrayShape | None = None,
     ) -> None:
         aligned = tap_norm == "aligned"
         if aligned and not ALIGN_PRE < window <= in_shape[2]:
             raise ConfigError(f"window must be in ({ALIGN_PRE}, {in_shape[2]}], got {window}")
         super().__init__(
             in_shape, n_trp, widths, pool_taps, hidden, train_subset, domain,
-            "global" if aligned else tap_norm,
+            "global" if aligned else tap_norm, array,
         )  # fmt: skip
         self.tap_norm, self.window = tap_norm, window
         self.hparams.update(tap_norm=tap_norm)
@@ -56,7 +58,7 @@ class AlignedResNetFingerprint(ResNetFingerprint):
         """Location (B, 2) m from h (B, G, A, C, 2); ``trp_xyz`` is ignored (fingerprinting)."""
         if self.tap_norm != "aligned":
             return super().forward(h, trp_xyz, present)
-        x, arrival = aligned_taps(h, self.n_trp, self.window, self.domain)  # (B,T,3,R,W), (B,T,2)
+        x, arrival = aligned_taps(h, self.n_trp, self.window, self.domain, self.f_angle)
         if present is not None:
             keep = present.to(x.dtype)
             x, arrival = x * keep[:, :, None, None, None], arrival * keep[..., None]

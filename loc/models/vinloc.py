@@ -15,8 +15,10 @@ Per-TRP input (the paper's "N_TRP x 256 x 3"): the CIR of every antenna pair, i.
 orthonormal inverse DFT of the CFR over subcarriers -> C taps at 1/B spacing. Simgen's CFR
 keeps absolute delays (exp(-j 2 pi (f_c + f_k) tau) on a common clock), so the taps are
 synchronized across TRPs (delays modulo C/B). The 3 per-tap features are (Re, Im, |h|)
-[spec ambiguity, our choice]. ``domain="angle_delay"`` also takes an orthonormal DFT over the
-per-TRP antenna rows (U * A), the AoA x ToF image of the paper's scenario 2.
+[spec ambiguity, our choice]. ``domain="angle_delay"`` also takes the unitary angle DFT of the
+TRP array (``loc.transforms.angle_dft``: the 2-D Kronecker DFT of a planar array, read from the
+store's array shape; a ULA's 1-D DFT) over each UE antenna's A TRP antennas, the AoA x ToF
+image of the paper's scenario 2.
 
 Locations are standardised with ``origin``/``scale`` buffers fitted on the training labels
 (``fit_targets``, called by ``loc.fit.supervised.train``); TRP positions enter in the same units.
@@ -31,6 +33,7 @@ from torch import nn
 
 from loc.errors import ConfigError
 from loc.models.targets import TargetNorm
+from loc.transforms import ArrayShape, angle_dft, array_hparams
 
 DOMAINS = ("delay", "angle_delay", "taps")  # channel input of the TRP-token models
 TAP_NORMS = ("global", "peak", "aligned")  # see cir_features / aligned_taps
@@ -53,27 +56,50 @@ def trp_layout(in_shape: tuple[int, int, int], n_trp: int | None, domain: str) -
     return n_trp, (g // n_trp) * a
 
 
-def complex_taps(h: torch.Tensor, n_trp: int, domain: str = "delay") -> torch.Tensor:
+def complex_taps(
+    h: torch.Tensor, n_trp: int, domain: str = "delay", f_angle: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, G, A, C, 2) channel -> (B, T, R, C) complex CIR taps per TRP and antenna row (the
-    IDFT over C of a CFR; then a DFT over the rows for "angle_delay"; "taps": as stored)."""
+    IDFT over C of a CFR; "taps": as stored). "angle_delay": then ``f_angle`` (A, A) complex
+    (``angle_buffer``; None: the 1-D DFT) over the A TRP antennas of every link group."""
     b, g, a, c, _ = h.shape
     n_trp, rows = trp_layout((g, a, c), n_trp, domain)
-    taps = torch.view_as_complex(h.float().contiguous()).reshape(b, n_trp, rows, c)
+    taps = torch.view_as_complex(h.float().contiguous())  # (B, G, A, C)
     if domain != "taps":
         taps = torch.fft.ifft(taps, dim=-1, norm="ortho")
     if domain == "angle_delay":
-        taps = torch.fft.fftshift(torch.fft.fft(taps, dim=-2, norm="ortho"), dim=-2)
-    return taps
+        if f_angle is None:
+            f_angle = torch.from_numpy(angle_dft(a).astype(np.complex64))
+        taps = f_angle.to(taps.device) @ taps
+    return taps.reshape(b, n_trp, rows, c)
+
+
+def angle_buffer(
+    model: nn.Module, domain: str, n_ant: int, array: ArrayShape | None
+) -> torch.Tensor | None:
+    """For ``domain == "angle_delay"``: the TRP array's unitary angle DFT (A, A) complex64
+    (``loc.transforms.angle_dft``), registered on ``model`` as the non-persistent buffer
+    ``f_angle``, and the array's shape put in its hparams; else None."""
+    if domain != "angle_delay":
+        return None
+    model.hparams.update(array_hparams(array))
+    f = torch.from_numpy(angle_dft(n_ant, array).astype(np.complex64))
+    model.register_buffer("f_angle", f, persistent=False)
+    return model.f_angle
 
 
 def cir_features(
-    h: torch.Tensor, n_trp: int, domain: str = "delay", tap_norm: str = "global"
+    h: torch.Tensor,
+    n_trp: int,
+    domain: str = "delay",
+    tap_norm: str = "global",
+    f_angle: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, G, A, C, 2) channel features -> (B, T, F, R, C) per-TRP CIR tap features,
     F = ``TAP_FEATURES[tap_norm]``.
 
     R = U * A antenna rows (U = G / T UE antennas). domain "delay": the input is a CFR and the
-    taps are its orthonormal IDFT over C; "angle_delay": then also a DFT over the antenna rows;
+    taps are its orthonormal IDFT over C; "angle_delay": then also the angle DFT ``f_angle``;
     "taps": the input already is a CIR (simgen's ``cir`` variable), used as is.
 
     tap_norm "global" (the paper's, and our default by measurement): (Re, Im, |h|) of the taps
@@ -86,7 +112,7 @@ def cir_features(
     """
     if tap_norm not in ("global", "peak"):
         raise ConfigError(f"unknown tap_norm {tap_norm!r} for a CIR image (global | peak)")
-    taps = complex_taps(h, n_trp, domain)
+    taps = complex_taps(h, n_trp, domain, f_angle)
     mag = taps.abs()
     if tap_norm == "global":
         return torch.stack([taps.real, taps.imag, mag], dim=2)
@@ -105,7 +131,11 @@ def cir_features(
 
 
 def aligned_taps(
-    h: torch.Tensor, n_trp: int, window: int, domain: str = "delay"
+    h: torch.Tensor,
+    n_trp: int,
+    window: int,
+    domain: str = "delay",
+    f_angle: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Peak-aligned, power-normalised CIR windows and the first arrival of every TRP.
 
@@ -120,7 +150,7 @@ def aligned_taps(
     level in dB re the global CSI scale / 20): the synchronized delay that ranges the TRP, and
     how much to trust it. Absent TRPs (all-zero channel) give zeros.
     """
-    taps = complex_taps(h, n_trp, domain)
+    taps = complex_taps(h, n_trp, domain, f_angle)
     b, n_trp, rows, c = taps.shape
     power = (taps.abs() ** 2).sum(-2)  # (B, T, C)
     peak = power.amax(-1, keepdim=True)
@@ -223,6 +253,8 @@ class VInLoc(TargetNorm):
         window: taps per TRP under "aligned".
     """
 
+    takes_array = True  # build_model passes the store's TRP array shape (angle_delay)
+
     kind = "trp"
     bf16_ok = True
     complex_input = True  # makes its own CIR features from the complex channel
@@ -245,6 +277,7 @@ class VInLoc(TargetNorm):
         out_dim: int = 2,
         tap_norm: str = "global",
         window: int = 32,
+        array: ArrayShape | None = None,
     ) -> None:
         super().__init__()
         n_trp, rows = trp_layout(in_shape, n_trp, domain)
@@ -275,6 +308,7 @@ class VInLoc(TargetNorm):
             window=window,
         )
         self.n_trp, self.domain, self.use_positions = n_trp, domain, use_positions
+        self.f_angle = angle_buffer(self, domain, in_shape[1], array)
         self.window = window
         self.tap_norm = tap_norm
         self.train_subset = train_subset
@@ -305,9 +339,9 @@ class VInLoc(TargetNorm):
         """(B, G, A, C, 2), (B, T, 3) m -> TRP tokens (B, T, 2 * d_emb); any T >= 1 with
         G = T * U (U UE antennas, as in training)."""
         if self.arrival is None:
-            x = cir_features(h, trp_xyz.shape[1], self.domain, self.tap_norm)  # (B, T, F, R, C)
+            x = cir_features(h, trp_xyz.shape[1], self.domain, self.tap_norm, self.f_angle)
         else:
-            x, arrival = aligned_taps(h, trp_xyz.shape[1], self.window, self.domain)
+            x, arrival = aligned_taps(h, trp_xyz.shape[1], self.window, self.domain, self.f_angle)
         b, t = x.shape[:2]
         emb = self.channel(x.flatten(0, 1)).view(b, t, -1)
         if self.arrival is not None:
@@ -384,6 +418,8 @@ class ResNetFingerprint(TargetNorm):
     ``train_subset`` it sees random TRP subsets in training (the paper's variable case).
     """
 
+    takes_array = True  # build_model passes the store's TRP array shape (angle_delay)
+
     kind = "trp"
     bf16_ok = False
     complex_input = True  # makes its own CIR features from the complex channel
@@ -398,6 +434,7 @@ class ResNetFingerprint(TargetNorm):
         train_subset: int | None = None,
         domain: str = "delay",
         tap_norm: str = "global",
+        array: ArrayShape | None = None,
     ) -> None:
         super().__init__()
         n_trp, rows = trp_layout(in_shape, n_trp, domain)
@@ -414,6 +451,7 @@ class ResNetFingerprint(TargetNorm):
             tap_norm=tap_norm,
         )
         self.n_trp, self.domain, self.train_subset = n_trp, domain, train_subset
+        self.f_angle = angle_buffer(self, domain, in_shape[1], array)
         self.tap_norm = tap_norm
         kr = 3 if rows > 1 else 1
         layers: list[nn.Module] = [
@@ -439,7 +477,7 @@ class ResNetFingerprint(TargetNorm):
         self, h: torch.Tensor, trp_xyz: torch.Tensor | None = None, present=None
     ) -> torch.Tensor:
         """Location (B, 2) m; ``trp_xyz`` is ignored (fingerprinting)."""
-        x = cir_features(h, self.n_trp, self.domain, self.tap_norm)  # (B, T, F, R, C)
+        x = cir_features(h, self.n_trp, self.domain, self.tap_norm, self.f_angle)  # (B,T,F,R,C)
         if present is not None:
             x = x * present[:, :, None, None, None].to(x.dtype)
         return self.to_metres(self.head(self.features(x.flatten(1, 2))))

@@ -210,3 +210,25 @@ def test_overfits_tiny_dataset(store_path, tmp_path, name, kw, lr, steps):
     )
     pred = predict_subsets(model, ts.store, ts.train[:8], subset=1, seed=0)
     assert pred.shape == (8, 2) and np.isfinite(pred).all()
+
+
+@pytest.mark.parametrize("name", ["vinloc", "resnet_fp"])
+def test_angle_delay_tokens_use_the_planar_array(name):
+    """``domain="angle_delay"``: every on-grid plane wave of a half-wavelength 4 x 8 UPA puts
+    >= 99 % of its tap energy in one angle bin of the model's input (the store's array shape
+    reaches it through build_model); the old 1-D DFT over the flattened rows does not."""
+    from tests.loc.test_data import _on_grid_upa_waves
+
+    s = _on_grid_upa_waves(4, 8)  # (n, 32)
+    h = torch.from_numpy(np.repeat(s[:, None, :, None], 16, axis=3))  # (n, G=1, A, C): flat CFR
+    h = torch.view_as_real(h.to(torch.complex64))
+    kw = {} if name == "resnet_fp" else TINY
+    for array, ok in (((4, 8, 1), True), (None, False)):
+        m = build_model(name, (1, 32, 16), array=array, domain="angle_delay", n_trp=1, **kw)
+        assert m.hparams.get("array") == array
+        p = cir_features(h, 1, "angle_delay", f_angle=m.f_angle)[:, 0, 2, :, 0] ** 2  # tap 0
+        frac = (p.max(dim=1).values / p.sum(dim=1)).numpy()
+        assert frac.min() >= 0.99 if ok else frac.min() < 0.90, frac.min()
+    # the delay domain is untouched: no angle DFT, no array in the hparams
+    m = build_model(name, (1, 32, 16), array=(4, 8, 1), n_trp=1, **kw)
+    assert m.f_angle is None and "array" not in m.hparams
