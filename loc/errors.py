@@ -15,3 +15,8 @@ class ConfigError(LocError):
 
 class CheckpointError(LocError):
     """A checkpoint is missing, unreadable, or does not match the requested model/data."""
+
+
+class DivergedError(ConfigError):
+    """A training's loss became NaN or infinite (the options, e.g. its LR, are too aggressive
+    for the data); a sweep treats the candidate as losing."""

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from loc.data import FeatureBank
-from loc.errors import ConfigError, DataError
+from loc.errors import ConfigError, DataError, DivergedError
 from loc.fit.schedule import lr_factor
 from loc.fit.supervised import (
     CHECKPOINT_FORMAT,
@@ -128,7 +128,7 @@ def train_da(
             rec = {"step": step + 1, **{k: v / n for k, v in acc.items()}}
             rec["lr"] = opt.param_groups[0]["lr"]
             if not all(math.isfinite(v) for v in rec.values()):
-                raise ConfigError(f"DA training diverged at step {step + 1}: {rec}")
+                raise DivergedError(f"DA training diverged at step {step + 1}: {rec}")
             history.append(rec)
             if on_log is not None:
                 on_log(rec)

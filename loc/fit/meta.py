@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from loc.data import FeatureBank
-from loc.errors import CheckpointError, ConfigError, DataError
+from loc.errors import CheckpointError, ConfigError, DataError, DivergedError
 from loc.models.metaloc import PARADIGMS, MetaLocNet
 
 log = logging.getLogger("loc.metaloc")
@@ -238,7 +238,7 @@ def _maml_loop(cfg: MetaConfig, envs, model: MetaLocNet, dg: bool) -> list[dict]
         opt.step()
         run += float(loss.detach())
         if not math.isfinite(run):
-            raise ConfigError(
+            raise DivergedError(
                 f"meta-training diverged at meta step {step + 1} (query loss {float(loss)}); "
                 f"lower alpha (inner step, now {cfg.alpha}) or beta (now {cfg.beta})"
             )

@@ -26,7 +26,7 @@ from torch import nn
 
 from loc.data import CSIStore, FeatureBank, neighbour_sequences, random_sequences
 from loc.device import autocast, resolve_device  # noqa: F401 - resolve_device re-exported
-from loc.errors import CheckpointError, ConfigError, DataError
+from loc.errors import CheckpointError, ConfigError, DataError, DivergedError
 from loc.evaluate import evaluate
 from loc.fit.checkpoint import read_checkpoint as _read
 from loc.fit.checkpoint import save_checkpoint  # noqa: F401 - re-exported
@@ -398,7 +398,7 @@ def train_step(
 
 
 def log_record(done: int, cfg: TrainConfig, lr: float, loss_sum: float, n: int, dt: float) -> dict:
-    """The history entry of a log interval of ``n`` steps; ConfigError when the loss diverged."""
+    """The history entry of a log interval of ``n`` steps; DivergedError when the loss diverged."""
     mean_loss = loss_sum / n
     rec = {
         "step": done,
@@ -407,7 +407,7 @@ def log_record(done: int, cfg: TrainConfig, lr: float, loss_sum: float, n: int, 
         "samples_per_s": n * cfg.batch_size / max(dt, 1e-9),
     }
     if not math.isfinite(mean_loss):
-        raise ConfigError(f"training diverged at step {done} (loss {mean_loss}); try a lower LR")
+        raise DivergedError(f"training diverged at step {done} (loss {mean_loss}); try a lower LR")
     log.info(
         "step %d/%d loss %.4g lr %.2e %.0f samples/s",
         done,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from loc.device import resolve_device
-from loc.errors import CheckpointError, ConfigError, DataError
+from loc.errors import CheckpointError, ConfigError, DataError, DivergedError
 from loc.fit.checkpoint import read_checkpoint, save_checkpoint
 from loc.fit.schedule import lr_factor
 from loc.lwlm.links import GridMaker, check_grid, link_config, read_links, usable, with_level
@@ -350,7 +350,7 @@ def pretrain(
                 rec["held_out"] = mean_losses(model, cfg, val_pools, val_makers)
                 model.train()
             if not math.isfinite(rec["loss"]):
-                raise ConfigError(f"pretraining diverged at step {done}; try a lower --lr")
+                raise DivergedError(f"pretraining diverged at step {done}; try a lower --lr")
             history.append(rec)
             if on_log is not None:
                 on_log(rec)

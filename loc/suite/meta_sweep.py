@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loc.errors import ConfigError
+from loc.errors import ConfigError, DivergedError
 
 log = logging.getLogger("loc.suite")
 
@@ -80,9 +80,7 @@ def chosen_alpha(proto, train_sets, device, folder: Path) -> dict:
         )
         try:
             init = meta_train(cfg, train_sets[:-1]).model
-        except ConfigError as e:  # meta-training diverged at this alpha: a losing candidate
-            if "diverged" not in str(e):
-                raise
+        except DivergedError as e:  # meta-training diverged at this alpha: a losing candidate
             scores[a] = float("inf")
             log.info("alpha sweep: alpha %g diverged (%s)", a, e)
             continue

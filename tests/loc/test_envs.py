@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from loc.errors import ConfigError
+from loc.errors import ConfigError, DivergedError
 from loc.suite import load_protocol
 from loc.suite.controls import check_with_controls
 from loc.suite.envs import same_frame
@@ -191,10 +191,10 @@ def test_alpha_sweep_skips_a_diverging_alpha(tiny_run, monkeypatch):
     _, _, tmp = tiny_run
     real = meta.meta_train
 
-    def diverge_at(bad):
+    def diverge_at(bad, error=DivergedError):
         def fake(cfg, sets, *a, **kw):
             if cfg.alpha in bad:
-                raise ConfigError(f"meta-training diverged at meta step 3 (alpha {cfg.alpha})")
+                raise error(f"meta-training diverged at meta step 3 (alpha {cfg.alpha})")
             return real(cfg, sets, *a, **kw)
 
         return fake
@@ -207,3 +207,7 @@ def test_alpha_sweep_skips_a_diverging_alpha(tiny_run, monkeypatch):
     monkeypatch.setattr(meta, "meta_train", diverge_at({0.01, 0.03}))
     with pytest.raises(ConfigError, match="diverged at every alpha"):
         run_suite(proto, tmp / "out_meta_div2", tmp / "cache", device="cpu", models=["maml"])
+    # any other error of a candidate ends the run, whatever its text says (typed, not parsed)
+    monkeypatch.setattr(meta, "meta_train", diverge_at({0.03}, ConfigError))
+    with pytest.raises(ConfigError, match="alpha 0.03"):
+        run_suite(proto, tmp / "out_meta_div3", tmp / "cache", device="cpu", models=["maml"])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from loc.data import CSIStore, Selection, split_indices
-from loc.errors import ConfigError
+from loc.errors import ConfigError, DivergedError
 from loc.fit.meta import (
     AdaptConfig,
     MetaConfig,
@@ -107,7 +107,7 @@ def test_centralized_and_distributed_agree_on_one_environment(store_path):
 def test_diverging_meta_training_is_a_one_line_error(store_path):
     env, _ = _env(store_path, "dry")
     kw = dict(SMALL, meta_steps=50, meta_batch=2, inner_steps=5, alpha=1e4, beta=1e-3)
-    with pytest.raises(ConfigError, match="diverged at meta step .* lower alpha"):
+    with pytest.raises(DivergedError, match="diverged at meta step .* lower alpha"):
         meta_train(MetaConfig(paradigm="maml", **kw), [env])
 
 
@@ -205,7 +205,7 @@ def test_adaptation_reduces_held_out_error(store_path):
     """Adam to convergence on K = 96 labelled samples of the new environment: the held-out
     error falls far below the unadapted init and the mean of the K labels, and below kNN on
     the same fingerprints with the K samples as the database."""
-    from loc.models.multilateration import KNNFingerprint
+    from loc.models.fingerprint_knn import KNNFingerprint
 
     m, _, h_s, x_s, h_t, x_t = _target(store_path, 96)
     a = adapt(m, h_s, x_s, AdaptConfig(lr=3e-3, steps=300))
