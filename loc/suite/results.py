@@ -126,11 +126,7 @@ def anchor(heading: str) -> str:
     """The fragment GitHub gives a Markdown heading (github-slugger): lower case, every
     character but letters, digits, marks, '_' , '-' and ' ' removed, each space a '-'
     (``## snr_paris`` -> ``snr_paris``; a repeated heading gets -1, -2, ... on the page)."""
-    keep = (
-        c
-        for c in heading.strip().lower()
-        if c in "_- " or unicodedata.category(c)[0] in "LNM"
-    )
+    keep = (c for c in heading.strip().lower() if c in "_- " or unicodedata.category(c)[0] in "LNM")
     return "".join(keep).replace(" ", "-")
 
 
@@ -159,6 +155,32 @@ def mixed_fits(result: dict) -> list[str]:
         for m, t in fits.items()
         if code and t.get("code_hashes") and t["code_hashes"] != [code]
     ]
+
+
+def mixed_fits_text(result: dict) -> str:
+    """The page's sentence on ``mixed_fits``, grouped by the commit that fitted them and the
+    imported modules changed since (``loc.suite.run._fit_record``); '' when none."""
+    groups: dict[tuple, list[str]] = {}
+    for name in mixed_fits(result):
+        e, m = name.split("/", 1)
+        t = result["training"][e][m]
+        changed = t.get("changed_files")
+        groups.setdefault(
+            (t.get("commit"), None if changed is None else tuple(changed)), []
+        ).append(name)
+    if not groups:
+        return ""
+    parts = []
+    for (commit, changed), names in groups.items():
+        when = f"fitted at {commit[:7]}" if commit else "fitted by earlier code"
+        listed = ", ".join(f"`{f}`" for f in changed or ()) or "none"
+        what = (
+            f"modules changed since: {listed}"
+            if changed is not None
+            else "which modules changed since is not recorded"
+        )
+        parts.append(f"{', '.join(names)} ({when}; {what})")
+    return "Fits reused or resumed from other code than this run's: " + "; ".join(parts) + "."
 
 
 # ----------------------------------------------------------------------------- timing
@@ -471,12 +493,9 @@ def write_results_page(
         fig = path.parent / "figures" / f"{path.stem}_{name}.png"
         plot_protocol(name, r, fig)
         lines += ["", f"## {name}", "", stamp_line(r.get("stamp"), status[name]), ""]
-        mixed = mixed_fits(r)
+        mixed = mixed_fits_text(r)
         if mixed:
-            lines += [
-                f"Fits reused or resumed from other code than this run's: {', '.join(mixed)}.",
-                "",
-            ]
+            lines += [mixed, ""]
         if paper:
             lines += [
                 f"**{paper.title}** ({paper.source}). Finding: {paper.finding}",

@@ -26,7 +26,7 @@ from loc.suite.datasets import (
     ue_ids,
 )
 from loc.suite.papers import POSITION_KNN
-from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform, log_interval
+from loc.suite.protocol import Experiment, Protocol, Scenario, csi_transform
 from loc.suite.report import write_outputs
 from simgen.errors import UnsafePathError
 from simgen.safety import remove_if_ours
@@ -116,6 +116,7 @@ class _Prepared:
             if b > sc.n:
                 raise DataError(f"{exp.name}: batch size {b} exceeds the {sc.n} training samples")
             self.train.append((p.store, tr))
+
         def train_xy(ds: str) -> np.ndarray:  # training positions in the frame of ``ds``
             from loc.suite.envs import same_frame
 
@@ -239,19 +240,30 @@ def _run_signature(cfg, prep: _Prepared, tf: CSITransform) -> dict:
     }
 
 
-def _fit_seconds(run_dir: Path, t0: float, code: str) -> tuple[float, list[str]]:
-    """Wall seconds of fitting one model and the code hashes (``loc.suite.stamp.code_hash``)
-    of every run that fitted it, kept in ``run_dir/fit_seconds.json`` by the runs that did the
-    work: a rerun that reuses finished checkpoints reports the original fit time and code."""
+def _fit_record(run_dir: Path, t0: float, code: str, files: dict[str, str]) -> dict:
+    """How one model was fitted, kept in ``run_dir/fit_seconds.json`` by the runs that did the
+    work, so that a rerun reusing finished checkpoints reports the original fit: ``seconds``
+    (wall, every run that fitted it), ``code_hashes`` (``loc.suite.stamp.code_hash`` of each
+    such run), ``commit`` and ``files`` (the sha256 of each module imported, as of the first
+    such run) and ``changed_files``: those modules whose sha256 differs in this run's ``files``
+    (``code_files()``, the whole tree; None where the fit predates the record)."""
+    from loc.suite.stamp import git_commit, imported_files
+
     path = run_dir / "fit_seconds.json"
-    s, codes = time.perf_counter() - t0, []
-    if path.exists():
-        old = json.loads(path.read_text())
-        s += old["seconds"]
-        codes = old.get("code_hashes", ["unknown"])  # a fit from before the hashes
-    codes = [*codes, code] if code not in codes else codes
-    path.write_text(json.dumps({"seconds": s, "code_hashes": codes}))
-    return s, codes
+    old = json.loads(path.read_text()) if path.exists() else {}
+    codes = old.get("code_hashes", ["unknown"] if old else [])  # "unknown": before the hashes
+    first = old.get("files") if old else imported_files(files)
+    rec = {
+        "seconds": time.perf_counter() - t0 + old.get("seconds", 0.0),
+        "code_hashes": codes if code in codes else [*codes, code],
+        "commit": old.get("commit") if old else git_commit(),
+        "files": first,
+    }
+    path.write_text(json.dumps(rec))
+    changed = None  # every module the fit imported, against this run's tree
+    if first is not None:
+        changed = sorted(f for f in first if files.get(f) != first[f])
+    return {**{k: rec[k] for k in ("seconds", "code_hashes", "commit")}, "changed_files": changed}
 
 
 def position_knn(store, database: np.ndarray, coarse_xy: np.ndarray, k: int = 5) -> np.ndarray:
@@ -333,14 +345,15 @@ def run_suite(
     ``<name>.md``, ``<name>_cdf.png`` and ``<name>.json`` to ``out_dir``. Returns the JSON dict."""
     from loc.evaluate import evaluate, summarize
     from loc.fit.finetune import transfer_curve
-    from loc.fit.supervised import TrainConfig, TrainSet, resolve_device, train
+    from loc.fit.supervised import TrainSet, resolve_device, train
+    from loc.suite.recipes import train_config
     from loc.suite.runners import RUNNERS, Fitted, base_model, family, trp_subset_mask
     from loc.suite.stamp import code_files, code_hash, make_stamp, protocol_hash
 
     say = on_progress or log.info
     t_start = time.perf_counter()
     files, proto_hash = code_files(), protocol_hash(proto)
-    code = code_hash(files)  # the run's code (fits record it: ``_fit_seconds``)
+    code = code_hash(files)  # the run's code (fits record it: ``_fit_record``)
     models = models or proto.models
     unknown = [m for m in models if m not in proto.models]
     if unknown:
@@ -411,23 +424,8 @@ def run_suite(
             run_dir = out / "runs" / ename / m
             fam = family(m)
             steps = proto.steps_for(prep.exp)
-            cfg = TrainConfig(
-                model=base_model(m) if fam == "train" else "metaloc",  # others: signature only
-                model_kwargs=proto.model_kwargs.get(m, {}),
-                steps=steps,
-                batch_size=proto.batch_size,
-                recipe=data["recipe"],
-                lr=data["lr"],
-                n_neighbours=data["k"],
-                seed=proto.seed,
-                device=str(dev),
-                log_every=log_interval(steps),
-                ckpt_every=min(5000, steps),
-                noise_redraw=data["noise_redraw"],
-                val_fraction=data["val_fraction"] if fam == "train" else 0.0,
-                patience=data["patience"],
-                coarse_error=data["coarse_error"],
-            )
+            net = base_model(m) if fam == "train" else "metaloc"  # others: signature only
+            cfg = train_config(proto, m, net, steps, dev, early_stopping=fam == "train")
             prep.use_training()  # (the database noise does not change a fit: not in sig)
             fit_data = {k: v for k, v in data.items() if k != "database_noise"}
             sig = {"family": fam, "name": m, "data": fit_data, **_run_signature(cfg, prep, tf)}
@@ -470,8 +468,7 @@ def run_suite(
                     fitted.extra.update(f.extra)
                     fitted.index.update(f.index)
                     training.update(f.training)
-            secs, codes = _fit_seconds(run_dir, t0, code)
-            result["training"][ename][m] = {"seconds": secs, "code_hashes": codes, **training}
+            result["training"][ename][m] = {**_fit_record(run_dir, t0, code, files), **training}
             for tname, (st, db, te) in prep.test.items():
                 if fitted is None:
                     prep.use_column(tname)

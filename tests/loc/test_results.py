@@ -433,8 +433,10 @@ def test_error_vs_training_environments_figure(tmp_path):
         for test in ("unseen", "unseen/proc_s108"):
             lab = f"envs_{n}: {test}"
             cols.append({"experiment": f"envs_{n}", "test": test, "label": lab, "train": []})
-            res[lab] = {m: {"overall": {"mean": e, "n": 160}}
-                        for m, e in (("vinloc", err), ("resnet_fp", 2 * err))}
+            res[lab] = {
+                m: {"overall": {"mean": e, "n": 160}}
+                for m, e in (("vinloc", err), ("resnet_fp", 2 * err))
+            }
     result = {"columns": cols, "results": res, "baselines": [], "budget": "cpu"}
     assert env_counts(result) == {"unseen": [(1, "envs_1: unseen"), (3, "envs_3: unseen"),
                                              (9, "envs_9: unseen")]}  # fmt: skip
@@ -442,3 +444,26 @@ def test_error_vs_training_environments_figure(tmp_path):
     assert path.stat().st_size > 1000
     result["columns"] = [c for c in cols if c["experiment"] == "envs_1"]
     assert env_counts(result) == {}
+
+
+def test_a_reused_fit_names_the_modules_changed_since_it_was_fitted(tmp_path):
+    """``_fit_record``: the first run records the commit and the imported modules' hashes; a
+    later run reusing the fit reports which imported modules changed since (none when none),
+    and the page's sentence groups the fits by commit and changes."""
+    from loc.suite.results import mixed_fits_text
+    from loc.suite.run import _fit_record
+    from loc.suite.stamp import code_files
+
+    files = code_files()
+    first = _fit_record(tmp_path, 0.0, "A", files)
+    assert first["changed_files"] == [] and first["code_hashes"] == ["A"]
+    later = dict(files, **{"loc/data.py": "0" * 64})  # the run's loc/data.py differs
+    again = _fit_record(tmp_path, 0.0, "B", later)
+    assert again["changed_files"] == ["loc/data.py"] and again["code_hashes"] == ["A", "B"]
+    assert again["commit"] == first["commit"] and again["seconds"] >= first["seconds"]
+    res = {"stamp": {"code_hash": "B"}, "training": {"10k": {"cnn": again, "mlp": first}}}
+    text = mixed_fits_text(res)
+    assert "10k/cnn" in text and "10k/mlp" in text and "`loc/data.py`" in text
+    assert mixed_fits_text({"stamp": {"code_hash": "A"}, "training": {"10k": {"mlp": first}}}) == ""
+    old = {**again, "changed_files": None}  # a fit from before the record
+    assert "not recorded" in mixed_fits_text({**res, "training": {"10k": {"cnn": old}}})

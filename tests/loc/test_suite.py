@@ -241,6 +241,7 @@ def test_suite_end_to_end_tiny(tmp_path, monkeypatch):
     assert {"loc/suite/run.py", "loc/models/mateformer.py"} <= set(stamp["code_files"])
     assert "CPUs, cpu" in stamp["machine"] and stamp["date"].endswith("UTC")
     assert all(t["code_hashes"] == [code_hash()] for t in res["training"]["10k"].values())
+    assert all(t["changed_files"] == [] for t in res["training"]["10k"].values())
     assert res["complete"] and res["budget"] == "tiny" and res["steps"] == 50
     splits = {c["label"]: c["split"] for c in res["columns"]}
     assert splits["10k"] == "sample" and splits["30k_blocks"] == "blocks"
