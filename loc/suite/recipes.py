@@ -34,6 +34,36 @@ RECIPE_KEYS = (
 )
 
 
+def train_config(
+    proto: Protocol, name: str, model: str, steps: int, device, early_stopping: bool = True
+):
+    """The ``loc.fit.supervised.TrainConfig`` of suite row ``name`` (network ``model``, the
+    row's ``model_kwargs``) from ``proto``: its data section's recipe, LR, neighbours, noise
+    redraw, coarse error and (``early_stopping``) validation hold-out; one place, so the pooled
+    and the per-site rows cannot drift apart."""
+    from loc.fit.supervised import TrainConfig
+    from loc.suite.protocol import log_interval
+
+    data = proto.data
+    return TrainConfig(
+        model=model,
+        model_kwargs=proto.model_kwargs.get(name, {}),
+        steps=steps,
+        batch_size=proto.batch_size,
+        recipe=data["recipe"],
+        lr=data["lr"],
+        n_neighbours=data["k"],
+        seed=proto.seed,
+        device=str(device),
+        log_every=log_interval(steps),
+        ckpt_every=min(5000, steps),
+        noise_redraw=data["noise_redraw"],
+        val_fraction=data["val_fraction"] if early_stopping else 0.0,
+        patience=data["patience"],
+        coarse_error=data["coarse_error"],
+    )
+
+
 def _tag(name: str) -> str:
     return name.split("@", 1)[1] if "@" in name else ""
 

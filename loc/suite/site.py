@@ -22,11 +22,10 @@ SITE_MODEL = "resnet_fp"  # the network each site fits
 
 def run_site(name, proto, train_sets, tests, device, run_dir, masks=None):
     from loc.evaluate import predict
-    from loc.fit.supervised import TrainConfig, TrainSet, train
-    from loc.suite.protocol import log_interval
+    from loc.fit.supervised import TrainSet, train
+    from loc.suite.recipes import train_config
     from loc.suite.runners import Fitted
 
-    data = proto.data
     steps = proto.steps
     preds, extra, training = {}, {}, {}
     for tname, (st, db, te) in tests.items():
@@ -35,19 +34,7 @@ def run_site(name, proto, train_sets, tests, device, run_dir, masks=None):
                 f"{name}: {tname}'s database ({len(db)}) is smaller than a batch "
                 f"({proto.batch_size})"
             )
-        cfg = TrainConfig(
-            model=SITE_MODEL,
-            model_kwargs=proto.model_kwargs.get(name, {}),
-            steps=steps,
-            batch_size=proto.batch_size,
-            recipe=data["recipe"],
-            lr=data["lr"],
-            seed=proto.seed,
-            device=str(device),
-            log_every=log_interval(steps),
-            ckpt_every=min(5000, steps),
-            noise_redraw=data["noise_redraw"],
-        )
+        cfg = train_config(proto, name, SITE_MODEL, steps, device)
         site = TrainSet(st, np.asarray(db), meta={"suite": proto.name, "site": tname})
         res = train(cfg, [site], out_dir=run_dir / tname.replace("/", "_"), resume=True)
         mask = (masks or {}).get(tname)
