@@ -104,7 +104,7 @@ def baseline_predictions(
       location the set models are given) and ``x_init`` (the centroid of its ``k`` nearest
       database samples: Mateformer's x_init, the prior of every set model).
     """
-    from loc.models.multilateration import KNNFingerprint
+    from loc.models.fingerprint_knn import KNNFingerprint
 
     test, database = np.asarray(test, np.int64), np.asarray(database, np.int64)
     mean = np.asarray(train_xy, np.float64)[:, :2].mean(axis=0)

@@ -390,7 +390,7 @@ def baseline_rows(task: str, train: TaskData, test: TaskData, knn_k: int = 5) ->
         r = np.radians(y_tr[:, 0])
         mean[0] = np.degrees(np.arctan2(np.sin(r).mean(), np.cos(r).mean()))
     rows["training mean"] = errors(task, np.broadcast_to(mean, y.shape), y)
-    from loc.models.multilateration import KNNFingerprint
+    from loc.models.fingerprint_knn import KNNFingerprint
 
     kk = min(knn_k, len(train))
     flat = lambda d: d.grid[:, :, 0].flatten(1).cpu().numpy()  # |H| of every link  # noqa: E731

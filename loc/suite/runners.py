@@ -213,8 +213,8 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
     from loc.fit.checkpoint import load_plain, save_checkpoint
     from loc.fit.meta import AdaptConfig, MetaConfig, MetaResult, adapt, meta_train, select_init
     from loc.fit.supervised import TrainConfig, train
+    from loc.models.fingerprint_knn import KNNFingerprint
     from loc.models.metaloc import MetaLocNet
-    from loc.models.multilateration import KNNFingerprint
 
     data = proto.data
     kw = dict(proto.model_kwargs.get(name, {}))
@@ -303,12 +303,8 @@ def run_meta(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fit
 
 def run_model_based(name, proto, train_sets, tests, device, run_dir, masks=None) -> Fitted:
     from loc.evaluate import zero_absent_trps
-    from loc.models.multilateration import (
-        KNNFingerprint,
-        estimated_multilateration,
-        fingerprints,
-        toa_multilateration,
-    )
+    from loc.models.fingerprint_knn import KNNFingerprint, fingerprints
+    from loc.models.multilateration import estimated_multilateration, toa_multilateration
 
     preds, extra = {}, {}
     for tname, (st, db, te) in tests.items():

@@ -13,12 +13,10 @@ import zarr
 
 from loc.data import CSIStore, Selection, split_indices
 from loc.errors import ConfigError
+from loc.models.fingerprint_knn import KNNFingerprint, fingerprints, knn_localize
 from loc.models.multilateration import (
-    KNNFingerprint,
     estimate_toa,
     estimated_multilateration,
-    fingerprints,
-    knn_localize,
     link_weights,
     multilaterate,
     toa_multilateration,
