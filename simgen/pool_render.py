@@ -29,8 +29,8 @@ from .config import SceneConfig, resolve_scene
 from .errors import StoreError
 from .pool import Environment, Pool
 from .render import Renderer, RenderPlan
-from .safety import remove_if_ours
 from .schema import SCHEMA_VERSION, LinkState
+from .store import create_or_reopen
 
 POOL_ATTRS = ("pool", "environments", "split", "config_hash", "schema_version")
 
@@ -108,32 +108,26 @@ def pool_attrs(pool: Pool) -> dict:
 def open_pool_root(pool: Pool, out: Path, overwrite: bool) -> zarr.Group:
     """Create the pool's root group, or reopen it to resume (StoreError if it was made from
     another config, or is a single-scene store)."""
-    inputs = (pool.config_path,)
-    if out.exists() and overwrite:
-        remove_if_ours(out, inputs)
-    if out.exists():
+
+    def reopen(path: Path) -> tuple[zarr.Group, dict]:
         try:
-            root = zarr.open_group(zarr.storage.LocalStore(out), mode="r+")
+            root = zarr.open_group(zarr.storage.LocalStore(path), mode="r+")
             attrs = dict(root.attrs)
         except Exception:  # noqa: BLE001 - zarr raises many kinds on corrupt metadata
-            raise StoreError(f"{out}: exists and is not a readable simgen pool") from None
+            raise StoreError(f"{path}: exists and is not a readable simgen pool") from None
         if not attrs.get("pool"):
             raise StoreError(
-                f"{out} is not an environment pool store; use --overwrite to replace it or "
+                f"{path} is not an environment pool store; use --overwrite to replace it or "
                 "--out to write elsewhere"
             )
-        if attrs.get("config_hash") != pool.content_hash():
-            raise StoreError(
-                f"{out} was rendered from a different configuration; use --overwrite to "
-                f"replace it or --out to write elsewhere"
-            )
-        return root
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".creating")
-    remove_if_ours(tmp)
-    zarr.create_group(str(tmp), attributes=pool_attrs(pool))
-    tmp.rename(out)
-    return zarr.open_group(zarr.storage.LocalStore(out), mode="r+")
+        return root, attrs
+
+    def create(tmp: Path) -> None:
+        zarr.create_group(str(tmp), attributes=pool_attrs(pool))
+
+    return create_or_reopen(
+        out, pool.content_hash(), (pool.config_path,), overwrite, create, reopen
+    )
 
 
 def link_mix(path: Path) -> dict[str, int]:

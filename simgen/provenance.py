@@ -21,6 +21,15 @@ ATTR = "provenance"  # root attribute holding the scene-files hash and the backe
 VERSIONS_ATTR = "versions"  # root attribute holding package versions (written by render)
 
 
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    """The SHA-256 (hex) of one file's bytes, read in ``block``-byte chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def scene_files_sha256(scene_path: str, builtin: bool) -> str | None:
     """SHA-256 over the scene XML and every file it references (``filename`` values, e.g.
     meshes), names included; None for 'empty' and built-in scenes."""

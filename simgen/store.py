@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,44 +162,68 @@ def create_or_resume(
     ``temperature_k``, ``bandwidth_hz``, which add the receiver variables), written to every
     group at creation.
     """
+
+    def create(tmp: Path) -> None:
+        root_attrs = {
+            **attrs,
+            "config_hash": config_hash,
+            "schema_version": SCHEMA_VERSION,
+            "conditions": list(conditions),
+            "layout": layout.__dict__,
+            "complete": False,
+        }
+        # one write of zarr.json with simgen's attributes, so even a crashed creation is ours
+        root = zarr.create_group(str(tmp), attributes=root_attrs)
+        root.create_array(
+            "shard_done",
+            shape=(len(layout.shards),),
+            chunks=(1,),
+            dtype="uint8",
+            fill_value=0,
+            dimension_names=("shard",),
+        )
+        for cond, rate in conditions.items():
+            _create_group(root.create_group(cond), layout, rate, static)
+
+    def reopen(p: Path) -> tuple[Store, dict]:
+        store = open_store(p, mode="r+")
+        return store, dict(store.root.attrs)
+
+    return create_or_reopen(path, config_hash, inputs, overwrite, create, reopen)
+
+
+def create_or_reopen(
+    path: str | Path,
+    config_hash: str,
+    inputs: tuple,
+    overwrite: bool,
+    create: Callable[[Path], None],
+    reopen: Callable[[Path], tuple[object, dict]],
+):
+    """Every simgen output's create-or-resume (a store, a pool's root): refuse a ``path`` that
+    overlaps ``inputs`` (:mod:`simgen.safety`); with ``overwrite`` remove it if it is provably
+    ours; reopen an existing one (``reopen(path)`` -> (object, root attributes), StoreError if
+    it is not ours) only if it was made from ``config_hash``; else lay it out under
+    ``<path>.creating`` (``create(tmp)``, a crashed one removed first) and rename it into
+    place, so it appears only fully laid out. Returns the reopened object."""
     path = Path(path)
     check_output(path, inputs)
     if path.exists() and overwrite:
         remove_if_ours(path, inputs)
-    if path.exists():
-        store = open_store(path, mode="r+")
-        old = store.root.attrs.get("config_hash")
-        if old != config_hash:
-            raise StoreError(
-                f"{path} was rendered from a different configuration; use --overwrite to "
-                f"replace it or --out to write elsewhere"
-            )
-        return store
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".creating")
-    remove_if_ours(tmp)  # a crashed creation; refused if it is not a simgen store
-    root_attrs = {
-        **attrs,
-        "config_hash": config_hash,
-        "schema_version": SCHEMA_VERSION,
-        "conditions": list(conditions),
-        "layout": layout.__dict__,
-        "complete": False,
-    }
-    # one write of zarr.json with simgen's attributes, so even a crashed creation is ours
-    root = zarr.create_group(str(tmp), attributes=root_attrs)
-    root.create_array(
-        "shard_done",
-        shape=(len(layout.shards),),
-        chunks=(1,),
-        dtype="uint8",
-        fill_value=0,
-        dimension_names=("shard",),
-    )
-    for cond, rate in conditions.items():
-        _create_group(root.create_group(cond), layout, rate, static)
-    tmp.rename(path)  # the store appears only once it is fully laid out
-    return open_store(path, mode="r+")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".creating")
+        remove_if_ours(tmp)  # a crashed creation; refused if it is not ours
+        create(tmp)
+        tmp.rename(path)
+        return reopen(path)[0]
+    obj, attrs = reopen(path)
+    if attrs.get("config_hash") != config_hash:
+        raise StoreError(
+            f"{path} was rendered from a different configuration; use --overwrite to "
+            f"replace it or --out to write elsewhere"
+        )
+    return obj
 
 
 def _create_group(

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..provenance import sha256_file
 from .footprints import WORLD_JSON, Building, Street, World
 
 if TYPE_CHECKING:
@@ -72,14 +73,6 @@ def load_world(scene_xml: str | Path) -> World | None:
     return World.from_json(json.loads(path.read_text()))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_key(scene: OSMScene | ProceduralScene, frequency_hz: float, base: Path) -> str:
     """Hash of what a build depends on: the block, the input file's sha256 (OSM), the
     materials chosen for the carrier, and :data:`WORLD_CODE_VERSION`."""
@@ -90,7 +83,7 @@ def cache_key(scene: OSMScene | ProceduralScene, frequency_hz: float, base: Path
     if isinstance(scene, OSMScene):
         from .osm import resolve_input
 
-        block["input_sha256"] = _sha256(resolve_input(scene.osm.file, base))
+        block["input_sha256"] = sha256_file(resolve_input(scene.osm.file, base))
     src = scene.osm if isinstance(scene, OSMScene) else scene.procedural
     block["materials_chosen"] = choose_materials(
         frequency_hz, src.materials.building, src.materials.ground

@@ -27,7 +27,6 @@ Rules (each stated in the World's provenance):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -42,6 +41,7 @@ from shapely.geometry import LineString, MultiLineString, Polygon, box, shape
 from shapely.geometry.polygon import orient
 
 from ..errors import WorldError
+from ..provenance import sha256_file
 from .footprints import Building, Street, World
 
 if TYPE_CHECKING:
@@ -386,7 +386,7 @@ def read_osm(
         "source": {
             "kind": "osm",
             "file": source or path.name,
-            "sha256": _sha256(path),
+            "sha256": sha256_file(path),
             "bbox_deg": [s, w, n, e],
             "center_deg": list(center) if center is not None else None,
         },
@@ -471,14 +471,6 @@ def _streets(raw: _Raw, fwd, tile) -> list[Street]:
         )
         out += [Street(ln, hw, width, hw in DRIVABLE) for ln in lines if ln.length > 0]
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_osm_source(src: OSMSource, base: Path) -> World:

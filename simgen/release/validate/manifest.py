@@ -3,21 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ...errors import StoreError
+from ...provenance import sha256_file
 from .common import Findings
 
 MANIFEST = "MANIFEST.sha256"
-
-
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(path: Path) -> dict[str, str]:
