@@ -186,6 +186,10 @@ def test_labels_and_model_based_baselines(tmp_path):
     np.testing.assert_allclose(az, np.degrees(np.arctan2(xy[:, 1], xy[:, 0])), atol=1e-9)
     scan = beam_scan_azimuth(st, np.arange(4), az_step=0.5)[:, 0]
     assert np.abs(wrap_deg(scan - az)).max() < 1.0
+    # a few samples at a time (the memory of a planar array's scan): the same answer
+    np.testing.assert_array_equal(
+        beam_scan_azimuth(st, np.arange(4), az_step=0.5, block=3)[:, 0], scan
+    )
     toa = TaskData(st, np.arange(4), "toa")
     np.testing.assert_allclose(toa.y[:, 0].numpy(), np.hypot(*xy.T) / 0.299792458, rtol=1e-5)
 
